@@ -1,0 +1,27 @@
+//! Every environment variable agentroom reads, named once. `.env.example` lists each
+//! of them (a test keeps the two in step).
+
+/// Relay: HMAC key for session tokens (≥32 bytes). Unset: generated once, kept 0600 beside the DB.
+pub const HMAC_SECRET: &str = "HMAC_SECRET";
+/// Relay: the previous HMAC key, still accepted during rotation.
+pub const HMAC_SECRET_PREVIOUS: &str = "HMAC_SECRET_PREVIOUS";
+/// Relay: listening port.
+pub const PORT: &str = "PORT";
+/// Relay: bind address.
+pub const BIND: &str = "BIND";
+/// Relay: SQLite database path.
+pub const AGENTROOM_DB: &str = "AGENTROOM_DB";
+/// Relay: envelopes queued per recipient before `queue_full`.
+pub const MAX_PENDING_MSGS: &str = "MAX_PENDING_MSGS";
+/// Relay: days a queued envelope is kept.
+pub const PENDING_TTL_DAYS: &str = "PENDING_TTL_DAYS";
+/// Relay: trust `X-Forwarded-For` / `X-Forwarded-Host` (only behind your own proxy).
+pub const TRUST_PROXY: &str = "TRUST_PROXY";
+/// Relay: `1` disables per-identity rate limits (benchmarks only).
+pub const RATE_LIMIT_DISABLED: &str = "RATE_LIMIT_DISABLED";
+/// Log level filter (`error`, `warn`, `info`, `debug`, `trace`, or an env-filter string).
+pub const LOG_LEVEL: &str = "LOG_LEVEL";
+/// Client: state directory (default `~/.config/agentroom`).
+pub const AGENTROOM_HOME: &str = "AGENTROOM_HOME";
+/// Tunnel: path to the cloudflared binary.
+pub const CLOUDFLARED_BIN: &str = "CLOUDFLARED_BIN";
