@@ -7,10 +7,13 @@
 //! - [`cli`]: the `agentroom` command line (clap derive), one file per command.
 //! - [`defaults`], [`env`]: every tunable and every environment variable, once.
 //!
+//! - [`fsutil`]: private files (0600) written atomically (temp + fsync + rename).
+//!
 //! Dependencies point down: cli → client/relay/tunnel/handler → protocol → crypto.
 
 pub mod cli;
 pub mod crypto;
 pub mod defaults;
 pub mod env;
+pub mod fsutil;
 pub mod protocol;
