@@ -4,6 +4,8 @@
 //! - [`crypto`]: pure end-to-end cryptography (identities, invites, X3DH, Double
 //!   Ratchet). No I/O, clock or hidden randomness; libsodium behind one module.
 //! - [`protocol`]: the relay's JSON wire frames and their size limits. No sockets.
+//! - [`handler`]: one message through the `--on-message` command (`sh -c`, own process group).
+//! - [`process`]: child processes in their own process group: spawn, SIGTERM/SIGKILL the group, reap.
 //! - [`cli`]: the `agentroom` command line (clap derive), one file per command.
 //! - [`defaults`], [`env`]: every tunable and every environment variable, once.
 //!
@@ -13,4 +15,6 @@ pub mod cli;
 pub mod crypto;
 pub mod defaults;
 pub mod env;
+pub mod handler;
+pub mod process;
 pub mod protocol;
