@@ -6,6 +6,7 @@
 //! - [`protocol`]: the relay's JSON wire frames and their size limits. No sockets.
 //! - [`handler`]: one message through the `--on-message` command (`sh -c`, own process group).
 //! - [`process`]: child processes in their own process group: spawn, SIGTERM/SIGKILL the group, reap.
+//! - [`tunnel`]: cloudflared/bore tunnel supervisor (restart with backoff, verified cloudflared install).
 //! - [`cli`]: the `agentroom` command line (clap derive), one file per command.
 //! - [`defaults`], [`env`]: every tunable and every environment variable, once.
 //!
@@ -18,3 +19,4 @@ pub mod env;
 pub mod handler;
 pub mod process;
 pub mod protocol;
+pub mod tunnel;
