@@ -4,9 +4,11 @@
 //! - [`crypto`]: pure end-to-end cryptography (identities, invites, X3DH, Double
 //!   Ratchet). No I/O, clock or hidden randomness; libsodium behind one module.
 //! - [`protocol`]: the relay's JSON wire frames and their size limits. No sockets.
+//! - [`handler`]: one message through the `--on-message` command (`sh -c`, own process group).
+//! - [`process`]: child processes in their own process group: spawn, SIGTERM/SIGKILL the group, reap.
+//! - [`tunnel`]: cloudflared/bore tunnel supervisor (restart with backoff, verified cloudflared install).
 //! - [`cli`]: the `agentroom` command line (clap derive), one file per command.
 //! - [`defaults`], [`env`]: every tunable and every environment variable, once.
-//!
 //! - [`fsutil`]: private files (0600) written atomically (temp + fsync + rename).
 //!
 //! Dependencies point down: cli → client/relay/tunnel/handler → protocol → crypto.
@@ -16,4 +18,7 @@ pub mod crypto;
 pub mod defaults;
 pub mod env;
 pub mod fsutil;
+pub mod handler;
+pub mod process;
 pub mod protocol;
+pub mod tunnel;

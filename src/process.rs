@@ -1,0 +1,243 @@
+//! Child processes in their own process group: spawn, signal the whole group, reap,
+//! and map exit statuses the way a shell does.
+//!
+//! Handlers (`serve --on-message`) and tunnels (cloudflared) are arbitrary programs that
+//! may fork: `sh -c 'agent | tee log &'` leaves grandchildren behind that a plain
+//! `Child::kill` would orphan. So every child we start becomes the leader of a fresh
+//! process group (`setpgid(0, 0)` in the child, via `process_group(0)`), and every stop
+//! signals the *group*: SIGTERM first, then SIGKILL after a grace period, as uv's
+//! `child.rs` and mini-redis's `DbDropGuard` do for their own resources. A
+//! [`GroupKillGuard`] sends SIGKILL to the group if its owner is dropped early (a
+//! cancelled future, a panic, an early `?`), so nothing outlives us by accident.
+//!
+//! Why it is safe to signal a group after its leader was reaped: Linux does not hand
+//! out a PID number again while any live process still uses it as its process-group
+//! id, so `killpg(pgid)` reaches only the stragglers of *our* group; when the group
+//! is empty it fails with `ESRCH`, which we treat as "already gone".
+
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+/// How often [`terminate`] looks whether the group has emptied during its grace period.
+/// Short enough that a prompt exit costs little, long enough not to spin.
+const GROUP_POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Errors from spawning or stopping a child.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// The program could not be started (not found, not executable, fork failed).
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        /// The program we tried to run.
+        program: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The child started but the OS gave us no PID (it was already reaped).
+    #[error("{program} exited before its process id could be read")]
+    NoPid {
+        /// The program we ran.
+        program: String,
+    },
+    /// Waiting for the child failed (an OS error, not the child's own failure).
+    #[error("cannot wait for the child process: {0}")]
+    Wait(#[source] std::io::Error),
+}
+
+/// A process group we created, identified by its leader's PID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessGroup {
+    pgid: Pid,
+}
+
+impl ProcessGroup {
+    /// The group led by `child` (which must have been spawned with `process_group(0)`).
+    /// `None` if the child has already been reaped.
+    pub fn of_child(child: &Child) -> Option<Self> {
+        let pid = i32::try_from(child.id()?).ok()?;
+        Some(Self { pgid: Pid::from_raw(pid) })
+    }
+
+    /// The group id (= the leader's PID).
+    pub fn id(self) -> i32 {
+        self.pgid.as_raw()
+    }
+
+    /// Sends `signal` to every process of the group. `Ok(false)` if the group no
+    /// longer exists.
+    pub fn signal(self, signal: Signal) -> Result<bool, Errno> {
+        match killpg(self.pgid, signal) {
+            Ok(()) => Ok(true),
+            Err(Errno::ESRCH) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether any process (zombies included) is still in the group.
+    pub fn is_alive(self) -> bool {
+        // Signal 0 checks existence and permission without sending anything; EPERM
+        // means a process exists that we may not signal, so the group is not empty.
+        !matches!(killpg(self.pgid, None), Err(Errno::ESRCH))
+    }
+}
+
+/// Sends SIGKILL to its process group when dropped, unless [`disarm`](Self::disarm)ed.
+///
+/// Hold one beside every `Child` you spawn with [`spawn_in_group`]: dropping the
+/// future that owns it (a timeout, `select!` losing, a task aborted) then kills the
+/// whole group instead of leaking it. `Child::kill_on_drop` alone would reach only the
+/// leader.
+#[derive(Debug)]
+pub struct GroupKillGuard {
+    group: Option<ProcessGroup>,
+}
+
+impl GroupKillGuard {
+    /// A guard for `group`.
+    pub fn new(group: ProcessGroup) -> Self {
+        Self { group: Some(group) }
+    }
+
+    /// The guarded group, unless disarmed.
+    pub fn group(&self) -> Option<ProcessGroup> {
+        self.group
+    }
+
+    /// Stops guarding: the group will not be killed on drop (it was already stopped).
+    pub fn disarm(&mut self) {
+        self.group = None;
+    }
+}
+
+impl Drop for GroupKillGuard {
+    fn drop(&mut self) {
+        if let Some(group) = self.group.take() {
+            match group.signal(Signal::SIGKILL) {
+                Ok(true) => tracing::debug!(pgid = group.id(), "killed process group on drop"),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(pgid = group.id(), error = %e, "cannot kill process group")
+                }
+            }
+        }
+    }
+}
+
+/// Spawns `cmd` as the leader of a new process group, with `kill_on_drop` set, and
+/// returns it with a guard that kills the whole group on drop.
+pub fn spawn_in_group(
+    cmd: &mut Command,
+    program: &str,
+) -> Result<(Child, GroupKillGuard), ProcessError> {
+    cmd.process_group(0).kill_on_drop(true);
+    let child = cmd
+        .spawn()
+        .map_err(|source| ProcessError::Spawn { program: program.to_owned(), source })?;
+    let group = ProcessGroup::of_child(&child)
+        .ok_or(ProcessError::NoPid { program: program.to_owned() })?;
+    Ok((child, GroupKillGuard::new(group)))
+}
+
+/// Stops a child's whole process group and reaps the leader: SIGTERM to the group,
+/// up to `grace` for the leader to exit and the group to empty, then SIGKILL to
+/// whatever is left. Returns the leader's exit status.
+///
+/// Works whether or not the leader has already exited (stragglers are still signalled).
+/// Disarms `guard`: the group has been dealt with.
+pub async fn terminate(
+    child: &mut Child,
+    guard: &mut GroupKillGuard,
+    grace: Duration,
+) -> Result<ExitStatus, ProcessError> {
+    let Some(group) = guard.group() else {
+        return child.wait().await.map_err(ProcessError::Wait);
+    };
+    if let Err(e) = group.signal(Signal::SIGTERM) {
+        tracing::warn!(pgid = group.id(), error = %e, "cannot send SIGTERM to process group");
+    }
+    let deadline = Instant::now() + grace;
+    let mut status = None;
+    loop {
+        if status.is_none() {
+            status = child.try_wait().map_err(ProcessError::Wait)?;
+        }
+        // Grandchildren we cannot reap may linger as zombies until init collects
+        // them; they hold the group "alive" but are harmless, so the leader's exit
+        // plus the deadline bound this loop either way.
+        if status.is_some() && !group.is_alive() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            if group.signal(Signal::SIGKILL).unwrap_or(false) {
+                tracing::debug!(pgid = group.id(), "process group outlived SIGTERM; sent SIGKILL");
+            }
+            break;
+        }
+        tokio::time::sleep(GROUP_POLL_INTERVAL).await;
+    }
+    guard.disarm();
+    match status {
+        Some(status) => Ok(status),
+        None => child.wait().await.map_err(ProcessError::Wait),
+    }
+}
+
+/// The exit code a shell would report: the code itself, or 128+n for signal n.
+/// `None` only for a status that is neither (not seen on Unix).
+pub fn shell_exit_code(status: ExitStatus) -> Option<i32> {
+    use std::os::unix::process::ExitStatusExt;
+    status.code().or_else(|| status.signal().map(|n| 128 + n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn signal_maps_to_128_plus_n() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "kill -TERM $$"]);
+        let (mut child, mut guard) = spawn_in_group(&mut cmd, "sh").unwrap();
+        let status = child.wait().await.unwrap();
+        guard.disarm();
+        assert_eq!(shell_exit_code(status), Some(143));
+    }
+
+    #[tokio::test]
+    async fn exit_code_passes_through_terminate() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "exit 7"]);
+        let (mut child, mut guard) = spawn_in_group(&mut cmd, "sh").unwrap();
+        let waited = child.wait().await.unwrap();
+        // Terminating after the leader exited (to sweep stragglers) keeps its status.
+        let status = terminate(&mut child, &mut guard, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(status, waited);
+        assert_eq!(shell_exit_code(status), Some(7));
+        assert!(guard.group().is_none());
+    }
+
+    #[tokio::test]
+    async fn terminate_stops_a_sleeping_group() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "sleep 600 & sleep 600; wait"]);
+        let (mut child, mut guard) = spawn_in_group(&mut cmd, "sh").unwrap();
+        let group = guard.group().unwrap();
+        assert!(group.is_alive());
+        let status = terminate(&mut child, &mut guard, Duration::from_secs(5)).await.unwrap();
+        assert!(shell_exit_code(status).unwrap() > 128, "{status:?}");
+    }
+
+    #[tokio::test]
+    async fn missing_program_is_a_spawn_error() {
+        let mut cmd = Command::new("/nonexistent/agentroom-test-program");
+        let err = spawn_in_group(&mut cmd, "/nonexistent/agentroom-test-program").unwrap_err();
+        assert!(matches!(err, ProcessError::Spawn { .. }), "{err}");
+    }
+}
