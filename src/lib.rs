@@ -7,6 +7,7 @@
 //! - [`handler`]: one message through the `--on-message` command (`sh -c`, own process group).
 //! - [`process`]: child processes in their own process group: spawn, SIGTERM/SIGKILL the group, reap.
 //! - [`tunnel`]: cloudflared/bore tunnel supervisor (restart with backoff, verified cloudflared install).
+//! - [`room`]: `room open/status/stop`: the relay, a tunnel, an invite and a handler together.
 //! - [`cli`]: the `agentroom` command line (clap derive), one file per command.
 //! - [`defaults`], [`env`]: every tunable and every environment variable, once.
 //! - [`fsutil`]: private files (0600) written atomically (temp + fsync + rename).
@@ -21,4 +22,5 @@ pub mod fsutil;
 pub mod handler;
 pub mod process;
 pub mod protocol;
+pub mod room;
 pub mod tunnel;
