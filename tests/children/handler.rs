@@ -186,3 +186,28 @@ async fn cancelled_run_kills_the_group() {
     drop(run);
     assert_eq!(wait_group_gone(pgid).await, Vec::<i32>::new());
 }
+
+/// Figures, not assertions:
+/// `cargo test --test children -- --ignored --nocapture handler_latency`
+#[tokio::test]
+#[ignore = "prints figures; run by hand"]
+#[allow(clippy::print_stderr)]
+async fn handler_latency() {
+    let runs = 200;
+    let text = "x".repeat(1024);
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let start = std::time::Instant::now();
+        let out = handler::run(&cmd("cat"), req(&text)).await.unwrap();
+        times.push(start.elapsed());
+        assert_eq!(out, HandlerOutcome::Reply(text.clone()));
+    }
+    times.sort();
+    let mean = times.iter().sum::<Duration>() / u32::try_from(runs).unwrap();
+    eprintln!(
+        "handler `cat`, 1 KiB in/out, {runs} runs: mean {mean:?}, p50 {:?}, p99 {:?}, max {:?}",
+        times[runs / 2],
+        times[runs * 99 / 100],
+        times[runs - 1]
+    );
+}

@@ -176,3 +176,29 @@ async fn probe_health_times_out_on_a_dead_url() {
     let err = probe_health(&dead, Duration::from_millis(800)).await.unwrap_err();
     assert!(matches!(err, TunnelError::Unreachable { .. }), "{err}");
 }
+
+/// Figures, not assertions:
+/// `cargo test --test children -- --ignored --nocapture tunnel_start_latency`
+#[tokio::test]
+#[ignore = "prints figures; run by hand"]
+#[allow(clippy::print_stderr)]
+async fn tunnel_start_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = relay_like_server().await;
+    let bin = fake_with_mode(dir.path(), "serve", &[]);
+    let runs = 10u32;
+    let (mut to_url, mut to_stopped) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..runs {
+        let start = std::time::Instant::now();
+        let tunnel = Tunnel::start(options(&bin, server.addr.port(), dir.path())).await.unwrap();
+        to_url += start.elapsed();
+        let stop = std::time::Instant::now();
+        tunnel.shutdown().await;
+        to_stopped += stop.elapsed();
+    }
+    eprintln!(
+        "fake cloudflared, {runs} runs: start→URL mean {:?}, shutdown (SIGTERM→reaped) mean {:?}",
+        to_url / runs,
+        to_stopped / runs
+    );
+}
