@@ -132,7 +132,8 @@ async fn timeout_kills_the_group() {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("pgid");
     let script = format!("echo $$ > '{}'; echo started >&2; sleep 600", pid_file.display());
-    let command = HandlerCommand { command: script, timeout: Duration::from_millis(500) };
+    // Generous: the script must get to `sleep` before the timeout, even on a loaded box.
+    let command = HandlerCommand { command: script, timeout: Duration::from_secs(3) };
     let out = handler::run(&command, req("")).await.unwrap();
     assert_eq!(out, HandlerOutcome::TimedOut { stderr_tail: "started\n".into() });
     let pgid = read_pid_file(&pid_file).await;
@@ -149,7 +150,7 @@ async fn timeout_kills_a_grandchild_that_ignores_sigterm() {
         "echo $$ > '{}'; (trap '' TERM; sleep 600; echo never) & trap '' TERM; sleep 600",
         pid_file.display()
     );
-    let command = HandlerCommand { command: script, timeout: Duration::from_millis(300) };
+    let command = HandlerCommand { command: script, timeout: Duration::from_secs(3) };
     let out = handler::run(&command, req("")).await.unwrap();
     assert!(matches!(out, HandlerOutcome::TimedOut { .. }), "{out:?}");
     let pgid = read_pid_file(&pid_file).await;

@@ -67,10 +67,11 @@ async fn no_url_times_out_and_kills_the_child() {
     let dir = tempfile::tempdir().unwrap();
     let bin = fake_with_mode(dir.path(), "no-url", &[]);
     let mut opts = options(&bin, 9, dir.path());
-    opts.url_timeout = Duration::from_secs(2);
+    // Long enough for python to start and print its preamble on a loaded box.
+    opts.url_timeout = Duration::from_secs(5);
     match Tunnel::start(opts).await {
         Err(TunnelError::NoUrl { timeout, last_output }) => {
-            assert_eq!(timeout, Duration::from_secs(2));
+            assert_eq!(timeout, Duration::from_secs(5));
             assert!(last_output.contains("Requesting new quick Tunnel"), "{last_output}");
         }
         other => panic!("expected NoUrl, got {other:?}"),
