@@ -46,7 +46,7 @@ fn options(port: u16, secret: &str) -> TunnelOptions {
 #[tokio::test]
 async fn http_and_websocket_cross_a_real_bore_hop() {
     let _serial = BORE_PORT.lock().await;
-    let _server = bore_server().await;
+    let server = bore_server().await;
     let relay = relay_like_server().await;
 
     let tunnel = Tunnel::start(options(relay.addr.port(), SECRET)).await.unwrap();
@@ -66,4 +66,15 @@ async fn http_and_websocket_cross_a_real_bore_hop() {
     let states = tunnel.subscribe();
     tunnel.shutdown().await;
     assert_eq!(*states.borrow(), TunnelState::Stopped);
+
+    // No server at all: a clear error naming it, not a hang.
+    drop(server);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while tokio::net::TcpStream::connect(("127.0.0.1", CONTROL_PORT)).await.is_ok() {
+        assert!(std::time::Instant::now() < deadline, "bore server never closed its port");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let err = Tunnel::start(options(relay.addr.port(), SECRET)).await.unwrap_err();
+    assert!(matches!(err, TunnelError::Bore { .. }), "{err}");
+    assert!(err.to_string().contains("127.0.0.1"), "{err}");
 }
