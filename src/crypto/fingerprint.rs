@@ -48,6 +48,20 @@ mod tests {
     use super::*;
     use crate::crypto::IdentityKeyPair;
 
+    /// The worked example of PROTOCOL.md §2.2 (computed independently).
+    #[test]
+    fn known_answers() {
+        let a = IdentityKeyPair::from_seed(&[1; 32]).unwrap().public();
+        let b = IdentityKeyPair::from_seed(&[2; 32]).unwrap().public();
+        assert_eq!(
+            hex::encode(a.as_bytes()),
+            "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c"
+        );
+        assert_eq!(fingerprint(&a), "67b1 0099 ed48 08d0 1c4a bf41 4d15 877d");
+        assert_eq!(fingerprint(&b), "4d2d 27ea 1451 0b56 101b 6f42 e3d7 f7b6");
+        assert_eq!(safety_number(&a, &b), "83416 88452 56712 30167 17810 29827");
+    }
+
     #[test]
     fn shapes_and_symmetry() {
         let a = IdentityKeyPair::from_seed(&[1; 32]).unwrap().public();

@@ -686,3 +686,25 @@ fn session_vectors() {
         assert_eq!(seen.len(), v.deliver_order.len(), "an index delivered twice");
     });
 }
+
+/// The string form of invite.json entry 0, as given in PROTOCOL.md §2.3 (computed
+/// independently of this crate).
+const INVITE_0_STRING: &str = "ar1.AZTRtbVLIAZIsQ_xl164lE3QjKAROp_sGbb2stG01Eic2n8SOlqenQhNgROEf700PjZnoR75NVp3BaXDSmGgG1TtME4CWBRcchbQTOjbNPoLAAAAAGlVuQAAGndzczovL3JlbGF5LmV4YW1wbGUuY29tL3dzFRiispDyvh0osNVyV9iFelpuQd8Lx3O_44BInkXWYqV5JWhgdq86hWljtxr_bPwzLgxiLwmFKI3BNWxud8kfDg";
+
+#[test]
+fn invite_string_form_matches_protocol_example() {
+    let v = &load::<InviteVec>("invite.json")[0];
+    let host = IdentityKeyPair::from_seed(&unhex(&v.host_seed)).expect("seed");
+    let mut rng = FixedRng::new([
+        hex::decode(&v.invite_id).expect("hex"),
+        hex::decode(&v.opk_priv).expect("hex"),
+    ]);
+    let (invite, _) = Invite::create(&host, &v.relay_url, v.expires_at, &mut rng).expect("create");
+    assert_eq!(invite.encode(), INVITE_0_STRING);
+    let parsed = Invite::parse(INVITE_0_STRING).expect("parse");
+    assert_eq!(h(parsed.id().as_bytes()), v.invite_id);
+    assert_eq!(parsed.relay_url(), v.relay_url);
+    assert_eq!(parsed.expires_at(), v.expires_at);
+    assert_eq!(h(parsed.opk_pub()), v.opk_pub);
+    assert_eq!(parsed.host(), host.public());
+}
