@@ -74,6 +74,12 @@ impl InviteId {
     pub fn to_b64u(&self) -> String {
         URL_SAFE_NO_PAD.encode(self.0)
     }
+    /// SHA-256 of the id: what the host publishes to the relay (`invite_publish`), so
+    /// the relay can recognise the claim without ever holding the id before it.
+    pub fn relay_hash(&self) -> [u8; 32] {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(self.0).into()
+    }
     /// Parse unpadded base64url of exactly 16 bytes.
     pub fn from_b64u(s: &str) -> Result<Self, KeyError> {
         let bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| KeyError::Encoding)?;

@@ -501,3 +501,18 @@ proptest! {
         prop_assert_eq!(guest.decrypt(&b, &mut SystemRng).unwrap(), b"final-h".to_vec());
     }
 }
+
+#[test]
+fn invite_id_forms() {
+    let id = InviteId([0; 16]);
+    assert_eq!(
+        hex::encode(id.relay_hash()),
+        "374708fff7719dd5979ec875d56cd2286f6d3cf7ec317a3b25632aab28ec37bb"
+    );
+    let p = pair(11);
+    let id = p.invite.id();
+    assert_eq!(InviteId::from_b64u(&id.to_b64u()).unwrap(), id);
+    assert_eq!(p.opk.invite_id(), id);
+    assert_eq!(p.opk.public(), p.invite.opk_pub());
+    assert!(InviteId::from_b64u("AAAA").is_err());
+}
