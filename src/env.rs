@@ -25,3 +25,9 @@ pub const LOG_LEVEL: &str = "LOG_LEVEL";
 pub const AGENTROOM_HOME: &str = "AGENTROOM_HOME";
 /// Tunnel: path to the cloudflared binary.
 pub const CLOUDFLARED_BIN: &str = "CLOUDFLARED_BIN";
+/// Relay: largest accepted frame in bytes (default 65536).
+pub const MAX_FRAME_BYTES: &str = "MAX_FRAME_BYTES";
+/// Relay: relay-wide connection cap.
+pub const MAX_CONNECTIONS: &str = "MAX_CONNECTIONS";
+/// Relay: connections per client address.
+pub const MAX_CONNECTIONS_PER_IP: &str = "MAX_CONNECTIONS_PER_IP";

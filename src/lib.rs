@@ -8,6 +8,8 @@
 //! - [`process`]: child processes in their own process group: spawn, SIGTERM/SIGKILL the group, reap.
 //! - [`tunnel`]: cloudflared/bore tunnel supervisor (restart with backoff, verified cloudflared install).
 //! - [`room`]: `room open/status/stop`: the relay, a tunnel, an invite and a handler together.
+//! - [`relay`]: the relay server (axum HTTP + WebSocket, SQLite store-and-forward,
+//!   HMAC session tokens); embeddable via [`relay::start`].
 //! - [`cli`]: the `agentroom` command line (clap derive), one file per command.
 //! - [`defaults`], [`env`]: every tunable and every environment variable, once.
 //! - [`fsutil`]: private files (0600) written atomically (temp + fsync + rename).
@@ -22,5 +24,6 @@ pub mod fsutil;
 pub mod handler;
 pub mod process;
 pub mod protocol;
+pub mod relay;
 pub mod room;
 pub mod tunnel;

@@ -66,7 +66,7 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     match cli.command {
-        Command::Relay(args) => relay::run(args).await,
+        Command::Relay(args) => relay::run(args, cli.json, cli.home).await,
         Command::Version => {
             print_line(&format!("agentroom {}", env!("CARGO_PKG_VERSION")));
             Ok(ExitStatus::Success)
