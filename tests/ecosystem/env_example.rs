@@ -36,6 +36,21 @@ fn literals_after<'a>(text: &'a str, marker: &str) -> Vec<&'a str> {
     out
 }
 
+/// Plain identifiers passed as the argument after `marker` (e.g. `var(REGEN_ENV)`).
+fn idents_after<'a>(text: &'a str, marker: &str) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(marker) {
+        let after = &rest[i + marker.len()..];
+        let end = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(0);
+        if end > 0 && after[end..].starts_with(')') {
+            out.push(&after[..end]);
+        }
+        rest = after;
+    }
+    out
+}
+
 /// Every variable name read by the Rust sources in `src/`.
 fn names_read_by_src() -> BTreeSet<String> {
     let mut names = BTreeSet::new();
@@ -48,6 +63,12 @@ fn names_read_by_src() -> BTreeSet<String> {
         }
         if is_env_rs {
             found.extend(literals_after(&text, ": &str = \""));
+        }
+        // `const REGEN_ENV: &str = "NAME"; … var(REGEN_ENV)` in the same file.
+        for marker in ["var(", "var_os("] {
+            for ident in idents_after(&text, marker) {
+                found.extend(literals_after(&text, &format!("const {ident}: &str = \"")));
+            }
         }
         names.extend(found.into_iter().filter(|n| !SYSTEM_VARS.contains(n)).map(String::from));
     }
@@ -105,6 +126,9 @@ fn scanner_finds_each_form_and_skips_non_names() {
     }
     got.sort_unstable();
     assert_eq!(got, ["ALPHA", "BETA", "GAMMA", "PATH"]);
+    let consts = "const REGEN: &str = \"DELTA\"; std::env::var_os(REGEN); var(crate::env::X)";
+    assert_eq!(idents_after(consts, "var_os("), ["REGEN"]);
+    assert!(idents_after(consts, "var(").is_empty(), "paths are not plain identifiers");
     let doc = "# A meaning\n# ALPHA=1\nBETA=\n# not a var = x\n";
     let names: Vec<_> = names_in_env_example(doc).into_iter().collect();
     assert_eq!(names, ["ALPHA", "BETA"]);
