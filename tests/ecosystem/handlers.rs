@@ -13,6 +13,12 @@ fn run_handler(script: &str, stdin: &str, env: &[(&str, &str)], path: Option<&st
     let mut cmd = Command::new(repo_root().join("scripts/handlers").join(script));
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd.env_remove("OPENAI_API_KEY").env_remove("OPENAI_BASE_URL").env_remove("CLAUDE_BIN");
+    // The test servers are on loopback: never route them through a proxy.
+    for var in ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"]
+    {
+        cmd.env_remove(var);
+    }
+    cmd.env("NO_PROXY", "127.0.0.1,localhost").env("no_proxy", "127.0.0.1,localhost");
     for (k, v) in env {
         cmd.env(k, v);
     }
