@@ -9,6 +9,7 @@ mod cli_lines;
 mod docker;
 mod env_example;
 mod handlers;
+mod install;
 
 use std::path::{Path, PathBuf};
 
