@@ -1,5 +1,5 @@
 //! Checks on the ecosystem files (issue 7): `.env.example`, the Claude Code skill and
-//! slash commands, the handler scripts and the Docker health check. One test binary
+//! slash commands, the handler scripts, `install.sh` and the Docker health checks. One test binary
 //! (`cargo test --test ecosystem`) so the suite links once.
 
 // Helpers shared by the tests fail the test with a message, on purpose.
