@@ -32,6 +32,10 @@ pub enum KeyError {
     /// The signature does not verify under this public key.
     #[error("bad signature")]
     BadSignature,
+    /// A public key is not usable for X25519: not a valid point, or of small order
+    /// (the DH output would be all zeros).
+    #[error("weak or invalid public key")]
+    WeakKey,
 }
 
 /// Where cryptographic randomness comes from. Production uses [`SystemRng`]
@@ -81,7 +85,6 @@ impl IdentityKeyPair {
     }
 
     /// The 64-byte libsodium secret key (seed || public), for X25519 conversion.
-    #[allow(dead_code)] // used by the X3DH module (identity → X25519)
     pub(crate) fn secret_key_bytes(&self) -> &[u8; 64] {
         &self.secret
     }
@@ -150,6 +153,20 @@ impl IdentityPublicKey {
 impl fmt::Debug for IdentityPublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ed25519:{}", self.to_b64u())
+    }
+}
+
+impl serde::Serialize for IdentityPublicKey {
+    /// As its wire form, unpadded base64url.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_b64u())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for IdentityPublicKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::from_b64u(&s).map_err(serde::de::Error::custom)
     }
 }
 

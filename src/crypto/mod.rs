@@ -3,12 +3,35 @@
 //! Everything here is pure: no I/O, no clock and no hidden randomness. Randomness
 //! comes in through [`CryptoRng`], the current time through plain `u64` arguments,
 //! so fixed test vectors can pin every byte. libsodium is reached only through
-//! [`sodium`]; no other module sees a libsodium type.
+//! `sodium`; no other module sees a libsodium type.
+//!
+//! - `keys`: Ed25519 identities, signatures, the randomness trait.
+//! - `dh`, `kdf`, `aead`: X25519, the ratchet KDFs, the message AEAD.
+//! - `invite`: signed single-use invites and their `ar1.` string form.
+//! - `x3dh`, `ratchet`, `session`: key agreement, Double Ratchet, message bodies.
+//! - `fingerprint`: human-checkable fingerprints and safety numbers.
 
+mod aead;
+mod dh;
+pub mod fingerprint;
+pub mod invite;
+mod kdf;
 pub mod keys;
+pub mod ratchet;
+mod serde_hex;
+pub mod session;
 mod sodium;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod vectors;
+mod x3dh;
 
+pub use fingerprint::{fingerprint, safety_number};
+pub use invite::{Invite, InviteError, InviteId, OneTimePrekey};
 pub use keys::{CryptoRng, IdentityKeyPair, IdentityPublicKey, KeyError, Signature, SystemRng};
+pub use ratchet::{MAX_SKIP, MAX_STORED_SKIPPED, RatchetError};
+pub use session::{PrekeyFields, Role, Session, SessionError, peek_prekey};
 
 /// Initialise libsodium once. Safe to call many times; cheap after the first.
 pub fn init() -> Result<(), KeyError> {

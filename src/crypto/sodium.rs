@@ -55,3 +55,78 @@ pub(crate) fn ed25519_verify(
     let pk = ls::crypto_sign::PublicKey::from_bytes_exact(*public);
     ls::crypto_sign::verify_detached(sig, msg, &pk)
 }
+
+/// Length of an X25519 key or DH output.
+pub(crate) const X25519_LEN: usize = 32;
+/// XChaCha20-Poly1305 tag length, appended to every ciphertext.
+pub(crate) const AEAD_TAG_LEN: usize = 16;
+
+/// `crypto_scalarmult_base`: the X25519 public key of a raw 32-byte private key
+/// (clamped inside libsodium).
+pub(crate) fn x25519_base(secret: &[u8; X25519_LEN]) -> Result<[u8; X25519_LEN], KeyError> {
+    ls::crypto_scalarmult::curve25519::scalarmult_base(secret).map_err(|_| KeyError::Sodium)
+}
+
+/// `crypto_scalarmult`: X25519 DH. libsodium refuses (and we report) an all-zero
+/// output, which a small-order peer key would produce.
+pub(crate) fn x25519(
+    secret: &[u8; X25519_LEN],
+    public: &[u8; X25519_LEN],
+) -> Result<Zeroizing<[u8; X25519_LEN]>, KeyError> {
+    let out = Zeroizing::new(
+        ls::crypto_scalarmult::curve25519::scalarmult(secret, public)
+            .map_err(|_| KeyError::WeakKey)?,
+    );
+    if out.iter().all(|&b| b == 0) {
+        return Err(KeyError::WeakKey);
+    }
+    Ok(out)
+}
+
+/// `crypto_sign_ed25519_pk_to_curve25519`: fails on keys that are not valid points.
+pub(crate) fn ed25519_pk_to_x25519(
+    public: &[u8; ED25519_PUBLIC_LEN],
+) -> Result<[u8; X25519_LEN], KeyError> {
+    let pk = ls::crypto_sign::PublicKey::from_bytes_exact(*public);
+    ls::crypto_sign::ed25519_pk_to_curve25519(&pk).map_err(|_| KeyError::WeakKey)
+}
+
+/// `crypto_sign_ed25519_sk_to_curve25519`.
+pub(crate) fn ed25519_sk_to_x25519(
+    secret: &[u8; 64],
+) -> Result<Zeroizing<[u8; X25519_LEN]>, KeyError> {
+    let sk = ls::crypto_sign::SecretKey::from_bytes_exact(*secret);
+    Ok(Zeroizing::new(
+        ls::crypto_sign::ed25519_sk_to_curve25519(&sk).map_err(|_| KeyError::Sodium)?,
+    ))
+}
+
+/// XChaCha20-Poly1305-IETF seal: returns ciphertext || 16-byte tag.
+pub(crate) fn aead_seal(
+    key: &[u8; 32],
+    nonce: &[u8; 24],
+    plaintext: &[u8],
+    aad: &[u8],
+) -> Result<Vec<u8>, KeyError> {
+    use ls::crypto_aead::xchacha20poly1305 as x;
+    let key = x::Key::from_bytes(key).map_err(|_| KeyError::Sodium)?;
+    let nonce = x::Nonce::from_bytes(*nonce);
+    x::encrypt(plaintext, Some(aad), &nonce, &key).map_err(|_| KeyError::Sodium)
+}
+
+/// XChaCha20-Poly1305-IETF open: `None` when the tag does not verify (or the input
+/// is shorter than a tag). The plaintext is returned only after authentication.
+pub(crate) fn aead_open(
+    key: &[u8; 32],
+    nonce: &[u8; 24],
+    ciphertext: &[u8],
+    aad: &[u8],
+) -> Option<Vec<u8>> {
+    use ls::crypto_aead::xchacha20poly1305 as x;
+    if ciphertext.len() < AEAD_TAG_LEN {
+        return None;
+    }
+    let key = x::Key::from_bytes(key).ok()?;
+    let nonce = x::Nonce::from_bytes(*nonce);
+    x::decrypt(ciphertext, Some(aad), &nonce, &key).ok()
+}
