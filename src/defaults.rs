@@ -29,3 +29,20 @@ pub const INVITE_TTL: Duration = Duration::from_secs(24 * 3600);
 pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(120);
 /// Seconds to wait for a tunnel to print its public URL.
 pub const TUNNEL_URL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the relay deletes queued envelopes older than `PENDING_TTL_DAYS`.
+pub const PENDING_SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
+/// Per-identity frame rate (token bucket refill): far above any conversation between
+/// two agents, low enough that one identity cannot saturate the relay's core.
+pub const RATE_LIMIT_PER_SEC: u32 = 200;
+/// Token-bucket burst: a reconnect flushing a backlog of acks passes untouched.
+pub const RATE_LIMIT_BURST: u32 = 1000;
+/// Relay-wide connection cap: each costs ~20 KiB, so 4096 stay well under 100 MiB.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// Connections per client address: a whole NAT of agents, but not one runaway script.
+pub const MAX_CONNECTIONS_PER_IP: usize = 64;
+/// An online recipient that acks within this window spares the envelope a disk write;
+/// later, the envelope is committed first (a loopback round trip is ~100 µs).
+pub const LIVE_ACK_WINDOW: Duration = Duration::from_millis(5);
+/// Live envelopes buffered per connection; beyond this a slow reader's envelopes go to
+/// SQLite (never dropped) and it catches up from there.
+pub const CONN_QUEUE: usize = 1024;

@@ -35,3 +35,9 @@ pub const AGENTROOM_MSG_ID: &str = "AGENTROOM_MSG_ID";
 pub const AGENTROOM_FINGERPRINT: &str = "AGENTROOM_FINGERPRINT";
 /// Handler env: the envelope id the message answers, when it is a reply.
 pub const AGENTROOM_REPLY_TO: &str = "AGENTROOM_REPLY_TO";
+/// Relay: largest accepted frame in bytes (default 65536).
+pub const MAX_FRAME_BYTES: &str = "MAX_FRAME_BYTES";
+/// Relay: relay-wide connection cap.
+pub const MAX_CONNECTIONS: &str = "MAX_CONNECTIONS";
+/// Relay: connections per client address.
+pub const MAX_CONNECTIONS_PER_IP: &str = "MAX_CONNECTIONS_PER_IP";

@@ -10,6 +10,8 @@
 //! - [`room`]: `room open/status/stop`: the relay, a tunnel, an invite and a handler together.
 //! - [`client`]: the agent side: identity, SQLite state, relay links, invites,
 //!   messaging and the serve loop (exactly-once handling).
+//! - [`relay`]: the relay server (axum HTTP + WebSocket, SQLite store-and-forward,
+//!   HMAC session tokens); embeddable via [`relay::start`].
 //! - [`cli`]: the `agentroom` command line (clap derive), one file per command.
 //! - [`defaults`], [`env`]: every tunable and every environment variable, once.
 //! - [`fsutil`]: private files (0600) written atomically (temp + fsync + rename).
@@ -25,5 +27,6 @@ pub mod fsutil;
 pub mod handler;
 pub mod process;
 pub mod protocol;
+pub mod relay;
 pub mod room;
 pub mod tunnel;

@@ -49,6 +49,9 @@ pub enum ProcessError {
     /// Waiting for the child failed (an OS error, not the child's own failure).
     #[error("cannot wait for the child process: {0}")]
     Wait(#[source] std::io::Error),
+    /// A signal handler could not be installed.
+    #[error("cannot listen for signals: {0}")]
+    Signal(#[source] std::io::Error),
 }
 
 /// A process group we created, identified by its leader's PID.
@@ -187,6 +190,23 @@ pub async fn terminate(
         Some(status) => Ok(status),
         None => child.wait().await.map_err(ProcessError::Wait),
     }
+}
+
+/// Waits for SIGINT (Ctrl-C) or SIGTERM (`kill`, `room stop`) and returns its
+/// number, so a foreground command can stop its children cleanly and then exit
+/// with 128+n like a shell (uv's `child.rs` does the same dance). Its children sit
+/// in their own process groups, so a terminal's Ctrl-C reaches only us: we decide
+/// how they stop.
+pub async fn shutdown_signal() -> Result<i32, ProcessError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).map_err(ProcessError::Signal)?;
+    let mut term = signal(SignalKind::terminate()).map_err(ProcessError::Signal)?;
+    let number = tokio::select! {
+        _ = int.recv() => Signal::SIGINT as i32,
+        _ = term.recv() => Signal::SIGTERM as i32,
+    };
+    tracing::info!(signal = number, "shutdown requested");
+    Ok(number)
 }
 
 /// The exit code a shell would report: the code itself, or 128+n for signal n.

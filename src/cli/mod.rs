@@ -107,7 +107,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Send(args) => send::run(home, args, printer).await,
         Command::Listen(args) => listen::run(home, args, printer).await,
         Command::Serve(args) => serve::run(home, args, printer).await,
-        Command::Relay(args) => relay::run(args).await,
+        Command::Relay(args) => relay::run(args, cli.json, home).await,
         Command::Version => {
             printer.event(
                 "version",
@@ -202,4 +202,10 @@ fn init_tracing(default_level: &str) {
 #[allow(clippy::print_stderr)]
 fn report_error(e: &anyhow::Error) {
     eprintln!("agentroom: error: {e:#}");
+}
+
+/// One line on stdout.
+#[allow(clippy::print_stdout)]
+pub(crate) fn print_line(s: &str) {
+    println!("{s}");
 }

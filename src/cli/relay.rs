@@ -1,22 +1,105 @@
 //! `agentroom relay`: the standalone relay.
 
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::Context as _;
 use clap::Args;
 
 use super::ExitStatus;
+use crate::relay::{self, RelayConfig};
 
-/// Options of `agentroom relay`.
+/// Options of `agentroom relay`. Each flag overrides its environment variable.
 #[derive(Debug, Args)]
 pub struct RelayArgs {
-    /// Port for HTTP and WebSocket.
+    /// Port for HTTP and WebSocket (0 = any free port).
     #[arg(long, env = crate::env::PORT, default_value_t = crate::defaults::RELAY_PORT)]
     pub port: u16,
     /// Address to bind.
     #[arg(long, env = crate::env::BIND, default_value = crate::defaults::RELAY_BIND)]
-    pub bind: String,
+    pub bind: IpAddr,
+    /// SQLite database file [default: $AGENTROOM_HOME/relay.db].
+    #[arg(long, env = crate::env::AGENTROOM_DB, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    /// Largest accepted frame, in bytes.
+    #[arg(long, env = crate::env::MAX_FRAME_BYTES, value_name = "BYTES")]
+    pub max_frame: Option<usize>,
+    /// Envelopes queued per recipient before senders get `queue_full`.
+    #[arg(long, env = crate::env::MAX_PENDING_MSGS, value_name = "N")]
+    pub max_pending: Option<u64>,
+    /// Relay-wide connection cap.
+    #[arg(long, env = crate::env::MAX_CONNECTIONS, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Connections per client address.
+    #[arg(long, env = crate::env::MAX_CONNECTIONS_PER_IP, value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
 }
 
-/// Run the relay until SIGINT/SIGTERM.
-#[allow(clippy::unused_async)]
-pub async fn run(_args: RelayArgs) -> anyhow::Result<ExitStatus> {
-    anyhow::bail!("the relay is not built yet")
+impl RelayArgs {
+    /// The relay configuration: environment, then these flags.
+    pub fn config(&self, home: Option<&std::path::Path>) -> anyhow::Result<RelayConfig> {
+        let home = home.map(|h| h.display().to_string());
+        let mut c = RelayConfig::from_lookup(|k| {
+            if k == crate::env::AGENTROOM_HOME {
+                if let Some(h) = &home {
+                    return Some(h.clone());
+                }
+            }
+            std::env::var(k).ok()
+        })
+        .context("relay configuration")?;
+        c.bind = SocketAddr::new(self.bind, self.port);
+        if let Some(db) = &self.db {
+            c.db_path = db.clone();
+        }
+        if let Some(v) = self.max_frame {
+            anyhow::ensure!(v >= 1024, "--max-frame must be at least 1024 bytes");
+            c.max_frame = v;
+        }
+        if let Some(v) = self.max_pending {
+            c.max_pending = v;
+        }
+        if let Some(v) = self.max_connections {
+            c.max_connections = v;
+        }
+        if let Some(v) = self.max_connections_per_ip {
+            c.max_connections_per_ip = v;
+        }
+        Ok(c)
+    }
+}
+
+/// Run the relay until SIGINT/SIGTERM, then shut down gracefully.
+pub async fn run(args: RelayArgs, json: bool, home: Option<PathBuf>) -> anyhow::Result<ExitStatus> {
+    let config = args.config(home.as_deref())?;
+    let handle = relay::start(config).await?;
+    let addr = handle.local_addr();
+    let url = format!("ws://{addr}/ws");
+    let health = format!("http://{addr}/health");
+    if json {
+        let line = serde_json::json!({
+            "event": "listening", "url": url, "health": health, "port": addr.port(),
+        });
+        super::print_line(&line.to_string());
+    } else {
+        super::print_line(&format!("agentroom relay listening on {url} (health: {health})"));
+    }
+    {
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+    }
+    let signal = wait_for_signal().await?;
+    tracing::info!(signal, "shutting down");
+    handle.shutdown().await;
+    Ok(ExitStatus::Success)
+}
+
+async fn wait_for_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
 }

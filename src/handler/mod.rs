@@ -19,6 +19,7 @@
 
 mod output;
 
+use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -170,7 +171,6 @@ pub async fn run(
     if timed_out {
         return Ok(HandlerOutcome::TimedOut { stderr_tail });
     }
-    use std::os::unix::process::ExitStatusExt;
     if status.success() {
         let (text, dropped) = stdout.snapshot();
         if dropped > 0 {

@@ -37,9 +37,9 @@ pub(crate) async fn connect(opts: &Launch, port: u16) -> Result<(Client, Url), T
             return Err(TunnelError::Bore { server: opts.server.clone(), source: e.into() });
         }
         Err(_) => {
-            return Err(TunnelError::NoUrl {
+            return Err(TunnelError::BoreTimeout {
+                server: opts.server.clone(),
                 timeout: opts.url_timeout,
-                last_output: String::new(),
             });
         }
     };

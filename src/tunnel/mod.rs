@@ -212,7 +212,7 @@ pub enum TunnelError {
     NoUrl {
         /// The timeout.
         timeout: Duration,
-        /// The child's last output lines (empty for bore).
+        /// The child's last output lines.
         last_output: String,
     },
     /// The child exited before printing a URL.
@@ -233,6 +233,14 @@ pub enum TunnelError {
         /// bore's error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The bore server did not assign a port within the URL timeout.
+    #[error("bore server {server} did not answer within {timeout:?}")]
+    BoreTimeout {
+        /// The server.
+        server: String,
+        /// The timeout.
+        timeout: Duration,
     },
     /// The bore server name does not make a URL.
     #[error("invalid bore server name {0:?}")]

@@ -1,0 +1,775 @@
+//! SQLite store-and-forward on one dedicated writer thread, with group commit.
+//!
+//! rusqlite is blocking, so no async worker ever touches the database: every
+//! operation is a [`Cmd`] sent to the store thread, which takes the first command
+//! and everything already queued behind it (up to [`MAX_BATCH`]), runs them in one
+//! transaction and answers only after `COMMIT`. Under load one commit covers many
+//! envelopes ("group commit"); when idle a lone envelope commits at once.
+//!
+//! Durability: WAL with `synchronous=NORMAL`. A commit is in the WAL file (the OS
+//! page cache) before anyone is told `stored`, so a crash of the relay process,
+//! including `kill -9`, loses nothing; a power cut or kernel crash can lose the last
+//! commits since the previous checkpoint fsync. See PROTOCOL.md §3.4.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite_migration::{M, Migrations};
+use tokio::sync::oneshot;
+
+use super::metrics::Metrics;
+use crate::crypto::IdentityPublicKey;
+use crate::protocol::{EnvelopeId, InviteHash};
+
+/// Most commands folded into one transaction: bounds the time a batch holds the
+/// writer, so replies keep flowing under a flood.
+const MAX_BATCH: usize = 2048;
+/// SQLite waits this long for a lock held by another process (e.g. a backup).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The schema could not be brought up to date.
+    #[error("database migration failed: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+    /// The database directory could not be created.
+    #[error("cannot create database directory {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store thread has stopped (relay shutting down).
+    #[error("store is closed")]
+    Closed,
+    /// The batch holding this operation failed to commit.
+    #[error("commit failed")]
+    CommitFailed,
+}
+
+/// An envelope read back from the queue.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredEnvelope {
+    pub(crate) seq: i64,
+    pub(crate) sender: IdentityPublicKey,
+    pub(crate) id: EnvelopeId,
+    pub(crate) body: Vec<u8>,
+    pub(crate) accepted_ms: u64,
+}
+
+/// Result of queueing an envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InsertOutcome {
+    /// Committed under this sequence number.
+    Stored(i64),
+    /// Already queued with the same recipient and body.
+    Duplicate(i64),
+    /// The id is queued with a different recipient or body.
+    Conflict,
+    /// The recipient already has `max_pending` envelopes waiting.
+    QueueFull,
+}
+
+/// Result of claiming an invite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClaimOutcome {
+    /// The pair exists now.
+    Paired,
+    /// No such invite from this host.
+    Unknown,
+    /// Past its expiry.
+    Expired,
+    /// Claimed by another identity.
+    Claimed,
+    /// Revoked by the host (or the pair it made was revoked).
+    Revoked,
+}
+
+/// Result of publishing an invite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PublishOutcome {
+    /// Published (or refreshed by the same host).
+    Published,
+    /// The hash belongs to another host's invite.
+    Conflict,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// One operation for the store thread.
+enum Cmd {
+    Insert {
+        recipient: IdentityPublicKey,
+        sender: IdentityPublicKey,
+        id: EnvelopeId,
+        body: Vec<u8>,
+        accepted_ms: u64,
+        enforce_limit: bool,
+        reply: Reply<InsertOutcome>,
+    },
+    Delete {
+        recipient: IdentityPublicKey,
+        sender: IdentityPublicKey,
+        id: EnvelopeId,
+    },
+    Load {
+        recipient: IdentityPublicKey,
+        after_seq: i64,
+        limit: usize,
+        reply: Reply<Vec<StoredEnvelope>>,
+    },
+    Pending {
+        recipient: IdentityPublicKey,
+        reply: Reply<u64>,
+    },
+    Publish {
+        host: IdentityPublicKey,
+        hash: InviteHash,
+        expires_at: u64,
+        reply: Reply<PublishOutcome>,
+    },
+    RevokeInvite {
+        host: IdentityPublicKey,
+        hash: InviteHash,
+        reply: Reply<bool>,
+    },
+    Claim {
+        host: IdentityPublicKey,
+        guest: IdentityPublicKey,
+        hash: InviteHash,
+        now: u64,
+        reply: Reply<ClaimOutcome>,
+    },
+    RevokePeer {
+        a: IdentityPublicKey,
+        b: IdentityPublicKey,
+        reply: Reply<u64>,
+    },
+    Pairs {
+        reply: Reply<Vec<(IdentityPublicKey, IdentityPublicKey)>>,
+    },
+    Health {
+        reply: Reply<()>,
+    },
+    Close,
+}
+
+/// Handle to the store thread. Cheap to share; every call is a message.
+#[derive(Debug)]
+pub(crate) struct Store {
+    tx: mpsc::Sender<Cmd>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Store settings.
+#[derive(Debug, Clone)]
+pub(crate) struct StoreOptions {
+    pub(crate) max_pending: u64,
+    pub(crate) ttl: Duration,
+    pub(crate) sweep_interval: Duration,
+}
+
+fn open_db(path: &Path) -> Result<Connection, StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|source| StoreError::Dir { path: dir.to_path_buf(), source })?;
+    }
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Migrations::new(vec![M::up(include_str!("../../migrations/relay/001_init.sql"))])
+        .to_latest(&mut conn)?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Open (creating and migrating) the database and start the store thread.
+    /// Blocking: call from `spawn_blocking`.
+    pub(crate) fn open(
+        path: &Path,
+        opts: StoreOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StoreError> {
+        let conn = open_db(path)?;
+        let mut worker = Worker { conn, opts, metrics, counts: HashMap::new() };
+        worker.recount()?;
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("agentroom-store".into())
+            .spawn(move || worker.run(&rx))
+            .map_err(|source| StoreError::Dir { path: path.to_path_buf(), source })?;
+        Ok(Self { tx, thread: std::sync::Mutex::new(Some(thread)) })
+    }
+
+    fn call<T>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Cmd,
+    ) -> oneshot::Receiver<Result<T, StoreError>> {
+        let (reply, rx) = oneshot::channel();
+        // A send error drops `reply`, so the receiver reports Closed.
+        let _ = self.tx.send(make(reply));
+        rx
+    }
+
+    /// Queue an envelope; the receiver resolves after the commit. Enqueued in call
+    /// order, so envelopes keep their order.
+    pub(crate) fn insert(
+        &self,
+        recipient: IdentityPublicKey,
+        sender: IdentityPublicKey,
+        id: EnvelopeId,
+        body: Vec<u8>,
+        accepted_ms: u64,
+        enforce_limit: bool,
+    ) -> oneshot::Receiver<Result<InsertOutcome, StoreError>> {
+        self.call(|reply| Cmd::Insert {
+            recipient,
+            sender,
+            id,
+            body,
+            accepted_ms,
+            enforce_limit,
+            reply,
+        })
+    }
+
+    /// Forget an acked envelope (fire and forget; it commits with the next batch).
+    pub(crate) fn delete(
+        &self,
+        recipient: IdentityPublicKey,
+        sender: IdentityPublicKey,
+        id: EnvelopeId,
+    ) {
+        let _ = self.tx.send(Cmd::Delete { recipient, sender, id });
+    }
+
+    /// Queued envelopes for `recipient` with `seq > after_seq`, oldest first.
+    pub(crate) async fn load(
+        &self,
+        recipient: IdentityPublicKey,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEnvelope>, StoreError> {
+        flatten(self.call(|reply| Cmd::Load { recipient, after_seq, limit, reply }).await)
+    }
+
+    /// How many envelopes wait for `recipient`.
+    pub(crate) async fn pending(&self, recipient: IdentityPublicKey) -> Result<u64, StoreError> {
+        flatten(self.call(|reply| Cmd::Pending { recipient, reply }).await)
+    }
+
+    pub(crate) async fn publish(
+        &self,
+        host: IdentityPublicKey,
+        hash: InviteHash,
+        expires_at: u64,
+    ) -> Result<PublishOutcome, StoreError> {
+        flatten(self.call(|reply| Cmd::Publish { host, hash, expires_at, reply }).await)
+    }
+
+    /// `false` when `host` has no such invite.
+    pub(crate) async fn revoke_invite(
+        &self,
+        host: IdentityPublicKey,
+        hash: InviteHash,
+    ) -> Result<bool, StoreError> {
+        flatten(self.call(|reply| Cmd::RevokeInvite { host, hash, reply }).await)
+    }
+
+    pub(crate) async fn claim(
+        &self,
+        host: IdentityPublicKey,
+        guest: IdentityPublicKey,
+        hash: InviteHash,
+        now: u64,
+    ) -> Result<ClaimOutcome, StoreError> {
+        flatten(self.call(|reply| Cmd::Claim { host, guest, hash, now, reply }).await)
+    }
+
+    /// Unpair and drop everything queued between the two; returns envelopes dropped.
+    pub(crate) async fn revoke_peer(
+        &self,
+        a: IdentityPublicKey,
+        b: IdentityPublicKey,
+    ) -> Result<u64, StoreError> {
+        flatten(self.call(|reply| Cmd::RevokePeer { a, b, reply }).await)
+    }
+
+    pub(crate) async fn pairs(
+        &self,
+    ) -> Result<Vec<(IdentityPublicKey, IdentityPublicKey)>, StoreError> {
+        flatten(self.call(|reply| Cmd::Pairs { reply }).await)
+    }
+
+    /// A round trip through the store thread and SQLite.
+    pub(crate) async fn health(&self) -> Result<(), StoreError> {
+        flatten(self.call(|reply| Cmd::Health { reply }).await)
+    }
+
+    /// Commit everything queued so far, then stop the thread and wait for it.
+    pub(crate) async fn close(&self) {
+        let _ = self.tx.send(Cmd::Close);
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = thread {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
+fn flatten<T>(
+    r: Result<Result<T, StoreError>, oneshot::error::RecvError>,
+) -> Result<T, StoreError> {
+    r.unwrap_or(Err(StoreError::Closed))
+}
+
+fn pk(bytes: &[u8]) -> Result<IdentityPublicKey, rusqlite::Error> {
+    IdentityPublicKey::from_bytes(bytes).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, Box::new(e))
+    })
+}
+
+fn ordered(a: IdentityPublicKey, b: IdentityPublicKey) -> (IdentityPublicKey, IdentityPublicKey) {
+    if a <= b { (a, b) } else { (b, a) }
+}
+
+/// A reply to send once the batch's fate is known.
+type Deferred = Box<dyn FnOnce(bool) + Send>;
+
+fn defer<T: Send + 'static>(
+    out: &mut Vec<Deferred>,
+    reply: Reply<T>,
+    result: Result<T, StoreError>,
+) {
+    out.push(Box::new(move |committed| {
+        let _ = reply.send(if committed { result } else { Err(StoreError::CommitFailed) });
+    }));
+}
+
+struct Worker {
+    conn: Connection,
+    opts: StoreOptions,
+    metrics: Arc<Metrics>,
+    /// Envelopes queued per recipient, for `queue_full` without a COUNT query.
+    counts: HashMap<IdentityPublicKey, u64>,
+}
+
+impl Worker {
+    fn run(mut self, rx: &mpsc::Receiver<Cmd>) {
+        let mut next_sweep = Instant::now();
+        loop {
+            let now = Instant::now();
+            if now >= next_sweep {
+                if let Err(e) = self.sweep() {
+                    tracing::warn!(error = %e, "pending TTL sweep failed");
+                }
+                next_sweep = now + self.opts.sweep_interval;
+            }
+            let first = match rx.recv_timeout(next_sweep.saturating_duration_since(now)) {
+                Ok(c) => c,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            };
+            let mut batch = Vec::with_capacity(64);
+            let mut closing = false;
+            for cmd in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+                if matches!(cmd, Cmd::Close) {
+                    closing = true;
+                    break;
+                }
+                batch.push(cmd);
+                if batch.len() >= MAX_BATCH {
+                    break;
+                }
+            }
+            if !batch.is_empty() {
+                self.run_batch(batch);
+            }
+            if closing {
+                tracing::debug!("store thread closing");
+                return;
+            }
+        }
+    }
+
+    fn run_batch(&mut self, batch: Vec<Cmd>) {
+        let started = Instant::now();
+        let n = batch.len();
+        let mut deferred: Vec<Deferred> = Vec::with_capacity(n);
+        let committed = match self.conn.transaction() {
+            Ok(tx) => {
+                for cmd in batch {
+                    apply(&tx, &mut self.counts, &self.opts, &self.metrics, cmd, &mut deferred);
+                }
+                match tx.commit() {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "commit failed");
+                        false
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot begin transaction");
+                // Answer every command with a failure.
+                for cmd in batch {
+                    fail(cmd);
+                }
+                false
+            }
+        };
+        if !committed {
+            self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+            let _ = self.recount();
+        }
+        self.metrics.store_commits.fetch_add(1, Ordering::Relaxed);
+        self.metrics.store_batched_ops.fetch_add(n as u64, Ordering::Relaxed);
+        self.metrics.observe_commit(started.elapsed());
+        for d in deferred {
+            d(committed);
+        }
+    }
+
+    fn recount(&mut self) -> Result<(), StoreError> {
+        let mut stmt =
+            self.conn.prepare("SELECT recipient, COUNT(*) FROM envelopes GROUP BY recipient")?;
+        let rows =
+            stmt.query_map([], |r| Ok((pk(&r.get::<_, Vec<u8>>(0)?)?, r.get::<_, i64>(1)?)))?;
+        self.counts.clear();
+        let mut total = 0u64;
+        for row in rows {
+            let (k, n) = row?;
+            let n = u64::try_from(n).unwrap_or(0);
+            total += n;
+            self.counts.insert(k, n);
+        }
+        self.metrics.pending_total.store(total, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn sweep(&mut self) -> Result<(), StoreError> {
+        let ttl_ms = u64::try_from(self.opts.ttl.as_millis()).unwrap_or(u64::MAX);
+        let cutoff = now_ms().saturating_sub(ttl_ms);
+        let cutoff = i64::try_from(cutoff).unwrap_or(i64::MAX);
+        let n = self.conn.execute("DELETE FROM envelopes WHERE accepted_ms < ?1", [cutoff])?;
+        let now = i64::try_from(crate::relay::now_secs()).unwrap_or(i64::MAX);
+        self.conn.execute(
+            "DELETE FROM invites WHERE claimed_by IS NULL AND expires_at < ?1",
+            [now.saturating_sub(86_400)],
+        )?;
+        if n > 0 {
+            tracing::info!(expired = n, "swept expired envelopes");
+            self.metrics.envelopes_expired.fetch_add(n as u64, Ordering::Relaxed);
+            self.recount()?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn fail(cmd: Cmd) {
+    fn e<T>() -> Result<T, StoreError> {
+        Err(StoreError::CommitFailed)
+    }
+    match cmd {
+        Cmd::Insert { reply, .. } => drop(reply.send(e())),
+        Cmd::Load { reply, .. } => drop(reply.send(e())),
+        Cmd::Pending { reply, .. } => drop(reply.send(e())),
+        Cmd::Publish { reply, .. } => drop(reply.send(e())),
+        Cmd::RevokeInvite { reply, .. } => drop(reply.send(e())),
+        Cmd::Claim { reply, .. } => drop(reply.send(e())),
+        Cmd::RevokePeer { reply, .. } => drop(reply.send(e())),
+        Cmd::Pairs { reply } => drop(reply.send(e())),
+        Cmd::Health { reply } => drop(reply.send(e())),
+        Cmd::Delete { .. } | Cmd::Close => {}
+    }
+}
+
+fn apply(
+    tx: &Transaction<'_>,
+    counts: &mut HashMap<IdentityPublicKey, u64>,
+    opts: &StoreOptions,
+    metrics: &Metrics,
+    cmd: Cmd,
+    out: &mut Vec<Deferred>,
+) {
+    match cmd {
+        Cmd::Insert { recipient, sender, id, body, accepted_ms, enforce_limit, reply } => {
+            let r =
+                insert(tx, counts, opts, recipient, sender, id, &body, accepted_ms, enforce_limit);
+            if matches!(r, Ok(InsertOutcome::Stored(_))) {
+                metrics.pending_total.fetch_add(1, Ordering::Relaxed);
+            }
+            defer(out, reply, r);
+        }
+        Cmd::Delete { recipient, sender, id } => {
+            let r = tx
+                .prepare_cached(
+                    "DELETE FROM envelopes WHERE sender = ?1 AND id = ?2 AND recipient = ?3",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![sender.as_bytes(), id.0, recipient.as_bytes()])
+                });
+            match r {
+                Ok(n) if n > 0 => {
+                    if let Some(c) = counts.get_mut(&recipient) {
+                        *c = c.saturating_sub(1);
+                        if *c == 0 {
+                            counts.remove(&recipient);
+                        }
+                    }
+                    metrics.pending_total.fetch_sub(1, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "delete failed"),
+            }
+        }
+        Cmd::Load { recipient, after_seq, limit, reply } => {
+            defer(out, reply, load(tx, recipient, after_seq, limit));
+        }
+        Cmd::Pending { recipient, reply } => {
+            defer(out, reply, Ok(counts.get(&recipient).copied().unwrap_or(0)));
+        }
+        Cmd::Publish { host, hash, expires_at, reply } => {
+            defer(out, reply, publish(tx, host, hash, expires_at));
+        }
+        Cmd::RevokeInvite { host, hash, reply } => {
+            let r = tx
+                .execute(
+                    "UPDATE invites SET revoked = 1 WHERE hash = ?1 AND host = ?2",
+                    params![hash.0, host.as_bytes()],
+                )
+                .map(|n| n > 0)
+                .map_err(StoreError::from);
+            defer(out, reply, r);
+        }
+        Cmd::Claim { host, guest, hash, now, reply } => {
+            defer(out, reply, claim(tx, host, guest, hash, now));
+        }
+        Cmd::RevokePeer { a, b, reply } => {
+            let r = revoke_peer(tx, counts, a, b);
+            if let Ok(n) = r {
+                metrics.pending_total.fetch_sub(n, Ordering::Relaxed);
+            }
+            defer(out, reply, r);
+        }
+        Cmd::Pairs { reply } => {
+            let r = (|| {
+                let mut s = tx.prepare("SELECT a, b FROM pairs")?;
+                let rows = s.query_map([], |r| {
+                    Ok((pk(&r.get::<_, Vec<u8>>(0)?)?, pk(&r.get::<_, Vec<u8>>(1)?)?))
+                })?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(StoreError::from)
+            })();
+            defer(out, reply, r);
+        }
+        Cmd::Health { reply } => {
+            let r = tx.query_row("SELECT 1", [], |_| Ok(())).map_err(StoreError::from);
+            defer(out, reply, r);
+        }
+        Cmd::Close => {}
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn insert(
+    tx: &Transaction<'_>,
+    counts: &mut HashMap<IdentityPublicKey, u64>,
+    opts: &StoreOptions,
+    recipient: IdentityPublicKey,
+    sender: IdentityPublicKey,
+    id: EnvelopeId,
+    body: &[u8],
+    accepted_ms: u64,
+    enforce_limit: bool,
+) -> Result<InsertOutcome, StoreError> {
+    let count = counts.get(&recipient).copied().unwrap_or(0);
+    if !enforce_limit || count < opts.max_pending {
+        let n = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO envelopes (recipient, sender, id, body, accepted_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                recipient.as_bytes(),
+                sender.as_bytes(),
+                id.0,
+                body,
+                i64::try_from(accepted_ms).unwrap_or(i64::MAX)
+            ])?;
+        if n == 1 {
+            *counts.entry(recipient).or_insert(0) += 1;
+            return Ok(InsertOutcome::Stored(tx.last_insert_rowid()));
+        }
+    }
+    let existing = tx
+        .prepare_cached("SELECT seq, recipient, body FROM envelopes WHERE sender = ?1 AND id = ?2")?
+        .query_row(params![sender.as_bytes(), id.0], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, Vec<u8>>(2)?))
+        })
+        .optional()?;
+    Ok(match existing {
+        Some((seq, to, b)) if to == recipient.as_bytes() && b == body => {
+            InsertOutcome::Duplicate(seq)
+        }
+        Some(_) => InsertOutcome::Conflict,
+        None => InsertOutcome::QueueFull,
+    })
+}
+
+fn load(
+    tx: &Transaction<'_>,
+    recipient: IdentityPublicKey,
+    after_seq: i64,
+    limit: usize,
+) -> Result<Vec<StoredEnvelope>, StoreError> {
+    let mut s = tx.prepare_cached(
+        "SELECT seq, sender, id, body, accepted_ms FROM envelopes \
+         WHERE recipient = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+    )?;
+    let rows = s.query_map(
+        params![recipient.as_bytes(), after_seq, i64::try_from(limit).unwrap_or(i64::MAX)],
+        |r| {
+            let id: Vec<u8> = r.get(2)?;
+            let id: [u8; 16] = id.try_into().map_err(|_| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    2,
+                    rusqlite::types::Type::Blob,
+                    "envelope id is not 16 bytes".into(),
+                )
+            })?;
+            Ok(StoredEnvelope {
+                seq: r.get(0)?,
+                sender: pk(&r.get::<_, Vec<u8>>(1)?)?,
+                id: EnvelopeId(id),
+                body: r.get(3)?,
+                accepted_ms: u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
+            })
+        },
+    )?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(StoreError::from)
+}
+
+fn publish(
+    tx: &Transaction<'_>,
+    host: IdentityPublicKey,
+    hash: InviteHash,
+    expires_at: u64,
+) -> Result<PublishOutcome, StoreError> {
+    let exp = i64::try_from(expires_at).unwrap_or(i64::MAX);
+    let n = tx.execute(
+        "INSERT OR IGNORE INTO invites (hash, host, expires_at) VALUES (?1, ?2, ?3)",
+        params![hash.0, host.as_bytes(), exp],
+    )?;
+    if n == 1 {
+        return Ok(PublishOutcome::Published);
+    }
+    let owner: Vec<u8> =
+        tx.query_row("SELECT host FROM invites WHERE hash = ?1", [hash.0], |r| r.get(0))?;
+    if owner != host.as_bytes() {
+        return Ok(PublishOutcome::Conflict);
+    }
+    tx.execute(
+        "UPDATE invites SET expires_at = ?2 WHERE hash = ?1 AND claimed_by IS NULL",
+        params![hash.0, exp],
+    )?;
+    Ok(PublishOutcome::Published)
+}
+
+fn claim(
+    tx: &Transaction<'_>,
+    host: IdentityPublicKey,
+    guest: IdentityPublicKey,
+    hash: InviteHash,
+    now: u64,
+) -> Result<ClaimOutcome, StoreError> {
+    let row = tx
+        .query_row(
+            "SELECT host, expires_at, revoked, claimed_by FROM invites WHERE hash = ?1",
+            [hash.0],
+            |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, bool>(2)?,
+                    r.get::<_, Option<Vec<u8>>>(3)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((owner, expires_at, revoked, claimed_by)) = row else {
+        return Ok(ClaimOutcome::Unknown);
+    };
+    if owner != host.as_bytes() {
+        return Ok(ClaimOutcome::Unknown);
+    }
+    if revoked {
+        return Ok(ClaimOutcome::Revoked);
+    }
+    match claimed_by {
+        Some(g) if g != guest.as_bytes() => return Ok(ClaimOutcome::Claimed),
+        Some(_) => {}
+        None => {
+            if u64::try_from(expires_at).unwrap_or(0) <= now {
+                return Ok(ClaimOutcome::Expired);
+            }
+            tx.execute(
+                "UPDATE invites SET claimed_by = ?2 WHERE hash = ?1 AND claimed_by IS NULL",
+                params![hash.0, guest.as_bytes()],
+            )?;
+        }
+    }
+    let (a, b) = ordered(host, guest);
+    tx.execute(
+        "INSERT OR IGNORE INTO pairs (a, b, created_at) VALUES (?1, ?2, ?3)",
+        params![a.as_bytes(), b.as_bytes(), i64::try_from(now).unwrap_or(i64::MAX)],
+    )?;
+    Ok(ClaimOutcome::Paired)
+}
+
+fn revoke_peer(
+    tx: &Transaction<'_>,
+    counts: &mut HashMap<IdentityPublicKey, u64>,
+    a: IdentityPublicKey,
+    b: IdentityPublicKey,
+) -> Result<u64, StoreError> {
+    let (x, y) = ordered(a, b);
+    tx.execute("DELETE FROM pairs WHERE a = ?1 AND b = ?2", params![x.as_bytes(), y.as_bytes()])?;
+    // The invite that made the pair can never re-create it.
+    tx.execute(
+        "UPDATE invites SET revoked = 1 WHERE (host = ?1 AND claimed_by = ?2) \
+         OR (host = ?2 AND claimed_by = ?1)",
+        params![a.as_bytes(), b.as_bytes()],
+    )?;
+    let mut dropped = 0u64;
+    for (to, from) in [(a, b), (b, a)] {
+        let n = tx.execute(
+            "DELETE FROM envelopes WHERE recipient = ?1 AND sender = ?2",
+            params![to.as_bytes(), from.as_bytes()],
+        )? as u64;
+        if n > 0 {
+            if let Some(c) = counts.get_mut(&to) {
+                *c = c.saturating_sub(n);
+            }
+            dropped += n;
+        }
+    }
+    Ok(dropped)
+}
