@@ -25,6 +25,16 @@ pub const LOG_LEVEL: &str = "LOG_LEVEL";
 pub const AGENTROOM_HOME: &str = "AGENTROOM_HOME";
 /// Tunnel: path to the cloudflared binary.
 pub const CLOUDFLARED_BIN: &str = "CLOUDFLARED_BIN";
+/// Handler env: the sender's label (or short key).
+pub const AGENTROOM_FROM: &str = "AGENTROOM_FROM";
+/// Handler env: the sender's identity key (b64u; what `send` accepts).
+pub const AGENTROOM_PK: &str = "AGENTROOM_PK";
+/// Handler env: the message's envelope id (b64u).
+pub const AGENTROOM_MSG_ID: &str = "AGENTROOM_MSG_ID";
+/// Handler env: the sender's fingerprint.
+pub const AGENTROOM_FINGERPRINT: &str = "AGENTROOM_FINGERPRINT";
+/// Handler env: the envelope id the message answers, when it is a reply.
+pub const AGENTROOM_REPLY_TO: &str = "AGENTROOM_REPLY_TO";
 /// Relay: largest accepted frame in bytes (default 65536).
 pub const MAX_FRAME_BYTES: &str = "MAX_FRAME_BYTES";
 /// Relay: relay-wide connection cap.

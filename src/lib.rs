@@ -8,6 +8,8 @@
 //! - [`process`]: child processes in their own process group: spawn, SIGTERM/SIGKILL the group, reap.
 //! - [`tunnel`]: cloudflared/bore tunnel supervisor (restart with backoff, verified cloudflared install).
 //! - [`room`]: `room open/status/stop`: the relay, a tunnel, an invite and a handler together.
+//! - [`client`]: the agent side: identity, SQLite state, relay links, invites,
+//!   messaging and the serve loop (exactly-once handling).
 //! - [`relay`]: the relay server (axum HTTP + WebSocket, SQLite store-and-forward,
 //!   HMAC session tokens); embeddable via [`relay::start`].
 //! - [`cli`]: the `agentroom` command line (clap derive), one file per command.
@@ -17,6 +19,7 @@
 //! Dependencies point down: cli → client/relay/tunnel/handler → protocol → crypto.
 
 pub mod cli;
+pub mod client;
 pub mod crypto;
 pub mod defaults;
 pub mod env;

@@ -6,16 +6,30 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod duration;
 pub mod exit;
+pub mod invite;
+pub mod listen;
+pub mod peers;
+pub mod printer;
 pub mod relay;
+pub mod send;
+pub mod serve;
+pub mod setup;
 
 pub use exit::ExitStatus;
+pub use printer::Printer;
+
+use crate::client::{ClientError, ErrorClass};
 
 /// agentroom: a private, end-to-end encrypted line between two AI agents.
+///
+/// Exit codes: 0 ok, 1 failure, 2 usage, 3 network (relay unreachable, timed
+/// out), 4 no session (no identity yet, unknown peer), 128+n stopped by signal n.
 #[derive(Debug, Parser)]
-#[command(name = "agentroom", version, about, propagate_version = true)]
+#[command(name = "agentroom", version, about, long_about, propagate_version = true)]
 pub struct Cli {
-    /// State directory (identity, sessions, queues).
+    /// State directory (identity, sessions, queues). Default: ~/.config/agentroom.
     #[arg(long, global = true, env = crate::env::AGENTROOM_HOME, value_name = "DIR")]
     pub home: Option<PathBuf>,
 
@@ -31,6 +45,22 @@ pub struct Cli {
 /// Every command.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create this agent's identity (once; idempotent) and print its fingerprint.
+    #[command(visible_alias = "init")]
+    Setup(setup::SetupArgs),
+    /// Print this agent's public key and fingerprint.
+    Whoami,
+    /// Create, list, revoke or accept single-use invites.
+    #[command(subcommand)]
+    Invite(invite::InviteCommand),
+    /// List paired peers, or remove one.
+    Peers(peers::PeersArgs),
+    /// Send one message to a peer; returns once the relay holds it.
+    Send(send::SendArgs),
+    /// Print messages as they arrive.
+    Listen(listen::ListenArgs),
+    /// Answer every message with a handler command (stdin → stdout).
+    Serve(serve::ServeArgs),
     /// Run a standalone relay (HTTP + WebSocket on one port, SQLite store-and-forward).
     Relay(relay::RelayArgs),
     /// Print the version.
@@ -47,7 +77,9 @@ pub fn main() -> ExitCode {
             return code.into();
         }
     };
-    init_tracing();
+    // Client commands talk to people on stdout; their logs default to warnings.
+    let default_level = if matches!(cli.command, Command::Relay(_)) { "info" } else { "warn" };
+    init_tracing(default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -59,29 +91,105 @@ pub fn main() -> ExitCode {
         Ok(status) => status.into(),
         Err(e) => {
             report_error(&e);
-            ExitStatus::Failure.into()
+            status_for(&e).into()
         }
     }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
+    let printer = Printer::new(cli.json);
+    let home = cli.home;
     match cli.command {
-        Command::Relay(args) => relay::run(args, cli.json, cli.home).await,
+        Command::Setup(args) => setup::run(home, args, printer),
+        Command::Whoami => setup::whoami(home, printer),
+        Command::Invite(cmd) => invite::run(home, cmd, printer).await,
+        Command::Peers(args) => peers::run(home, args, printer).await,
+        Command::Send(args) => send::run(home, args, printer).await,
+        Command::Listen(args) => listen::run(home, args, printer).await,
+        Command::Serve(args) => serve::run(home, args, printer).await,
+        Command::Relay(args) => relay::run(args, cli.json, home).await,
         Command::Version => {
-            print_line(&format!("agentroom {}", env!("CARGO_PKG_VERSION")));
+            printer.event(
+                "version",
+                serde_json::json!({"version": env!("CARGO_PKG_VERSION")}),
+                || Some(format!("agentroom {}", env!("CARGO_PKG_VERSION"))),
+            );
             Ok(ExitStatus::Success)
         }
     }
 }
 
-/// Logs: JSON lines on stderr, level from `LOG_LEVEL` (default `info`). Stdout is
-/// reserved for command output.
-fn init_tracing() {
+/// The exit status for a failed command: the class of the first client error in
+/// the chain, else 1.
+fn status_for(e: &anyhow::Error) -> ExitStatus {
+    for cause in e.chain() {
+        let class = if let Some(ce) = cause.downcast_ref::<ClientError>() {
+            Some(ce.class())
+        } else if let Some(ie) = cause.downcast_ref::<crate::client::identity::IdentityError>() {
+            matches!(ie, crate::client::identity::IdentityError::Missing(_))
+                .then_some(ErrorClass::NoSession)
+        } else if cause.downcast_ref::<crate::client::connection::LinkError>().is_some() {
+            Some(ErrorClass::Network)
+        } else {
+            None
+        };
+        if let Some(class) = class {
+            return match class {
+                ErrorClass::Failure => ExitStatus::Failure,
+                ErrorClass::Usage => ExitStatus::Usage,
+                ErrorClass::Network => ExitStatus::Network,
+                ErrorClass::NoSession => ExitStatus::NoSession,
+            };
+        }
+    }
+    ExitStatus::Failure
+}
+
+/// A cancellation token fired by SIGINT or SIGTERM; the signal number is kept
+/// so the command can exit 128+n like a shell.
+pub(crate) fn cancel_on_signals()
+-> (tokio_util::sync::CancellationToken, std::sync::Arc<std::sync::atomic::AtomicI32>) {
+    use std::sync::atomic::{AtomicI32, Ordering};
+    let token = tokio_util::sync::CancellationToken::new();
+    let signal = std::sync::Arc::new(AtomicI32::new(0));
+    let (t, s) = (token.clone(), signal.clone());
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal as unix_signal};
+        let (Ok(mut int), Ok(mut term)) =
+            (unix_signal(SignalKind::interrupt()), unix_signal(SignalKind::terminate()))
+        else {
+            return;
+        };
+        let n = tokio::select! {
+            _ = int.recv() => 2,
+            _ = term.recv() => 15,
+        };
+        s.store(n, Ordering::SeqCst);
+        t.cancel();
+    });
+    (token, signal)
+}
+
+/// The exit status after a long-running command ended: 128+n if a signal stopped it.
+pub(crate) fn exit_after(signal: &std::sync::atomic::AtomicI32) -> ExitStatus {
+    match signal.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => ExitStatus::Success,
+        n => ExitStatus::Signal(n),
+    }
+}
+
+/// Resolve the home directory.
+pub(crate) fn home_of(home: Option<PathBuf>) -> Result<crate::client::home::Home, ClientError> {
+    Ok(crate::client::home::Home::resolve(home)?)
+}
+
+/// Logs: JSON lines on stderr, level from `LOG_LEVEL` (default `default_level`).
+fn init_tracing(default_level: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = std::env::var(crate::env::LOG_LEVEL)
         .ok()
         .and_then(|v| EnvFilter::try_new(v).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        .unwrap_or_else(|| EnvFilter::new(default_level));
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)

@@ -1,0 +1,208 @@
+//! `agentroom invite create|list|revoke|accept`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::duration::parse_duration;
+use super::{ExitStatus, Printer, home_of};
+use crate::client::relay_url::RelayUrl;
+use crate::client::{Client, ClientError, invites, now_secs, store};
+
+/// Invite subcommands.
+#[derive(Debug, Subcommand)]
+pub enum InviteCommand {
+    /// Create a single-use invite, publish it to the relay and print it.
+    Create(CreateArgs),
+    /// List invites you created.
+    #[command(visible_alias = "ls")]
+    List,
+    /// Revoke an unused invite (by id or id prefix).
+    Revoke {
+        /// Invite id (see `invite list`).
+        id: String,
+    },
+    /// Accept an invite: pair with its host and say hello.
+    Accept(AcceptArgs),
+}
+
+/// Options of `invite create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Relay the guest will use (default: the one given to `setup --relay`).
+    #[arg(long, visible_alias = "server", value_name = "URL")]
+    pub relay: Option<String>,
+    /// Lifetime, e.g. 30m, 24h, 7d.
+    #[arg(long, value_parser = parse_duration, default_value = "24h", value_name = "DURATION")]
+    pub expires: Duration,
+    /// Local name for whoever accepts.
+    #[arg(long, value_name = "NAME")]
+    pub label: Option<String>,
+}
+
+/// Options of `invite accept`.
+#[derive(Debug, Args)]
+pub struct AcceptArgs {
+    /// The invite string (`ar1.…`), or a link ending in `#ar1.…`.
+    pub invite: String,
+    /// Local name for the host.
+    #[arg(long, value_name = "NAME")]
+    pub label: Option<String>,
+}
+
+/// Run an invite subcommand.
+pub async fn run(
+    home: Option<PathBuf>,
+    cmd: InviteCommand,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let home = home_of(home)?;
+    let (cancel, _sig) = super::cancel_on_signals();
+    let mut client = Client::open(&home, cancel.clone())?;
+    let result = match cmd {
+        InviteCommand::Create(args) => create(&mut client, args, printer).await,
+        InviteCommand::List => list(&client, printer),
+        InviteCommand::Revoke { id } => revoke(&mut client, &id, printer).await,
+        InviteCommand::Accept(args) => accept(&mut client, args, printer).await,
+    };
+    cancel.cancel();
+    result
+}
+
+async fn create(
+    client: &mut Client,
+    args: CreateArgs,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    if args.expires.is_zero() {
+        anyhow::bail!(ClientError::Invite(crate::crypto::InviteError::Expired));
+    }
+    let relay = match args.relay {
+        Some(r) => RelayUrl::parse(&r)?,
+        None => match client.home().load_config()?.relay_url {
+            Some(r) => RelayUrl::parse(&r)?,
+            None => return Err(ClientError::NoRelay.into()),
+        },
+    };
+    let created = invites::create(client, &relay, args.expires, args.label).await?;
+    let row = created.row;
+    let accept_line = format!("agentroom invite accept '{}'", row.encoded);
+    printer.event(
+        "invite_created",
+        json!({
+            "id": row.id,
+            "invite": row.encoded,
+            "relay": row.relay_url,
+            "expires_at": row.expires_at,
+            "label": row.label,
+            "accept_command": accept_line,
+        }),
+        || {
+            Some(format!(
+                "{}\n\nGive this to the other agent (single use, expires in {}):\n  {accept_line}\n\nThen run `agentroom listen` or `agentroom serve --on-message CMD` to hear from it.",
+                row.encoded,
+                human_duration(row.expires_at.saturating_sub(now_secs())),
+            ))
+        },
+    );
+    Ok(ExitStatus::Success)
+}
+
+fn list(client: &Client, printer: Printer) -> anyhow::Result<ExitStatus> {
+    let rows = store::list_invites(client.conn())?;
+    let now = now_secs();
+    if rows.is_empty() {
+        printer.human("No invites. Create one with `agentroom invite create`.");
+    }
+    for r in rows {
+        let status = if r.status == "open" && r.expires_at <= now {
+            "expired".to_owned()
+        } else {
+            r.status.clone()
+        };
+        printer.event(
+            "invite",
+            json!({
+                "id": r.id,
+                "status": status,
+                "label": r.label,
+                "relay": r.relay_url,
+                "expires_at": r.expires_at,
+                "created_at": r.created_at,
+                "claimed_by": r.claimed_by,
+            }),
+            || {
+                Some(format!(
+                    "{}  {:<8} {:<12} {}  {}",
+                    r.id,
+                    status,
+                    r.label.as_deref().unwrap_or("-"),
+                    r.relay_url,
+                    if status == "open" {
+                        format!("expires in {}", human_duration(r.expires_at.saturating_sub(now)))
+                    } else {
+                        String::new()
+                    }
+                ))
+            },
+        );
+    }
+    Ok(ExitStatus::Success)
+}
+
+async fn revoke(client: &mut Client, id: &str, printer: Printer) -> anyhow::Result<ExitStatus> {
+    let (row, confirmed) = invites::revoke(client, id).await?;
+    printer.event("invite_revoked", json!({"id": row.id, "relay_confirmed": confirmed}), || {
+        Some(if confirmed {
+            format!("Revoked invite {}.", row.id)
+        } else {
+            format!(
+                "Revoked invite {} locally (its key is deleted); the relay could not be told.",
+                row.id
+            )
+        })
+    });
+    Ok(ExitStatus::Success)
+}
+
+async fn accept(
+    client: &mut Client,
+    args: AcceptArgs,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let a = invites::accept(client, &args.invite, args.label).await?;
+    printer.event(
+        "invite_accepted",
+        json!({
+            "peer": a.peer.pk.to_b64u(),
+            "label": a.peer.label,
+            "fingerprint": a.fingerprint,
+            "safety_number": a.safety_number,
+            "relay": a.peer.relay_url,
+        }),
+        || {
+            Some(format!(
+                "Paired with {}\n  public key:    {}\n  fingerprint:   {}\n  safety number: {}\n  relay:         {}\nCompare the safety number with the host out of band. Send with `agentroom send {} \"hello\"`.",
+                a.peer.display_name(),
+                a.peer.pk.to_b64u(),
+                a.fingerprint,
+                a.safety_number,
+                a.peer.relay_url,
+                a.peer.label.clone().unwrap_or_else(|| a.peer.pk.to_b64u()),
+            ))
+        },
+    );
+    Ok(ExitStatus::Success)
+}
+
+/// `3h 12m`-style rendering of a span in seconds.
+pub(crate) fn human_duration(secs: u64) -> String {
+    match secs {
+        s if s >= 86_400 => format!("{}d {}h", s / 86_400, (s % 86_400) / 3600),
+        s if s >= 3600 => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+        s if s >= 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}

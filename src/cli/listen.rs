@@ -1,0 +1,109 @@
+//! `agentroom listen [--once] [--from PEER]`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::duration::parse_duration;
+use super::{ExitStatus, Printer, home_of};
+use crate::client::Client;
+use crate::client::events::Event;
+use crate::client::listen::{ListenOptions, listen};
+
+/// Options of `agentroom listen`.
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Exit after the first message.
+    #[arg(long)]
+    pub once: bool,
+    /// Only messages from this peer (label, key or prefix).
+    #[arg(long, value_name = "PEER")]
+    pub from: Option<String>,
+    /// Give up (exit 3) after this long without a message.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
+}
+
+/// Run `listen`.
+pub async fn run(
+    home: Option<PathBuf>,
+    args: ListenArgs,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let home = home_of(home)?;
+    let (cancel, sig) = super::cancel_on_signals();
+    let mut client = Client::open(&home, cancel.clone())?;
+    let opts = ListenOptions { once: args.once, from: args.from, timeout: args.timeout };
+    let result = listen(&mut client, &opts, &mut |ev| print_event(printer, &ev)).await;
+    cancel.cancel();
+    result?;
+    Ok(super::exit_after(&sig))
+}
+
+/// Print one listen/serve event: NDJSON, or a human line for the ones people
+/// care about (messages and replies on stdout; connection changes on stderr).
+pub(crate) fn print_event(printer: Printer, ev: &Event) {
+    let value = serde_json::to_value(ev).unwrap_or_default();
+    let name = value.get("event").and_then(|v| v.as_str()).unwrap_or("event").to_owned();
+    let mut fields = value;
+    if let Some(obj) = fields.as_object_mut() {
+        obj.remove("event");
+    }
+    if !printer.is_json() {
+        if let Some(note) = human_note(ev) {
+            printer.note(&note);
+        }
+    }
+    printer.event(&name, fields, || human_line(ev));
+}
+
+fn human_line(ev: &Event) -> Option<String> {
+    match ev {
+        Event::Received { message } => {
+            Some(format!("[{}] {}", message.sender_name(), message.text))
+        }
+        Event::Replied { text, .. } => Some(format!("[you] {text}")),
+        _ => None,
+    }
+}
+
+fn human_note(ev: &Event) -> Option<String> {
+    Some(match ev {
+        Event::Connected { relay, .. } => format!("connected to {relay}"),
+        Event::Reconnect { relay, .. } => format!("reconnected to {relay}"),
+        Event::Disconnect { relay, reason, retry_in_ms } => {
+            format!(
+                "disconnected from {relay} ({reason}); retrying in {:.1}s",
+                *retry_in_ms as f64 / 1000.0
+            )
+        }
+        Event::PeerOnline { peer, online } => {
+            format!("{} is {}", peer.name(), if *online { "online" } else { "offline" })
+        }
+        Event::Paired { peer } => format!("paired with {} ({})", peer.name(), peer.fingerprint),
+        Event::NoReply { id, .. } => format!("handler gave no reply to {id}"),
+        Event::HandlerError { id, exit_code, signal, timed_out, stderr, .. } => {
+            let how = if *timed_out {
+                "timed out".to_owned()
+            } else if let Some(s) = signal {
+                format!("killed by signal {s}")
+            } else {
+                format!("exited {}", exit_code.map_or_else(|| "?".to_owned(), |c| c.to_string()))
+            };
+            let tail = stderr.lines().last().unwrap_or("");
+            format!(
+                "handler {how} on {id}{}",
+                if tail.is_empty() { String::new() } else { format!(": {tail}") }
+            )
+        }
+        Event::SendFailed { id, code, message } => {
+            format!("relay refused {id}: {code} ({message})")
+        }
+        Event::Dropped { from, reason } => {
+            format!("dropped an envelope from {}: {reason}", &from[..from.len().min(8)])
+        }
+        Event::Done { count, reason } => format!("done: {count} message(s) ({reason})"),
+        Event::Received { .. } | Event::Replied { .. } | Event::Sent { .. } => return None,
+    })
+}

@@ -1,0 +1,80 @@
+//! `agentroom send PEER TEXT|-`.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::json;
+
+use super::duration::parse_duration;
+use super::{ExitStatus, Printer, home_of};
+use crate::client::events::MessageInfo;
+use crate::client::{Client, send, store};
+
+/// Options of `agentroom send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Peer: label, public key, or a unique prefix of the key or fingerprint.
+    pub peer: String,
+    /// The message; `-` reads it from stdin.
+    pub text: String,
+    /// After sending, wait for the peer's next message and print it.
+    #[arg(long)]
+    pub wait_reply: bool,
+    /// How long `--wait-reply` waits (e.g. 90s, 5m).
+    #[arg(long, value_parser = parse_duration, default_value = "120s", value_name = "DURATION", requires = "wait_reply")]
+    pub timeout: Duration,
+}
+
+/// Run `send`.
+pub async fn run(
+    home: Option<PathBuf>,
+    args: SendArgs,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let text = if args.text == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s)?;
+        s.trim_end_matches(['\n', '\r']).to_owned()
+    } else {
+        args.text
+    };
+    if text.trim().is_empty() {
+        anyhow::bail!("refusing to send an empty message");
+    }
+    let home = home_of(home)?;
+    let (cancel, _sig) = super::cancel_on_signals();
+    let mut client = Client::open(&home, cancel.clone())?;
+    let wait = args.wait_reply.then_some(args.timeout);
+    let result = send::send(&mut client, &args.peer, &text, wait).await;
+    cancel.cancel();
+    let out = match result {
+        Ok(out) => out,
+        Err(e) => {
+            let queued = store::outbox_pending_count(client.conn()).unwrap_or(0);
+            if queued > 0 && e.class() == crate::client::ErrorClass::Network {
+                printer.note(&format!(
+                    "agentroom: {queued} message(s) stay queued and go out on the next connection (send, listen or serve)"
+                ));
+            }
+            return Err(e.into());
+        }
+    };
+    let status = match out.status {
+        crate::protocol::DeliveryStatus::Delivered => "delivered",
+        crate::protocol::DeliveryStatus::Stored => "stored",
+    };
+    printer.event(
+        "sent",
+        json!({"id": out.id.to_b64u(), "to": out.peer.pk.to_b64u(), "status": status}),
+        || Some(out.id.to_b64u()),
+    );
+    if let Some(reply) = out.reply {
+        let peer = store::get_peer(client.conn(), &reply.peer)?;
+        let message = MessageInfo::new(&reply, peer.as_ref());
+        let ev = crate::client::events::Event::Received { message };
+        super::listen::print_event(printer, &ev);
+    }
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,438 @@
+//! One relay connection as an actor: dial, log in, pump frames, reconnect.
+//!
+//! The task owns the WebSocket. Its owner talks to it through a [`LinkHandle`]
+//! (frames out, via a bounded queue) and a shared event channel ([`LinkEvent`]s
+//! in). Reconnects use jittered exponential backoff and the session-token fast
+//! path (`resume`); a refused token falls back to a signed `login` at once.
+//! The link never decides what is delivered: the owner re-sends its outbox on
+//! every [`LinkEvent::Up`], and acks only what it has stored, so nothing is lost
+//! when a socket dies with frames in flight.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
+
+use super::relay_url::RelayUrl;
+use crate::crypto::{CryptoRng, IdentityKeyPair, SystemRng};
+use crate::protocol::{
+    self, ClientFrame, ErrorCode, PROTOCOL_LABEL, SUPPORTED_VERSIONS, ServerFrame,
+};
+
+/// Dial + TLS + challenge + welcome must finish within this.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// First reconnect delay; doubles per failure up to [`BACKOFF_MAX`].
+const BACKOFF_BASE: Duration = Duration::from_millis(250);
+/// Longest wait between reconnect attempts: long enough not to hammer a relay
+/// that is down, short enough that a restarted relay is found within a minute.
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Application ping interval; a socket silent for [`IDLE_CUTOFF`] is dead.
+const PING_EVERY: Duration = Duration::from_secs(20);
+/// Two missed pongs plus slack.
+const IDLE_CUTOFF: Duration = Duration::from_secs(50);
+/// Frames queued to the socket task; the owner uses `try_send` and relies on
+/// its outbox for anything dropped when this is full.
+const OUT_QUEUE: usize = 1024;
+/// Relay frames can exceed the client→relay limit a little (deliver wraps a body
+/// the sender fitted under `max_frame`), so accept up to twice that.
+const MAX_INBOUND_FRAME: usize = 2 * crate::defaults::MAX_FRAME_BYTES;
+
+/// Why a link could not be (re)established.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// TCP/TLS/WebSocket failure, or the handshake timed out.
+    #[error("cannot reach relay {url}: {reason}")]
+    Unreachable {
+        /// Relay URL.
+        url: String,
+        /// What failed (no secrets).
+        reason: String,
+    },
+    /// The relay refused our login (`auth_failed`, clock skew, wrong origin).
+    #[error("relay {url} refused the login: {code} ({message})")]
+    Refused {
+        /// Relay URL.
+        url: String,
+        /// Error code.
+        code: &'static str,
+        /// Relay's message.
+        message: String,
+    },
+    /// The peer is not an agentroom relay of a version we speak.
+    #[error("relay {url} speaks an unsupported protocol: {detail}")]
+    Protocol {
+        /// Relay URL.
+        url: String,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl LinkError {
+    /// Whether retrying can help.
+    fn is_transient(&self) -> bool {
+        matches!(self, LinkError::Unreachable { .. })
+    }
+}
+
+/// What a link reports to its owner. Every event names its relay.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// Logged in. `pending` envelopes follow as `deliver` frames.
+    Up {
+        /// Relay.
+        relay: RelayUrl,
+        /// Queued envelopes announced in `welcome`.
+        pending: u64,
+        /// Whether this is a reconnect (not the first login of this link).
+        reconnect: bool,
+        /// Whether the token fast path was used.
+        resumed: bool,
+        /// New session token (secret).
+        token: String,
+        /// Its expiry, unix seconds.
+        token_expires_at: u64,
+    },
+    /// A frame after login.
+    Frame {
+        /// Relay.
+        relay: RelayUrl,
+        /// The frame.
+        frame: ServerFrame,
+    },
+    /// The socket closed; the link retries after `retry_in`.
+    Down {
+        /// Relay.
+        relay: RelayUrl,
+        /// Why (no secrets).
+        reason: String,
+        /// Delay before the next attempt.
+        retry_in: Duration,
+    },
+    /// The stored resume token was refused; the owner should forget it.
+    TokenRejected {
+        /// Relay.
+        relay: RelayUrl,
+    },
+    /// The link gave up (first connection failed `give_up_after` times, or the
+    /// relay refused us for good). The task has ended.
+    Fatal {
+        /// Relay.
+        relay: RelayUrl,
+        /// Why.
+        error: LinkError,
+    },
+}
+
+/// How persistent a link is.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkOptions {
+    /// Attempts before giving up, while never connected. After a first
+    /// successful login the link retries forever (until cancelled).
+    pub give_up_after: u32,
+}
+
+impl Default for LinkOptions {
+    fn default() -> Self {
+        Self { give_up_after: 3 }
+    }
+}
+
+/// The owner's side of a link.
+#[derive(Debug)]
+pub struct LinkHandle {
+    relay: RelayUrl,
+    out: mpsc::Sender<ClientFrame>,
+    _task: AbortOnDropHandle<()>,
+}
+
+impl LinkHandle {
+    /// Start a link task. Events go to `events`; it stops on `cancel` or drop.
+    pub fn spawn(
+        relay: RelayUrl,
+        identity: Arc<IdentityKeyPair>,
+        token: Option<String>,
+        options: LinkOptions,
+        events: mpsc::UnboundedSender<LinkEvent>,
+        cancel: CancellationToken,
+    ) -> Self {
+        let (out, rx) = mpsc::channel(OUT_QUEUE);
+        let actor = Actor { relay: relay.clone(), identity, token, options, events, cancel };
+        let task = AbortOnDropHandle::new(tokio::spawn(actor.run(rx)));
+        Self { relay, out, _task: task }
+    }
+
+    /// The relay this link serves.
+    pub fn relay(&self) -> &RelayUrl {
+        &self.relay
+    }
+
+    /// Queue a frame for the socket. Returns false when the queue is full or the
+    /// task ended; callers rely on the outbox (sends) or redelivery (acks) then.
+    pub fn send(&self, frame: ClientFrame) -> bool {
+        self.out.try_send(frame).is_ok()
+    }
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+struct Actor {
+    relay: RelayUrl,
+    identity: Arc<IdentityKeyPair>,
+    token: Option<String>,
+    options: LinkOptions,
+    events: mpsc::UnboundedSender<LinkEvent>,
+    cancel: CancellationToken,
+}
+
+enum Login {
+    Ok { ws: Box<Ws>, pending: u64, resumed: bool, token: String, token_expires_at: u64 },
+    TokenRejected,
+}
+
+impl Actor {
+    async fn run(mut self, mut rx: mpsc::Receiver<ClientFrame>) {
+        let mut failures: u32 = 0;
+        let mut ever_up = false;
+        loop {
+            let attempt = tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => return,
+                r = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.connect()) => r,
+            };
+            let reason = match attempt {
+                Ok(Ok(Login::TokenRejected)) => {
+                    self.token = None;
+                    self.emit(LinkEvent::TokenRejected { relay: self.relay.clone() });
+                    continue;
+                }
+                Ok(Ok(Login::Ok { ws, pending, resumed, token, token_expires_at })) => {
+                    failures = 0;
+                    self.token = Some(token.clone());
+                    self.emit(LinkEvent::Up {
+                        relay: self.relay.clone(),
+                        pending,
+                        reconnect: ever_up,
+                        resumed,
+                        token,
+                        token_expires_at,
+                    });
+                    ever_up = true;
+                    match self.pump(*ws, &mut rx).await {
+                        None => return, // cancelled
+                        Some(reason) => reason,
+                    }
+                }
+                Ok(Err(e)) if !e.is_transient() => {
+                    self.emit(LinkEvent::Fatal { relay: self.relay.clone(), error: e });
+                    return;
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no welcome within {}s", HANDSHAKE_TIMEOUT.as_secs()),
+            };
+            failures = failures.saturating_add(1);
+            if !ever_up && failures >= self.options.give_up_after {
+                let error = LinkError::Unreachable { url: self.relay.to_string(), reason };
+                self.emit(LinkEvent::Fatal { relay: self.relay.clone(), error });
+                return;
+            }
+            let retry_in = backoff(failures);
+            tracing::info!(relay = %self.relay, %reason, retry_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX), "relay link down");
+            self.emit(LinkEvent::Down { relay: self.relay.clone(), reason, retry_in });
+            tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => return,
+                () = tokio::time::sleep(retry_in) => {}
+            }
+        }
+    }
+
+    fn emit(&self, ev: LinkEvent) {
+        let _ = self.events.send(ev);
+    }
+
+    fn unreachable(&self, reason: impl std::fmt::Display) -> LinkError {
+        LinkError::Unreachable { url: self.relay.to_string(), reason: reason.to_string() }
+    }
+
+    /// Dial, read the challenge, log in (resume first if we hold a token).
+    async fn connect(&self) -> Result<Login, LinkError> {
+        let (mut ws, _resp) = tokio_tungstenite::connect_async(self.relay.as_str())
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let (versions, challenge) = match self.read_frame(&mut ws).await? {
+            ServerFrame::Challenge { protocol, versions, challenge, .. } => {
+                if protocol != PROTOCOL_LABEL {
+                    return Err(LinkError::Protocol {
+                        url: self.relay.to_string(),
+                        detail: format!("unexpected protocol label {protocol:?}"),
+                    });
+                }
+                (versions, challenge)
+            }
+            other => {
+                return Err(LinkError::Protocol {
+                    url: self.relay.to_string(),
+                    detail: format!("expected a challenge, got {}", frame_name(&other)),
+                });
+            }
+        };
+        let v =
+            versions.iter().copied().filter(|v| SUPPORTED_VERSIONS.contains(v)).max().ok_or_else(
+                || LinkError::Protocol {
+                    url: self.relay.to_string(),
+                    detail: format!("relay versions {versions:?}"),
+                },
+            )?;
+        let resumed = self.token.is_some();
+        let login = match &self.token {
+            Some(token) => ClientFrame::Resume { v, token: token.clone() },
+            None => {
+                let ts = super::now_secs();
+                let bytes = protocol::login_signed_bytes(&self.relay.origin(), &challenge, ts);
+                let signature = *self.identity.sign(&bytes).as_bytes();
+                ClientFrame::Login { v, identity: self.identity.public(), ts, signature }
+            }
+        };
+        ws.send(Message::text(protocol::encode_frame(&login)))
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        match self.read_frame(&mut ws).await? {
+            ServerFrame::Welcome { token, token_expires_at, pending, .. } => {
+                Ok(Login::Ok { ws: Box::new(ws), pending, resumed, token, token_expires_at })
+            }
+            ServerFrame::Error {
+                code: ErrorCode::TokenExpired | ErrorCode::AuthFailed, ..
+            } if resumed => Ok(Login::TokenRejected),
+            ServerFrame::Error { code, message, .. } => match code {
+                ErrorCode::AuthFailed | ErrorCode::UnsupportedVersion => Err(LinkError::Refused {
+                    url: self.relay.to_string(),
+                    code: code.as_str(),
+                    message,
+                }),
+                _ => Err(self.unreachable(format!("{}: {message}", code.as_str()))),
+            },
+            other => Err(LinkError::Protocol {
+                url: self.relay.to_string(),
+                detail: format!("expected welcome, got {}", frame_name(&other)),
+            }),
+        }
+    }
+
+    async fn read_frame(&self, ws: &mut Ws) -> Result<ServerFrame, LinkError> {
+        loop {
+            let msg = ws.next().await.ok_or_else(|| self.unreachable("connection closed"))?;
+            match msg.map_err(|e| self.unreachable(e))? {
+                Message::Text(t) => {
+                    return protocol::decode_server_frame(t.as_str(), MAX_INBOUND_FRAME).map_err(
+                        |e| LinkError::Protocol {
+                            url: self.relay.to_string(),
+                            detail: e.to_string(),
+                        },
+                    );
+                }
+                Message::Close(_) => return Err(self.unreachable("closed by relay")),
+                _ => {}
+            }
+        }
+    }
+
+    /// Pump frames both ways until the socket dies (Some(reason)) or we are cancelled (None).
+    async fn pump(&self, mut ws: Ws, rx: &mut mpsc::Receiver<ClientFrame>) -> Option<String> {
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await;
+        let mut last_rx = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => {
+                    let _ = ws.close(None).await;
+                    return None;
+                }
+                msg = ws.next() => {
+                    last_rx = tokio::time::Instant::now();
+                    match msg {
+                        None => return Some("connection closed".into()),
+                        Some(Err(e)) => return Some(e.to_string()),
+                        Some(Ok(Message::Text(t))) => {
+                            match protocol::decode_server_frame(t.as_str(), MAX_INBOUND_FRAME) {
+                                Ok(ServerFrame::Error { code, message, .. }) if code.is_fatal() => {
+                                    return Some(format!("{}: {message}", code.as_str()));
+                                }
+                                Ok(frame) => self.emit(LinkEvent::Frame { relay: self.relay.clone(), frame }),
+                                Err(e) => tracing::warn!(relay = %self.relay, error = %e, "ignoring a bad frame from the relay"),
+                            }
+                        }
+                        Some(Ok(Message::Close(_))) => return Some("closed by relay".into()),
+                        Some(Ok(_)) => {}
+                    }
+                }
+                frame = rx.recv() => {
+                    let frame = frame?;
+                    if let Err(e) = ws.send(Message::text(protocol::encode_frame(&frame))).await {
+                        return Some(e.to_string());
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_rx.elapsed() > IDLE_CUTOFF {
+                        return Some("relay stopped answering".into());
+                    }
+                    let frame = ClientFrame::Ping { rid: None };
+                    if let Err(e) = ws.send(Message::text(protocol::encode_frame(&frame))).await {
+                        return Some(e.to_string());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Full-jitter exponential backoff: uniform in [d/2, d] with d = base·2^(n-1) capped.
+fn backoff(failures: u32) -> Duration {
+    let exp = BACKOFF_BASE.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+    let cap = exp.min(BACKOFF_MAX);
+    let mut b = [0u8; 8];
+    SystemRng.fill(&mut b);
+    let frac = f64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])) / f64::from(u32::MAX);
+    cap.mul_f64(0.5 + frac / 2.0)
+}
+
+fn frame_name(f: &ServerFrame) -> &'static str {
+    match f {
+        ServerFrame::Challenge { .. } => "challenge",
+        ServerFrame::Welcome { .. } => "welcome",
+        ServerFrame::Sent { .. } => "sent",
+        ServerFrame::Deliver { .. } => "deliver",
+        ServerFrame::Ok { .. } => "ok",
+        ServerFrame::Presence { .. } => "presence",
+        ServerFrame::Pong { .. } => "pong",
+        ServerFrame::Error { .. } => "error",
+    }
+}
+
+/// Install the rustls crypto provider once per process (wss:// needs it).
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_is_capped() {
+        for n in 1..40 {
+            let d = backoff(n);
+            let cap = BACKOFF_BASE.saturating_mul(1u32 << (n - 1).min(16)).min(BACKOFF_MAX);
+            assert!(d >= cap / 2 && d <= cap, "{n}: {d:?} vs {cap:?}");
+        }
+        assert!(backoff(30) <= BACKOFF_MAX);
+    }
+}

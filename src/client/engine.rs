@@ -1,0 +1,613 @@
+//! The client engine: one identity, its state database and its relay links.
+//!
+//! It turns relay frames into durable state and reports what happened as
+//! [`Incoming`] values; command loops (`listen`, `serve`, `send`, invites) decide
+//! what to show and when to ack. Invariants:
+//! - a delivery is decrypted and stored in one IMMEDIATE transaction together
+//!   with the advanced session, after checking `(peer, id)` was not stored
+//!   before (so a redelivery is never decrypted or handled twice);
+//! - an outgoing message is sealed and written to the outbox, with the advanced
+//!   session, before any attempt to send it; every login re-sends the outbox.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::Connection;
+use sha2::Digest;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::connection::{LinkError, LinkEvent, LinkHandle, LinkOptions};
+use super::home::Home;
+use super::payload::Payload;
+use super::relay_url::RelayUrl;
+use super::store::{self, InboxRow, NewInbox, OutboxRow, PeerRole, PeerRow, Store};
+use super::{ClientError, now_ms, now_secs};
+use crate::crypto::{IdentityKeyPair, IdentityPublicKey, OneTimePrekey, Session, SystemRng};
+use crate::protocol::{
+    ClientFrame, DeliveryStatus, EnvelopeId, ErrorCode, InviteHash, ServerFrame,
+};
+
+/// How often pending outbox rows are offered to the relay again (covers
+/// `queue_full`, `rate_limited` and frames lost with a dying socket).
+const OUTBOX_RETRY: Duration = Duration::from_secs(10);
+
+/// What the engine reports to a command loop.
+#[derive(Debug)]
+pub enum Incoming {
+    /// Logged in to a relay (after a reconnect too); the outbox was re-sent.
+    Up {
+        /// Relay.
+        relay: RelayUrl,
+        /// Whether this was a reconnect.
+        reconnect: bool,
+        /// Envelopes the relay had queued for us.
+        pending: u64,
+    },
+    /// A relay link dropped; it retries by itself.
+    Down {
+        /// Relay.
+        relay: RelayUrl,
+        /// Why.
+        reason: String,
+        /// Next attempt in.
+        retry_in: Duration,
+    },
+    /// A link gave up.
+    Fatal(LinkError),
+    /// A text message is stored (state `new`). The caller acks it with
+    /// [`Client::ack`] once it is shown or handled.
+    Message {
+        /// Relay it came through (where the ack goes).
+        relay: RelayUrl,
+        /// The stored row.
+        row: InboxRow,
+        /// False when the relay redelivered a message stored earlier and not yet consumed.
+        fresh: bool,
+    },
+    /// A guest accepted one of our invites (already acked).
+    Paired {
+        /// The new peer.
+        peer: PeerRow,
+    },
+    /// An envelope could not be used and was acked away (stranger, undecryptable).
+    Dropped {
+        /// Sender.
+        from: IdentityPublicKey,
+        /// Why.
+        reason: String,
+    },
+    /// The relay has one of our envelopes.
+    Sent {
+        /// Envelope id.
+        id: EnvelopeId,
+        /// Delivered or stored.
+        status: DeliveryStatus,
+    },
+    /// The relay refused one of our envelopes for good.
+    SendFailed {
+        /// Envelope id.
+        id: EnvelopeId,
+        /// Code.
+        code: ErrorCode,
+        /// Detail.
+        message: String,
+    },
+    /// A peer came online or left.
+    Presence {
+        /// Peer.
+        peer: IdentityPublicKey,
+        /// Online now.
+        online: bool,
+    },
+    /// Answer to a request made with [`Client::request`].
+    Reply {
+        /// Request id.
+        rid: String,
+        /// `Err` carries the relay's code and message.
+        result: Result<(), (ErrorCode, String)>,
+    },
+}
+
+/// The engine.
+#[derive(Debug)]
+pub struct Client {
+    home: Home,
+    identity: Arc<IdentityKeyPair>,
+    store: Store,
+    links: HashMap<String, LinkHandle>,
+    up: HashMap<String, bool>,
+    events_tx: mpsc::UnboundedSender<LinkEvent>,
+    events_rx: mpsc::UnboundedReceiver<LinkEvent>,
+    cancel: CancellationToken,
+    options: LinkOptions,
+    next_rid: u64,
+    retry: tokio::time::Interval,
+}
+
+impl Client {
+    /// Open the identity and database of `home`. Links stop when `cancel` fires.
+    pub fn open(home: &Home, cancel: CancellationToken) -> Result<Self, ClientError> {
+        crate::crypto::init().map_err(super::identity::IdentityError::Key)?;
+        super::connection::install_tls_provider();
+        let identity = super::identity::load(home)?;
+        let store = Store::open(&home.db_path())?;
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let mut retry = tokio::time::interval(OUTBOX_RETRY);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Ok(Self {
+            home: home.clone(),
+            identity: Arc::new(identity),
+            store,
+            links: HashMap::new(),
+            up: HashMap::new(),
+            events_tx,
+            events_rx,
+            cancel,
+            options: LinkOptions::default(),
+            next_rid: 0,
+            retry,
+        })
+    }
+
+    /// The home this client runs in.
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    /// Our identity.
+    pub fn identity(&self) -> &IdentityKeyPair {
+        &self.identity
+    }
+
+    /// The database.
+    pub fn store(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
+    /// Read-only database access.
+    pub fn conn(&self) -> &Connection {
+        self.store.conn()
+    }
+
+    /// The cancellation token links and loops watch.
+    pub fn cancel_token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Set how hard new links try before reporting [`Incoming::Fatal`].
+    pub fn set_link_options(&mut self, options: LinkOptions) {
+        self.options = options;
+    }
+
+    /// Start a link to `relay` unless one runs already.
+    pub fn connect(&mut self, relay: &RelayUrl) -> Result<(), ClientError> {
+        if self.links.contains_key(relay.as_str()) {
+            return Ok(());
+        }
+        let token = store::get_token(self.store.conn(), relay.as_str(), now_secs())?;
+        let link = LinkHandle::spawn(
+            relay.clone(),
+            Arc::clone(&self.identity),
+            token,
+            self.options,
+            self.events_tx.clone(),
+            self.cancel.child_token(),
+        );
+        self.links.insert(relay.as_str().to_owned(), link);
+        Ok(())
+    }
+
+    /// Connect to every relay we may hear from: each peer's, each open invite's.
+    pub fn connect_all(&mut self) -> Result<Vec<RelayUrl>, ClientError> {
+        let mut urls: Vec<String> =
+            store::list_peers(self.store.conn())?.into_iter().map(|p| p.relay_url).collect();
+        urls.extend(store::open_invite_relays(self.store.conn(), now_secs())?);
+        urls.sort();
+        urls.dedup();
+        let mut relays = Vec::new();
+        for u in urls {
+            let relay = RelayUrl::parse(&u)?;
+            self.connect(&relay)?;
+            relays.push(relay);
+        }
+        Ok(relays)
+    }
+
+    /// Whether `relay` is logged in right now.
+    pub fn is_up(&self, relay: &RelayUrl) -> bool {
+        self.up.get(relay.as_str()).copied().unwrap_or(false)
+    }
+
+    /// Ack a stored message to the relay it came through.
+    pub fn ack(&self, relay: &RelayUrl, from: &IdentityPublicKey, id: &EnvelopeId) {
+        if let Some(link) = self.links.get(relay.as_str()) {
+            link.send(ClientFrame::Ack { id: *id, from: *from });
+        }
+    }
+
+    /// Send a request frame built around a fresh `rid`; the answer comes back as
+    /// [`Incoming::Reply`] with that rid.
+    pub fn request(
+        &mut self,
+        relay: &RelayUrl,
+        build: impl FnOnce(Option<String>) -> ClientFrame,
+    ) -> Result<String, ClientError> {
+        self.connect(relay)?;
+        self.next_rid += 1;
+        let rid = format!("r{}", self.next_rid);
+        if let Some(link) = self.links.get(relay.as_str()) {
+            link.send(build(Some(rid.clone())));
+        }
+        Ok(rid)
+    }
+
+    /// Seal `payload` for `peer`, write it to the outbox with the advanced session
+    /// (one transaction), then offer it to the relay. Returns the envelope id.
+    pub fn queue(
+        &mut self,
+        peer: &PeerRow,
+        payload: &Payload,
+        claim: Option<[u8; 16]>,
+    ) -> Result<EnvelopeId, ClientError> {
+        let tx = self.store.immediate()?;
+        let row = seal_in(&tx, peer, payload, claim)?;
+        tx.commit().map_err(store::StoreError::from)?;
+        self.offer(&row)?;
+        Ok(row.id)
+    }
+
+    /// Offer an outbox row to its relay (connecting if needed; a link that is
+    /// not up yet sends it on login through [`Self::flush`]).
+    pub fn offer(&mut self, row: &OutboxRow) -> Result<(), ClientError> {
+        let relay = RelayUrl::parse(&row.relay_url)?;
+        self.connect(&relay)?;
+        if self.is_up(&relay) {
+            if let Some(link) = self.links.get(relay.as_str()) {
+                link.send(send_frame(row));
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-send every pending outbox row for `relay`, oldest first.
+    pub fn flush(&mut self, relay: &RelayUrl) -> Result<usize, ClientError> {
+        let rows = store::outbox_pending(self.store.conn(), relay.as_str())?;
+        if let Some(link) = self.links.get(relay.as_str()) {
+            for row in &rows {
+                link.send(send_frame(row));
+            }
+        }
+        Ok(rows.len())
+    }
+
+    /// Wait for the next thing worth reporting. `None` once cancelled.
+    pub async fn next(&mut self) -> Result<Option<Incoming>, ClientError> {
+        loop {
+            let ev = tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => return Ok(None),
+                ev = self.events_rx.recv() => ev,
+                _ = self.retry.tick() => {
+                    let up: Vec<String> = self.up.iter().filter(|(_, v)| **v).map(|(k, _)| k.clone()).collect();
+                    for u in up {
+                        self.flush(&RelayUrl::parse(&u)?)?;
+                    }
+                    continue;
+                }
+            };
+            let Some(ev) = ev else { return Ok(None) };
+            if let Some(incoming) = self.on_link_event(ev)? {
+                return Ok(Some(incoming));
+            }
+        }
+    }
+
+    /// Drive the engine until `f` picks an outcome, for one-shot commands. Text
+    /// messages that arrive meanwhile are stored (they wait in the inbox for
+    /// `listen`/`serve`) and acked; a link giving up ends the wait.
+    pub async fn wait_for<T>(
+        &mut self,
+        timeout: Duration,
+        what: &'static str,
+        mut f: impl FnMut(&mut Self, &Incoming) -> Option<Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.next()).await;
+            let incoming = match next {
+                Err(_) => return Err(ClientError::Timeout(timeout, what)),
+                Ok(r) => r?.ok_or(ClientError::Cancelled)?,
+            };
+            if let Some(result) = f(self, &incoming) {
+                return result;
+            }
+            match incoming {
+                Incoming::Message { relay, row, .. } => self.ack(&relay, &row.peer, &row.id),
+                Incoming::Fatal(e) => return Err(e.into()),
+                _ => {}
+            }
+        }
+    }
+
+    fn on_link_event(&mut self, ev: LinkEvent) -> Result<Option<Incoming>, ClientError> {
+        Ok(match ev {
+            LinkEvent::Up { relay, pending, reconnect, resumed, token, token_expires_at } => {
+                tracing::info!(relay = %relay, resumed, pending, "logged in to relay");
+                store::put_token(self.store.conn(), relay.as_str(), &token, token_expires_at)?;
+                self.up.insert(relay.as_str().to_owned(), true);
+                self.flush(&relay)?;
+                Some(Incoming::Up { relay, reconnect, pending })
+            }
+            LinkEvent::TokenRejected { relay } => {
+                store::clear_token(self.store.conn(), relay.as_str())?;
+                None
+            }
+            LinkEvent::Down { relay, reason, retry_in } => {
+                self.up.insert(relay.as_str().to_owned(), false);
+                Some(Incoming::Down { relay, reason, retry_in })
+            }
+            LinkEvent::Fatal { relay, error } => {
+                self.up.insert(relay.as_str().to_owned(), false);
+                self.links.remove(relay.as_str());
+                Some(Incoming::Fatal(error))
+            }
+            LinkEvent::Frame { relay, frame } => self.on_frame(relay, frame)?,
+        })
+    }
+
+    fn on_frame(
+        &mut self,
+        relay: RelayUrl,
+        frame: ServerFrame,
+    ) -> Result<Option<Incoming>, ClientError> {
+        Ok(match frame {
+            ServerFrame::Deliver { id, from, body, ts } => {
+                self.on_deliver(relay, id, from, &body, ts)?
+            }
+            ServerFrame::Sent { id, status } => {
+                store::outbox_sent(self.store.conn(), &id, now_secs())?;
+                Some(Incoming::Sent { id, status })
+            }
+            ServerFrame::Error { code, message, id: Some(id), .. } => {
+                if is_permanent_send_error(code) {
+                    store::outbox_failed(self.store.conn(), &id, code.as_str())?;
+                    Some(Incoming::SendFailed { id, code, message })
+                } else {
+                    tracing::warn!(
+                        code = code.as_str(),
+                        "relay deferred a message; it stays queued"
+                    );
+                    None
+                }
+            }
+            ServerFrame::Error { code, message, rid: Some(rid), .. } => {
+                Some(Incoming::Reply { rid, result: Err((code, message)) })
+            }
+            ServerFrame::Error { code, message, .. } => {
+                tracing::warn!(relay = %relay, code = code.as_str(), %message, "relay error");
+                None
+            }
+            ServerFrame::Ok { rid: Some(rid) } => Some(Incoming::Reply { rid, result: Ok(()) }),
+            ServerFrame::Presence { peer, online } => Some(Incoming::Presence { peer, online }),
+            ServerFrame::Ok { rid: None }
+            | ServerFrame::Pong { .. }
+            | ServerFrame::Challenge { .. }
+            | ServerFrame::Welcome { .. } => None,
+        })
+    }
+
+    fn on_deliver(
+        &mut self,
+        relay: RelayUrl,
+        id: EnvelopeId,
+        from: IdentityPublicKey,
+        body: &[u8],
+        ts: u64,
+    ) -> Result<Option<Incoming>, ClientError> {
+        let outcome = receive(&mut self.store, &self.identity, &relay, &id, &from, body, ts)?;
+        let report = match outcome {
+            Received::Stored(row) if row.state == "new" => {
+                return Ok(Some(Incoming::Message { relay, row, fresh: true }));
+            }
+            Received::Duplicate(row) if row.state == "new" => {
+                return Ok(Some(Incoming::Message { relay, row, fresh: false }));
+            }
+            Received::Stored(_) | Received::Duplicate(_) => None,
+            Received::Paired(peer) => Some(Incoming::Paired { peer }),
+            Received::Moved(peer, new_relay) => {
+                tracing::info!(peer = %peer.fmt_short(), relay = %new_relay, "peer moved to a new relay");
+                self.connect(&new_relay)?;
+                None
+            }
+            Received::Dropped(reason) => {
+                tracing::warn!(from = %from.fmt_short(), %reason, "dropping an envelope");
+                Some(Incoming::Dropped { from, reason })
+            }
+        };
+        // Stored as done (control message), a finished duplicate, or unusable: ack now.
+        self.ack(&relay, &from, &id);
+        Ok(report)
+    }
+}
+
+fn send_frame(row: &OutboxRow) -> ClientFrame {
+    ClientFrame::Send {
+        id: row.id,
+        to: row.peer,
+        body: row.body.clone(),
+        claim: row.claim.map(crate::protocol::frames::InviteIdClaim),
+    }
+}
+
+/// Send errors that retrying cannot fix.
+fn is_permanent_send_error(code: ErrorCode) -> bool {
+    !matches!(
+        code,
+        ErrorCode::QueueFull
+            | ErrorCode::RateLimited
+            | ErrorCode::Internal
+            | ErrorCode::ShuttingDown
+    )
+}
+
+/// SHA-256 of an invite id: what `invite_publish`/`invite_revoke` carry.
+pub fn invite_hash(id: &[u8; 16]) -> InviteHash {
+    InviteHash(sha2::Sha256::digest(id).into())
+}
+
+/// Seal `payload` for `peer` inside the caller's transaction: advance the
+/// session, store it, and queue the envelope.
+pub fn seal_in(
+    tx: &Connection,
+    peer: &PeerRow,
+    payload: &Payload,
+    claim: Option<[u8; 16]>,
+) -> Result<OutboxRow, ClientError> {
+    let bytes = store::load_session(tx, &peer.pk)?
+        .ok_or_else(|| ClientError::UnknownPeer(peer.pk.to_b64u()))?;
+    let mut session: Session =
+        serde_json::from_slice(&bytes).map_err(|_| store::StoreError::BadRecord("session"))?;
+    let body = session.encrypt(&payload.to_bytes(), &mut SystemRng)?;
+    store::save_session(tx, &peer.pk, &session_bytes(&session))?;
+    let mut id = [0u8; 16];
+    crate::crypto::CryptoRng::fill(&mut SystemRng, &mut id);
+    let reply_to = match payload {
+        Payload::Text { reply_to, .. } => *reply_to,
+        _ => None,
+    };
+    let row = OutboxRow {
+        id: EnvelopeId(id),
+        peer: peer.pk,
+        relay_url: peer.relay_url.clone(),
+        body,
+        claim,
+    };
+    store::insert_outbox(tx, &row, reply_to.as_ref(), now_secs())?;
+    Ok(row)
+}
+
+/// Serialise a session for the database.
+pub fn session_bytes(session: &Session) -> Vec<u8> {
+    serde_json::to_vec(session).unwrap_or_default()
+}
+
+enum Received {
+    Stored(InboxRow),
+    Duplicate(InboxRow),
+    Paired(PeerRow),
+    Moved(IdentityPublicKey, RelayUrl),
+    Dropped(String),
+}
+
+/// Decrypt and store one delivery in a single IMMEDIATE transaction.
+fn receive(
+    store: &mut Store,
+    identity: &IdentityKeyPair,
+    relay: &RelayUrl,
+    id: &EnvelopeId,
+    from: &IdentityPublicKey,
+    body: &[u8],
+    ts: u64,
+) -> Result<Received, ClientError> {
+    let tx = store.immediate()?;
+    if let Some(row) = store::inbox_seen(&tx, from, id)? {
+        return Ok(Received::Duplicate(row));
+    }
+    let mut paired = None;
+    let plaintext = match store::load_session(&tx, from)? {
+        Some(bytes) => {
+            let mut session: Session = serde_json::from_slice(&bytes)
+                .map_err(|_| store::StoreError::BadRecord("session"))?;
+            match session.decrypt(body, &mut SystemRng) {
+                Ok(pt) => {
+                    store::save_session(&tx, from, &session_bytes(&session))?;
+                    pt
+                }
+                Err(e) => return Ok(Received::Dropped(format!("cannot decrypt: {e}"))),
+            }
+        }
+        None => match first_contact(&tx, identity, relay, from, body)? {
+            Ok((peer, pt)) => {
+                paired = Some(peer);
+                pt
+            }
+            Err(reason) => return Ok(Received::Dropped(reason)),
+        },
+    };
+    let now = now_secs();
+    store::touch_peer(&tx, from, now)?;
+    let payload =
+        Payload::parse(&plaintext).unwrap_or(Payload::Unknown { kind: String::from("invalid") });
+    let mut moved = None;
+    let (text, state, reply_to) = match &payload {
+        Payload::Text { text, reply_to } => (text.as_str(), "new", *reply_to),
+        Payload::RelayMoved { relay: url } => {
+            if let Ok(new_relay) = RelayUrl::parse(url) {
+                store::set_peer_relay(&tx, from, new_relay.as_str())?;
+                moved = Some(new_relay);
+            }
+            ("", "done", None)
+        }
+        Payload::Hello { .. } | Payload::Unknown { .. } => ("", "done", None),
+    };
+    let m = NewInbox { peer: from, id, kind: payload.kind(), text, reply_to, relay_ts: ts, state };
+    let row = store::insert_inbox(&tx, &m, now_ms())?;
+    tx.commit().map_err(store::StoreError::from)?;
+    Ok(match (paired, moved) {
+        (Some(peer), _) => Received::Paired(peer),
+        (None, Some(r)) => Received::Moved(*from, r),
+        (None, None) => Received::Stored(row),
+    })
+}
+
+/// A prekey message from a stranger: pair only if it claims an open invite of
+/// ours, names the authenticated sender as the guest, and decrypts.
+#[allow(clippy::type_complexity)]
+fn first_contact(
+    tx: &Connection,
+    identity: &IdentityKeyPair,
+    relay: &RelayUrl,
+    from: &IdentityPublicKey,
+    body: &[u8],
+) -> Result<Result<(PeerRow, Vec<u8>), String>, ClientError> {
+    let fields = match crate::crypto::peek_prekey(body) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Ok(Err("message from an unknown sender".into())),
+        Err(e) => return Ok(Err(format!("malformed first message: {e}"))),
+    };
+    if fields.guest != *from {
+        return Ok(Err("prekey message names another identity".into()));
+    }
+    let invite_id = fields.invite_id.to_b64u();
+    let Some((invite, opk_bytes)) = store::open_invite_prekey(tx, &invite_id)? else {
+        return Ok(Err("claims an invite that is not open here (used, revoked or unknown)".into()));
+    };
+    let opk: OneTimePrekey = serde_json::from_slice(&opk_bytes)
+        .map_err(|_| store::StoreError::BadRecord("invite prekey"))?;
+    let (session, plaintext) = match Session::respond(identity, &opk, body, &mut SystemRng) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(format!("first message does not decrypt: {e}"))),
+    };
+    if session.peer() != *from {
+        return Ok(Err("prekey message names another identity".into()));
+    }
+    let label = match invite.label {
+        Some(l) if !store::label_taken(tx, &l)? => Some(l),
+        _ => None,
+    };
+    let peer = PeerRow {
+        pk: *from,
+        label,
+        role: PeerRole::Guest,
+        relay_url: RelayUrl::parse(&invite.relay_url)
+            .map_or_else(|_| relay.to_string(), |r| r.to_string()),
+        invite_id: invite_id.clone(),
+        created_at: now_secs(),
+        last_seen: None,
+    };
+    store::insert_peer(tx, &peer, &session_bytes(&session))?;
+    store::claim_invite(tx, &invite_id, from)?;
+    Ok(Ok((peer, plaintext)))
+}

@@ -1,0 +1,227 @@
+//! What `listen` and `serve` report, one value per line of `--json` output.
+//! Serialised with an `event` tag; the printer adds `ts`. Never a secret; message
+//! text only in `received` (the user asked to see it) and `replied`.
+
+use serde::Serialize;
+
+use super::store::{InboxRow, PeerRow};
+use crate::crypto::{IdentityPublicKey, fingerprint};
+
+/// A peer as shown in events.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerRef {
+    /// b64u key (what `send` accepts).
+    pub pk: String,
+    /// Local label, if any.
+    pub label: Option<String>,
+    /// Fingerprint.
+    pub fingerprint: String,
+}
+
+impl PeerRef {
+    /// From a key and an optional stored peer.
+    pub fn new(pk: &IdentityPublicKey, row: Option<&PeerRow>) -> Self {
+        Self {
+            pk: pk.to_b64u(),
+            label: row.and_then(|r| r.label.clone()),
+            fingerprint: fingerprint(pk),
+        }
+    }
+
+    /// Label, or the short key.
+    pub fn name(&self) -> String {
+        self.label.clone().unwrap_or_else(|| self.pk.chars().take(8).collect())
+    }
+}
+
+/// A received message as shown to users and scripts.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageInfo {
+    /// Envelope id (b64u).
+    pub id: String,
+    /// Sender key (b64u).
+    pub from: String,
+    /// Sender label.
+    pub label: Option<String>,
+    /// Sender fingerprint.
+    pub fingerprint: String,
+    /// Relay accept time, unix ms.
+    pub sent_at: u64,
+    /// Text.
+    pub text: String,
+    /// Envelope this answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+}
+
+impl MessageInfo {
+    /// From a stored row and its sender.
+    pub fn new(row: &InboxRow, peer: Option<&PeerRow>) -> Self {
+        Self {
+            id: row.id.to_b64u(),
+            from: row.peer.to_b64u(),
+            label: peer.and_then(|p| p.label.clone()),
+            fingerprint: fingerprint(&row.peer),
+            sent_at: row.relay_ts,
+            text: row.text.clone(),
+            reply_to: row.reply_to.map(|r| r.to_b64u()),
+        }
+    }
+
+    /// Label or short key.
+    pub fn sender_name(&self) -> String {
+        self.label.clone().unwrap_or_else(|| self.from.chars().take(8).collect())
+    }
+}
+
+/// One event.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// Logged in to a relay for the first time in this run.
+    Connected {
+        /// Relay URL.
+        relay: String,
+        /// Envelopes it had queued.
+        pending: u64,
+    },
+    /// Logged in again after a drop.
+    Reconnect {
+        /// Relay URL.
+        relay: String,
+        /// Envelopes it had queued.
+        pending: u64,
+    },
+    /// A relay connection dropped; retrying.
+    Disconnect {
+        /// Relay URL.
+        relay: String,
+        /// Why.
+        reason: String,
+        /// Next attempt in (ms).
+        retry_in_ms: u64,
+    },
+    /// A peer's presence changed.
+    PeerOnline {
+        /// The peer.
+        peer: PeerRef,
+        /// Online now.
+        online: bool,
+    },
+    /// A guest accepted one of our invites.
+    Paired {
+        /// The new peer.
+        peer: PeerRef,
+    },
+    /// A message arrived (flattened: `id`, `from`, `fingerprint`, `text`, ...).
+    Received {
+        /// The message.
+        #[serde(flatten)]
+        message: MessageInfo,
+    },
+    /// The handler answered; the reply is queued (and sent when the relay is up).
+    Replied {
+        /// Envelope id of the reply.
+        id: String,
+        /// Message answered.
+        reply_to: String,
+        /// Recipient.
+        to: String,
+        /// Reply text.
+        text: String,
+    },
+    /// The handler exited 0 with empty output: nothing sent.
+    NoReply {
+        /// Message handled.
+        id: String,
+        /// Its sender.
+        from: String,
+    },
+    /// The handler failed or timed out: nothing sent.
+    HandlerError {
+        /// Message handled.
+        id: String,
+        /// Its sender.
+        from: String,
+        /// Exit code, if it exited.
+        exit_code: Option<i32>,
+        /// Signal, if killed by one.
+        signal: Option<i32>,
+        /// Whether it hit the timeout.
+        timed_out: bool,
+        /// Last part of its stderr.
+        stderr: String,
+    },
+    /// A message of ours reached the relay.
+    Sent {
+        /// Envelope id.
+        id: String,
+        /// `delivered` or `stored`.
+        status: String,
+    },
+    /// The relay refused a message of ours for good.
+    SendFailed {
+        /// Envelope id.
+        id: String,
+        /// Error code.
+        code: String,
+        /// Detail.
+        message: String,
+    },
+    /// An envelope was dropped (stranger, undecryptable).
+    Dropped {
+        /// Sender key.
+        from: String,
+        /// Why.
+        reason: String,
+    },
+    /// The loop ended.
+    Done {
+        /// Messages handled (serve) or shown (listen).
+        count: u64,
+        /// Why it ended (`max_turns`, `once`, `cancelled`).
+        reason: String,
+    },
+}
+
+/// The event for an engine report that needs no command-specific handling.
+pub fn from_incoming(client: &super::Client, inc: &super::Incoming) -> Option<Event> {
+    use super::Incoming;
+    let peer_ref = |pk: &IdentityPublicKey| {
+        let row = super::store::get_peer(client.conn(), pk).ok().flatten();
+        PeerRef::new(pk, row.as_ref())
+    };
+    Some(match inc {
+        Incoming::Up { relay, reconnect: false, pending } => {
+            Event::Connected { relay: relay.to_string(), pending: *pending }
+        }
+        Incoming::Up { relay, reconnect: true, pending } => {
+            Event::Reconnect { relay: relay.to_string(), pending: *pending }
+        }
+        Incoming::Down { relay, reason, retry_in } => Event::Disconnect {
+            relay: relay.to_string(),
+            reason: reason.clone(),
+            retry_in_ms: u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
+        },
+        Incoming::Presence { peer, online } => {
+            Event::PeerOnline { peer: peer_ref(peer), online: *online }
+        }
+        Incoming::Paired { peer } => Event::Paired { peer: PeerRef::new(&peer.pk, Some(peer)) },
+        Incoming::Sent { id, status } => Event::Sent {
+            id: id.to_b64u(),
+            status: match status {
+                crate::protocol::DeliveryStatus::Delivered => "delivered".into(),
+                crate::protocol::DeliveryStatus::Stored => "stored".into(),
+            },
+        },
+        Incoming::SendFailed { id, code, message } => Event::SendFailed {
+            id: id.to_b64u(),
+            code: code.as_str().into(),
+            message: message.clone(),
+        },
+        Incoming::Dropped { from, reason } => {
+            Event::Dropped { from: from.to_b64u(), reason: reason.clone() }
+        }
+        Incoming::Message { .. } | Incoming::Fatal(_) | Incoming::Reply { .. } => return None,
+    })
+}

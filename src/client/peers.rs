@@ -1,0 +1,58 @@
+//! Naming peers on the command line: a label, the full base64url key, or a
+//! unique prefix (4+ characters) of the key or of the fingerprint.
+
+use rusqlite::Connection;
+
+use super::ClientError;
+use super::store::{self, PeerRow};
+use crate::crypto::{IdentityPublicKey, fingerprint};
+
+/// Shortest prefix accepted, so a typo does not silently pick a peer.
+const MIN_PREFIX: usize = 4;
+
+/// Find exactly one peer for `query`.
+pub fn resolve(conn: &Connection, query: &str) -> Result<PeerRow, ClientError> {
+    let q = query.trim();
+    let peers = store::list_peers(conn)?;
+    if let Some(p) = peers.iter().find(|p| p.label.as_deref() == Some(q)) {
+        return Ok(p.clone());
+    }
+    if let Ok(pk) = IdentityPublicKey::from_b64u(q) {
+        return peers
+            .into_iter()
+            .find(|p| p.pk == pk)
+            .ok_or_else(|| ClientError::UnknownPeer(q.to_owned()));
+    }
+    let norm = normalise_fp(q);
+    if q.len() < MIN_PREFIX {
+        return Err(ClientError::UnknownPeer(q.to_owned()));
+    }
+    let matches: Vec<PeerRow> = peers
+        .into_iter()
+        .filter(|p| {
+            p.pk.to_b64u().starts_with(q)
+                || (norm.len() >= MIN_PREFIX
+                    && normalise_fp(&fingerprint(&p.pk)).starts_with(&norm))
+        })
+        .collect();
+    match matches.len() {
+        0 => Err(ClientError::UnknownPeer(q.to_owned())),
+        1 => {
+            Ok(matches.into_iter().next().ok_or_else(|| ClientError::UnknownPeer(q.to_owned()))?)
+        }
+        n => Err(ClientError::AmbiguousPeer(q.to_owned(), n)),
+    }
+}
+
+fn normalise_fp(s: &str) -> String {
+    s.chars().filter(char::is_ascii_hexdigit).map(|c| c.to_ascii_lowercase()).collect()
+}
+
+/// Forget a peer locally and ask its relay to drop the pairing (best effort).
+pub fn remove(client: &mut super::Client, query: &str) -> Result<PeerRow, ClientError> {
+    let peer = resolve(client.conn(), query)?;
+    let tx = client.store().immediate()?;
+    store::remove_peer(&tx, &peer.pk)?;
+    tx.commit().map_err(store::StoreError::from)?;
+    Ok(peer)
+}
