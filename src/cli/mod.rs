@@ -13,9 +13,11 @@ pub mod listen;
 pub mod peers;
 pub mod printer;
 pub mod relay;
+pub mod room;
 pub mod send;
 pub mod serve;
 pub mod setup;
+pub mod tunnel_args;
 
 pub use exit::ExitStatus;
 pub use printer::Printer;
@@ -63,6 +65,11 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Run a standalone relay (HTTP + WebSocket on one port, SQLite store-and-forward).
     Relay(relay::RelayArgs),
+    /// Host a room: relay + tunnel + invite + handler in one command; status; stop.
+    #[command(subcommand)]
+    Room(room::RoomCommand),
+    /// Same as `room open`.
+    Host(room::OpenArgs),
     /// Print the version.
     Version,
 }
@@ -78,7 +85,12 @@ pub fn main() -> ExitCode {
         }
     };
     // Client commands talk to people on stdout; their logs default to warnings.
-    let default_level = if matches!(cli.command, Command::Relay(_)) { "info" } else { "warn" };
+    let detached = match &cli.command {
+        Command::Room(room::RoomCommand::Open(a)) | Command::Host(a) => a.detached_child,
+        _ => false,
+    };
+    let default_level =
+        if matches!(cli.command, Command::Relay(_)) || detached { "info" } else { "warn" };
     init_tracing(default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -108,6 +120,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Listen(args) => listen::run(home, args, printer).await,
         Command::Serve(args) => serve::run(home, args, printer).await,
         Command::Relay(args) => relay::run(args, cli.json, home).await,
+        Command::Room(cmd) => room::run(home, cmd, printer).await,
+        Command::Host(args) => room::open(home, args, printer).await,
         Command::Version => {
             printer.event(
                 "version",
