@@ -216,8 +216,16 @@ fn ready_text(tunnel: &str, r: &open::Ready) -> String {
         s.push_str(&format!("  ({tunnel} tunnel {p})"));
     }
     s.push_str(&format!("\n  local:  {}\n", r.local_url));
-    if let Some(lan) = &r.lan_url {
-        s.push_str(&format!("  LAN:    {lan}\n"));
+    match (&r.lan_url, tunnel) {
+        (Some(lan), _) => s.push_str(&format!("  LAN:    {lan}\n")),
+        (None, "none") => {
+            if let Some(ip) = crate::room::stack::lan_ip() {
+                s.push_str(&format!(
+                    "  (loopback only: add --bind 0.0.0.0 to serve the LAN at {ip})\n"
+                ));
+            }
+        }
+        _ => {}
     }
     let left = r.expires_at.saturating_sub(crate::client::now_secs());
     s.push_str(&format!(

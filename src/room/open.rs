@@ -245,15 +245,21 @@ async fn supervise(
         None
     };
     loop {
-        let outcome = wait(opts, &mut client, &mut changes, cancel, events, &mut handled).await?;
+        let outcome = wait(
+            opts,
+            &mut client,
+            public_url.as_ref(),
+            &mut changes,
+            cancel,
+            events,
+            &mut handled,
+        )
+        .await?;
         let new_url = match outcome {
             Wait::Cancelled => return Ok(RoomEnd::Cancelled),
             Wait::MaxTurns => return Ok(RoomEnd::MaxTurns),
             Wait::Moved(u) => u,
         };
-        if public_url.as_ref() == Some(&new_url) {
-            continue;
-        }
         // The serve loop (if any) has stopped; its client is closed. Do the move
         // with a fresh client, then serve again.
         drop(client.take());
@@ -308,6 +314,7 @@ enum Wait {
 async fn wait(
     opts: &OpenOptions,
     client: &mut Option<Client>,
+    current: Option<&Url>,
     changes: &mut tokio::sync::watch::Receiver<TunnelState>,
     cancel: &CancellationToken,
     events: &UnboundedSender<RoomEvent>,
@@ -360,7 +367,13 @@ async fn wait(
                 }
                 let now = changes.borrow_and_update().clone();
                 match now {
-                    TunnelState::Up { url, .. } => break Ok(Wait::Moved(url)),
+                    TunnelState::Up { url, .. } if Some(&url) != current => {
+                        break Ok(Wait::Moved(url));
+                    }
+                    TunnelState::Up { url, restarts } => {
+                        // bore asks for its old port first: same URL, nothing to tell.
+                        tracing::info!(%url, restarts, "tunnel back at the same URL");
+                    }
                     TunnelState::Down { restarts, retry_in } => {
                         tracing::warn!(restarts, ?retry_in, "tunnel down; restarting");
                         let _ = events.send(RoomEvent::TunnelDown { restarts, retry_in });

@@ -64,11 +64,12 @@ impl RoomStack {
     }
 
     /// The relay URL a guest dials: the tunnel's as `wss://…/ws` (`ws://` for a
-    /// plain-http tunnel such as bore), else the loopback one.
+    /// plain-http tunnel such as bore); without a tunnel the LAN one when the relay
+    /// listens on all interfaces, else the loopback one (a guest on this machine).
     pub fn public_relay_url(&self) -> String {
         match self.tunnel.public_url() {
             Some(u) => relay_url_from_tunnel(&u),
-            None => self.local_url(),
+            None => self.lan_url().unwrap_or_else(|| self.local_url()),
         }
     }
 

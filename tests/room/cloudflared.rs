@@ -177,3 +177,25 @@ fn relay_tunnel_prints_the_public_url() {
     relay.wait_exit();
     assert_eq!(wait_groups_gone(&recorded_pids(&fake_dir)), Vec::<i32>::new());
 }
+
+#[test]
+fn an_unreachable_tunnel_is_a_warning_not_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("host");
+    let fake = fake_with_modes(&dir.path().join("fake"), "serve", "serve").display().to_string();
+    // The banner names a URL nothing answers on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://127.0.0.1:{}", dead.local_addr().unwrap().port());
+    drop(dead);
+    let mut room = RoomProc::start(
+        &home,
+        &["room", "open", "--probe-timeout", "1s"],
+        &[("CLOUDFLARED_BIN", fake.as_str()), ("FAKE_CLOUDFLARED_URL", dead_url.as_str())],
+    );
+    let warning = room.wait_event("tunnel_unreachable");
+    assert!(warning["error"].as_str().unwrap().contains("/health"), "{warning}");
+    let ready = room.wait_event("room_ready");
+    assert_eq!(ready["relay_url"], format!("{}/ws", dead_url.replace("http://", "ws://")));
+    room.signal(Signal::SIGTERM);
+    assert_eq!(room.wait_exit(), 143);
+}

@@ -142,3 +142,23 @@ fn detach_reports_a_child_that_fails_to_start() {
     assert!(err.contains("exited") && err.contains("cannot listen"), "{err}");
     assert!(state(&home).is_none());
 }
+
+#[test]
+fn max_turns_closes_the_room_with_exit_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, guest) = (dir.path().join("host"), dir.path().join("guest"));
+    let handler = echo_handler();
+    let mut room = RoomProc::start(
+        &home,
+        &["room", "open", "--tunnel", "none", "--on-message", &handler, "--max-turns", "1"],
+        &[],
+    );
+    let ready = room.wait_event("room_ready");
+    guest_accepts(&guest, ready["invite"].as_str().unwrap());
+    let reply = guest_round_trip(&guest, &public_key(&home), "only one");
+    assert_eq!(reply, "echo: only one");
+    let closed = room.wait_event("room_closed");
+    assert_eq!(closed["reason"], "max_turns");
+    assert_eq!(room.wait_exit(), 0);
+    assert!(state(&home).is_none());
+}
