@@ -197,6 +197,7 @@ async fn supervise(
 
     let token = cancel.child_token();
     let mut client = Client::open(home, token.clone())?;
+    adopt_earlier_guests(&mut client, &local, &public)?;
     let row = tokio::select! {
         r = invite::create(&mut client, &public, &local, opts.invite_ttl, opts.label.clone()) => r?,
         () = cancel.cancelled() => return Ok(RoomEnd::Cancelled),
@@ -405,6 +406,42 @@ fn announce_move(client: &mut Client, public: &RelayUrl) -> Result<usize, Client
     Ok(n)
 }
 
+/// Guests paired by an earlier room in this home point at that room's loopback
+/// URL, a port nobody listens on any more: the serve loop would give up on it and
+/// stop. The relay database is the same file, so point them at this room's relay
+/// and queue a `relay_moved` with the new public URL for them.
+fn adopt_earlier_guests(
+    client: &mut Client,
+    local: &RelayUrl,
+    public: &RelayUrl,
+) -> Result<usize, ClientError> {
+    let mut n = 0;
+    for peer in store::list_peers(client.conn())? {
+        if peer.role != store::PeerRole::Guest
+            || peer.relay_url == local.as_str()
+            || !is_loopback_url(&peer.relay_url)
+        {
+            continue;
+        }
+        store::set_peer_relay(client.conn(), &peer.pk, local.as_str())?;
+        let moved = store::PeerRow { relay_url: local.to_string(), ..peer };
+        client.queue(&moved, &Payload::RelayMoved { relay: public.to_string() }, None)?;
+        tracing::info!(peer = %moved.pk.fmt_short(), "guest of an earlier room moved to this relay");
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Whether a relay URL names this machine (127.0.0.0/8, ::1, localhost).
+fn is_loopback_url(url: &str) -> bool {
+    match Url::parse(url).ok().and_then(|u| u.host().map(|h| h.to_owned())) {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
 /// Revoke the unaccepted invite and publish a fresh one for the new URL.
 async fn renew_invite(
     client: &mut Client,
@@ -422,5 +459,21 @@ async fn renew_invite(
 impl From<TunnelError> for RoomError {
     fn from(e: TunnelError) -> Self {
         RoomError::Tunnel(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_urls() {
+        assert!(is_loopback_url("ws://127.0.0.1:4000/ws"));
+        assert!(is_loopback_url("ws://127.1.2.3:4000/ws"));
+        assert!(is_loopback_url("ws://[::1]:4000/ws"));
+        assert!(is_loopback_url("ws://LOCALHOST:4000/ws"));
+        assert!(!is_loopback_url("wss://x.trycloudflare.com/ws"));
+        assert!(!is_loopback_url("ws://192.168.1.4:8787/ws"));
+        assert!(!is_loopback_url("not a url"));
     }
 }

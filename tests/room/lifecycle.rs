@@ -162,3 +162,32 @@ fn max_turns_closes_the_room_with_exit_0() {
     assert_eq!(room.wait_exit(), 0);
     assert!(state(&home).is_none());
 }
+
+#[test]
+fn a_second_room_adopts_the_guests_of_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, guest) = (dir.path().join("host"), dir.path().join("guest"));
+    let handler = echo_handler();
+    let args = ["room", "open", "--tunnel", "none", "--on-message", handler.as_str()];
+    let mut first = RoomProc::start(&home, &args, &[]);
+    let ready = first.wait_event("room_ready");
+    guest_accepts(&guest, ready["invite"].as_str().unwrap());
+    first.wait_event("paired");
+    first.signal(Signal::SIGTERM);
+    assert_eq!(first.wait_exit(), 143);
+
+    // A new room, on another port: the guest's record follows it, so the serve
+    // loop does not give up on a dead port, and the host can still write to it.
+    let mut second = RoomProc::start(&home, &args, &[]);
+    let ready2 = second.wait_event("room_ready");
+    let local = ready2["local_url"].as_str().unwrap();
+    assert_ne!(ready2["local_url"], ready["local_url"]);
+    let guest_pk = public_key(&guest);
+    let out = run_ok(&home, &["--json", "room", "status"]);
+    let status: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(status["peers"][0]["relay_url"], local, "{status}");
+    run_ok(&home, &["send", &guest_pk, "still here"]);
+    assert!(second.child.try_wait().unwrap().is_none(), "the second room keeps running");
+    second.signal(Signal::SIGTERM);
+    assert_eq!(second.wait_exit(), 143);
+}
