@@ -182,6 +182,9 @@ async fn supervise(
     events: &UnboundedSender<RoomEvent>,
 ) -> Result<RoomEnd, RoomError> {
     let home = &opts.home;
+    // Subscribed before anything names the URL: a restart from here on is seen.
+    let mut changes = stack.tunnel_changes();
+    let mut public_url = changes.borrow_and_update().url().cloned();
     if stack.has_tunnel() {
         tokio::select! {
             r = stack.probe(opts.probe_timeout) => if let Err(e) = r {
@@ -192,8 +195,11 @@ async fn supervise(
         }
     }
     let local = RelayUrl::parse(&stack.local_url()).map_err(ClientError::from)?;
-    let mut public_url = stack.tunnel_url();
-    let mut public = RelayUrl::parse(&stack.public_relay_url()).map_err(ClientError::from)?;
+    let mut public = match &public_url {
+        Some(u) => RelayUrl::parse(&super::stack::relay_url_from_tunnel(u)),
+        None => RelayUrl::parse(&stack.public_relay_url()),
+    }
+    .map_err(ClientError::from)?;
 
     let token = cancel.child_token();
     let mut client = Client::open(home, token.clone())?;
@@ -233,8 +239,6 @@ async fn supervise(
     })));
     tracing::info!(relay = %public, "room ready");
 
-    let mut changes = stack.tunnel_changes();
-    changes.borrow_and_update();
     let mut handled = 0u64;
     // In the listen mode the room holds no relay link: the user's `agentroom
     // listen` logs in with this identity and would be kicked by ours.
