@@ -199,3 +199,51 @@ fn an_unreachable_tunnel_is_a_warning_not_a_failure() {
     room.signal(Signal::SIGTERM);
     assert_eq!(room.wait_exit(), 143);
 }
+
+#[test]
+fn a_connected_guest_follows_relay_moved() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (home, guest) = (dir.path().join("host"), dir.path().join("guest"));
+    let fake_dir = dir.path().join("fake");
+    std::fs::create_dir_all(&fake_dir).unwrap();
+    // The first tunnel "publishes" the relay's own port, a route that survives the
+    // tunnel's death; the second one its real proxy. So the guest stays connected
+    // across the restart and can be told where the relay went.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let pids = fake_dir.join("pids");
+    let script = format!(
+        "#!/bin/sh\nif [ ! -s '{p}' ]; then export FAKE_CLOUDFLARED_URL=http://127.0.0.1:{port}; fi\n\
+         echo $$ >> '{p}'\nexec '{fake}' \"$@\"\n",
+        p = pids.display(),
+        fake = crate::fixtures::fake_cloudflared().display()
+    );
+    let wrapper = fake_dir.join("cloudflared");
+    std::fs::write(&wrapper, script).unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let port_arg = port.to_string();
+    let mut room = open_behind(&home, &wrapper, &["--port", &port_arg]);
+    let ready = room.wait_event("room_ready");
+    assert_eq!(ready["relay_url"], format!("ws://127.0.0.1:{port}/ws"));
+    guest_accepts(&guest, ready["invite"].as_str().unwrap());
+    room.wait_event("paired");
+    // The guest listens (and so stays logged in) while the tunnel restarts.
+    let mut listener = RoomProc::start(&guest, &["listen"], &[]);
+    listener.wait_event("connected");
+
+    let first = recorded_pids(&fake_dir)[0];
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(first), Signal::SIGKILL).unwrap();
+    let changed = room.wait_event("tunnel_url_changed");
+    assert_eq!(changed["peers_notified"], 1);
+    let new_relay = changed["relay_url"].as_str().unwrap().to_owned();
+    // The guest's client applies relay_moved: its record of the host now names the new URL.
+    eventually("the guest to follow relay_moved", || {
+        let out = run_ok(&guest, &["--json", "peers"]);
+        out.contains(&format!(r#""relay":"{new_relay}""#)).then_some(())
+    });
+    listener.signal(Signal::SIGTERM);
+    listener.wait_exit();
+    room.signal(Signal::SIGTERM);
+    assert_eq!(room.wait_exit(), 143);
+    assert_eq!(wait_groups_gone(&recorded_pids(&fake_dir)), Vec::<i32>::new());
+}
