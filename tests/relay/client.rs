@@ -95,12 +95,15 @@ impl Client {
         }
     }
 
+    /// Send a well-formed frame (recorded for the schema test).
     pub(crate) async fn send(&mut self, f: &ClientFrame) {
-        self.send_raw(&encode_frame(f)).await;
+        let s = encode_frame(f);
+        capture(true, &s);
+        self.send_raw(&s).await;
     }
 
+    /// Send any text, valid or not (not recorded).
     pub(crate) async fn send_raw(&mut self, s: &str) {
-        capture(true, s);
         self.ws.send(Message::Text(s.to_owned().into())).await.unwrap();
     }
 
