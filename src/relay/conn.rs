@@ -737,20 +737,37 @@ struct Completion {
 async fn answer_commits(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Completion>) {
     while let Some(c) = rx.recv().await {
         let r = c.rx.await.unwrap_or(Err(super::store::StoreError::Closed));
-        let frame = store_answer(&shared, c.id, &r, c.accepted);
+        let seq = match r {
+            Ok(InsertOutcome::Stored(s) | InsertOutcome::Duplicate(s)) => Some(s),
+            _ => None,
+        };
         match c.kind {
             Kind::Queued(ctrl) => {
-                let seq = match r {
-                    Ok(InsertOutcome::Stored(s) | InsertOutcome::Duplicate(s)) => Some(s),
-                    _ => None,
-                };
+                let frame = store_answer(&shared, c.id, &r, c.accepted);
                 shared.hub.finish_store(&c.to, seq);
                 let _ = ctrl.send(Ctrl::Frame(frame));
             }
             Kind::Spill => {
-                shared.hub.finish_spill(c.to, c.from, c.id, frame);
+                let frame = spill_answer(&shared, c.id, &r);
+                shared.hub.finish_spill(c.to, c.from, c.id, seq, frame);
             }
         }
+    }
+}
+
+/// Like [`store_answer`] for a spilled live envelope (its latency is counted on
+/// ack, or here only when it is answered `stored`).
+fn spill_answer(
+    shared: &Shared,
+    id: EnvelopeId,
+    r: &Result<InsertOutcome, super::store::StoreError>,
+) -> Utf8Bytes {
+    match r {
+        Ok(InsertOutcome::Stored(_) | InsertOutcome::Duplicate(_)) => {
+            shared.metrics.envelopes_stored.fetch_add(1, Ordering::Relaxed);
+            sent_frame(id, DeliveryStatus::Stored)
+        }
+        _ => store_answer(shared, id, r, Instant::now()),
     }
 }
 

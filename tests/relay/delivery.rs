@@ -339,3 +339,25 @@ async fn graceful_shutdown_closes_sockets_and_keeps_queue() {
     assert_eq!(host.deliver(true).await.0, id);
     relay.shutdown().await;
 }
+
+#[tokio::test]
+async fn unacked_live_envelope_follows_recipient_to_its_new_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = relay(dir.path()).await;
+    let addr = relay.local_addr();
+    let (mut host, mut guest) = pair(addr, 1, 2).await;
+    for round in 0..5u64 {
+        let id = eid(100 + round);
+        guest.send_env(id, host.pk(), b"in flight").await;
+        let (got, _, _) = host.deliver(false).await; // seen live, never acked
+        assert_eq!(got, id);
+        // Reconnect at once, racing the ack window: the new connection must get it.
+        let (mut again, _) = Client::login(addr, &identity(1)).await;
+        let (got, _, _) = again.deliver(true).await;
+        assert_eq!(got, id, "round {round}");
+        assert_eq!(expect_sent(&mut guest, id).await, DeliveryStatus::Stored);
+        host.expect_closed().await;
+        host = again;
+    }
+    relay.shutdown().await;
+}
