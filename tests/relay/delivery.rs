@@ -361,3 +361,30 @@ async fn unacked_live_envelope_follows_recipient_to_its_new_connection() {
     }
     relay.shutdown().await;
 }
+
+#[tokio::test]
+async fn ttl_sweep_drops_expired_envelopes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.pending_ttl = std::time::Duration::ZERO;
+    cfg.sweep_interval = std::time::Duration::from_millis(20);
+    let relay = agentroom::relay::start(cfg).await.unwrap();
+    let addr = relay.local_addr();
+    let (host, mut guest) = pair(addr, 1, 2).await;
+    let host_pk = host.pk();
+    host.close().await;
+    let id = eid(1);
+    guest.send_env(id, host_pk, b"old").await;
+    assert_eq!(expect_sent(&mut guest, id).await, DeliveryStatus::Stored);
+    let deadline = std::time::Instant::now() + WAIT;
+    // It was counted as queued when `sent` arrived; wait for the sweep to take it.
+    while relay.stats().pending != 0 {
+        assert!(std::time::Instant::now() < deadline, "never swept");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(metric(addr, "agentroom_relay_envelopes_expired_total").await >= 1);
+    let (mut host, pending) = Client::login(addr, &identity(1)).await;
+    assert_eq!(pending, 0);
+    assert!(host.barrier().await.iter().all(|f| !matches!(f, ServerFrame::Deliver { .. })));
+    relay.shutdown().await;
+}

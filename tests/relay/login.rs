@@ -193,3 +193,28 @@ async fn health_reports_ok() {
     assert!(v["uptime_secs"].is_u64());
     relay.shutdown().await;
 }
+
+#[tokio::test]
+async fn socket_ignoring_pings_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.ping_interval = Duration::from_millis(50);
+    let relay = agentroom::relay::start(cfg).await.unwrap();
+    let addr = relay.local_addr();
+    // A client that stops reading never answers pings (pongs are sent on read).
+    let (mut c, _) = Client::login(addr, &identity(1)).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while metric(addr, "agentroom_relay_ping_timeouts_total").await == 0 {
+        assert!(std::time::Instant::now() < deadline, "never dropped");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.expect_closed().await;
+    // A client that keeps reading stays connected across many ping intervals.
+    let (mut d, _) = Client::login(addr, &identity(2)).await;
+    for _ in 0..10 {
+        assert!(d.barrier().await.is_empty());
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(metric(addr, "agentroom_relay_ping_timeouts_total").await, 1);
+    relay.shutdown().await;
+}
