@@ -247,3 +247,18 @@ fn a_connected_guest_follows_relay_moved() {
     assert_eq!(room.wait_exit(), 143);
     assert_eq!(wait_groups_gone(&recorded_pids(&fake_dir)), Vec::<i32>::new());
 }
+
+#[test]
+fn ctrl_c_while_waiting_for_the_url_stops_the_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("host");
+    let fake_dir = dir.path().join("fake");
+    let fake = fake_with_modes(&fake_dir, "no-url", "no-url");
+    let mut room = open_behind(&home, &fake, &[]);
+    let pgid =
+        eventually("the tunnel child to start", || recorded_pids(&fake_dir).first().copied());
+    room.signal(Signal::SIGINT);
+    assert_eq!(room.wait_exit(), 130);
+    assert_eq!(wait_groups_gone(&[pgid]), Vec::<i32>::new());
+    assert!(state(&home).is_none());
+}
