@@ -139,7 +139,9 @@ pub async fn open(
             Ok(ExitStatus::Success)
         }
         Ok(RoomEnd::Cancelled) => {
-            printer.event("room_closed", json!({"reason": "signal"}), || None);
+            printer.event("room_closed", json!({"reason": "signal"}), || {
+                Some("Room closed: tunnel stopped, relay shut down.".into())
+            });
             Ok(super::exit_after(&sig))
         }
         Err(RoomError::Client(e)) => Err(e.into()),
@@ -317,8 +319,9 @@ fn status_text(st: &control::RoomStatus) -> String {
             if let Some(lan) = &r.lan_url {
                 s.push_str(&format!("  LAN:     {lan}\n"));
             }
-            if let Some(h) = &r.on_message {
-                s.push_str(&format!("  handler: {h}\n"));
+            match &r.on_message {
+                Some(h) => s.push_str(&format!("  handler: {h}\n")),
+                None => s.push_str("  handler: none (read messages with `agentroom listen`)\n"),
             }
             if let Some(l) = &r.log_file {
                 s.push_str(&format!("  log:     {}\n", l.display()));

@@ -8,5 +8,6 @@
 
 mod bore;
 mod cloudflared;
+mod figures;
 mod fixtures;
 mod lifecycle;
