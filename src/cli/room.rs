@@ -107,6 +107,7 @@ pub async fn open(
         detach::become_session_leader();
     }
     let (cancel, sig) = super::cancel_on_signals();
+    let hangup = cancel_on_hangup(&cancel);
     let choice = args.tunnel.choice(TunnelChoice::Cloudflared);
     let mut relay = RelayConfig::from_env()?;
     relay.bind = SocketAddr::new(args.bind, args.port);
@@ -142,6 +143,9 @@ pub async fn open(
             printer.event("room_closed", json!({"reason": "signal"}), || {
                 Some("Room closed: tunnel stopped, relay shut down.".into())
             });
+            if hangup.load(std::sync::atomic::Ordering::SeqCst) {
+                return Ok(ExitStatus::Signal(nix::sys::signal::Signal::SIGHUP as i32));
+            }
             Ok(super::exit_after(&sig))
         }
         Err(RoomError::Client(e)) => Err(e.into()),
@@ -151,6 +155,30 @@ pub async fn open(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// A closed terminal sends SIGHUP, whose default action would kill the room
+/// without cleanup and orphan the tunnel child (it sits in its own process group,
+/// so the terminal's hangup does not reach it). Treat it like SIGTERM.
+fn cancel_on_hangup(
+    cancel: &tokio_util::sync::CancellationToken,
+) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let flag = std::sync::Arc::new(AtomicBool::new(false));
+    let (c, f) = (cancel.clone(), std::sync::Arc::clone(&flag));
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                if hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: closing the room");
+                    f.store(true, Ordering::SeqCst);
+                    c.cancel();
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot watch SIGHUP"),
+    }
+    flag
 }
 
 fn print_event(printer: Printer, tunnel: &str, ev: &RoomEvent) {

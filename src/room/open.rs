@@ -167,12 +167,38 @@ pub async fn run(
         () = cancel.cancelled() => return Ok(RoomEnd::Cancelled),
     };
     let result = supervise(&opts, &stack, &cancel, &events).await;
+    if matches!(result, Ok(RoomEnd::MaxTurns)) {
+        drain(&stack, &cancel).await;
+    }
     if let Err(e) = state::remove(home.dir()) {
         tracing::warn!(error = %e, "could not remove the room state file");
     }
     stack.shutdown().await;
     result
 }
+
+/// After `--max-turns` the last reply may still sit in the relay for a guest that
+/// is not connected right now: keep the relay up until it is fetched, for at most
+/// [`DRAIN_TIMEOUT`] (or until cancelled).
+async fn drain(stack: &RoomStack, cancel: &CancellationToken) {
+    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    while stack.pending() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            () = cancel.cancelled() => return,
+        }
+    }
+    let left = stack.pending();
+    if left > 0 {
+        tracing::warn!(
+            pending = left,
+            "closing with envelopes still queued; they wait in relay.db"
+        );
+    }
+}
+
+/// How long a room closing after `--max-turns` waits for queued envelopes to be fetched.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Everything after the stack is up; the caller tears the stack down.
 async fn supervise(

@@ -191,3 +191,15 @@ fn a_second_room_adopts_the_guests_of_the_first() {
     second.signal(Signal::SIGTERM);
     assert_eq!(second.wait_exit(), 143);
 }
+
+#[test]
+fn a_hangup_closes_the_room_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("host");
+    let mut room = RoomProc::start(&home, &["room", "open", "--tunnel", "none"], &[]);
+    room.wait_event("room_ready");
+    room.signal(Signal::SIGHUP);
+    assert_eq!(room.wait_exit(), 129, "128 + SIGHUP, after cleaning up");
+    room.wait_event("room_closed");
+    assert!(state(&home).is_none());
+}
