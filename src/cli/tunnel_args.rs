@@ -35,6 +35,7 @@ impl TunnelChoice {
 #[derive(Debug, Clone, Args)]
 pub struct TunnelArgs {
     /// Tunnel giving the relay a public URL (`--tunnel` alone: cloudflared).
+    /// Default: cloudflared for `room open`, none for `relay`.
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "cloudflared", value_name = "KIND")]
     pub tunnel: Option<TunnelChoice>,
     /// No tunnel: same as `--tunnel none`.
@@ -52,8 +53,9 @@ pub struct TunnelArgs {
     /// bore server for `--tunnel bore`.
     #[arg(long, default_value = "bore.pub", value_name = "HOST")]
     pub bore_server: String,
-    /// Shared secret of the bore server, if it requires one.
-    #[arg(long, value_name = "SECRET")]
+    /// Shared secret of the bore server, if it requires one (prefer the variable:
+    /// a command line is visible in `ps`).
+    #[arg(long, env = crate::env::BORE_SECRET, hide_env_values = true, value_name = "SECRET")]
     pub bore_secret: Option<String>,
 }
 

@@ -49,12 +49,10 @@ async fn a_guest_talks_through_a_bore_tunnel() {
                 "bore",
                 "--bore-server",
                 "127.0.0.1",
-                "--bore-secret",
-                SECRET,
                 "--on-message",
                 &handler,
             ],
-            &[],
+            &[("BORE_SECRET", SECRET)],
         );
         let ready = room.wait_event("room_ready");
         assert_eq!(ready["tunnel"], "bore");
