@@ -9,7 +9,9 @@
 #
 # Usage: scripts/smoke-e2e.sh
 #   AGENTROOM_BIN   binary to test (default: `cargo build` and target/debug/agentroom)
-#   SMOKE_TUNNEL    cloudflared (default: cloudflared/fake-cloudflared) or none
+#   SMOKE_TUNNEL    cloudflared (default: cloudflared/fake-cloudflared), none, or bore
+#                   (bore needs a running server: SMOKE_BORE_SERVER, default bore.pub,
+#                   and BORE_SECRET if it has one)
 #   SMOKE_KEEP=1    keep the temporary directory for inspection
 # Exits nonzero on the first failure, printing the room's log.
 set -euo pipefail
@@ -83,7 +85,9 @@ wait_for() {
 
 log "binary: $bin ($("$bin" version))"
 log "1/6 host: room open --detach --tunnel $tunnel"
-ready=$("$bin" --home "$host" --json room open --detach --tunnel "$tunnel" \
+tunnel_args=(--tunnel "$tunnel")
+[ "$tunnel" = bore ] && tunnel_args+=(--bore-server "${SMOKE_BORE_SERVER:-bore.pub}")
+ready=$("$bin" --home "$host" --json room open --detach "${tunnel_args[@]}" \
   --on-message "$handler" --probe-timeout 20s) || fail "room open failed"
 invite=$(printf '%s\n' "$ready" | field invite) || fail "no invite in: $ready"
 relay=$(printf '%s\n' "$ready" | field relay_url) || fail "no relay_url in: $ready"
