@@ -35,7 +35,7 @@ pub enum RoomError {
     Relay(#[from] crate::relay::RelayError),
     /// The tunnel could not start.
     #[error("tunnel: {0}")]
-    Tunnel(crate::tunnel::TunnelError),
+    Tunnel(#[from] crate::tunnel::TunnelError),
     /// The state file could not be read or written.
     #[error(transparent)]
     State(#[from] state::StateError),

@@ -13,6 +13,12 @@
 //! restarted around that work (it owns the client exclusively); a handler that was
 //! running is killed and its message, still unacked, runs again.
 //!
+//! Limits of `relay_moved`: the relay holds it for the guest, but a guest whose only
+//! route was the dead quick-tunnel URL cannot log in to fetch it; it arrives only
+//! where the guest still reaches the relay (connected through a route that survived,
+//! a stable hostname, the LAN). Otherwise the new URL has to travel out of band:
+//! the renewed invite, `room status`, the `tunnel_url_changed` event.
+//!
 //! Everything the user sees goes out as [`RoomEvent`]s on a channel; the CLI prints them.
 
 use std::path::PathBuf;
@@ -34,7 +40,7 @@ use crate::client::serve::{ServeOptions, serve};
 use crate::client::{Client, ClientError, identity, store};
 use crate::handler::HandlerCommand;
 use crate::relay::RelayConfig;
-use crate::tunnel::{TunnelError, TunnelOptions, TunnelState};
+use crate::tunnel::{TunnelOptions, TunnelState};
 
 /// What `room open` should do.
 #[derive(Debug)]
@@ -484,12 +490,6 @@ async fn renew_invite(
         tracing::warn!(error = %e, "could not revoke the old invite");
     }
     invite::create(client, public, local, opts.invite_ttl, opts.label.clone()).await
-}
-
-impl From<TunnelError> for RoomError {
-    fn from(e: TunnelError) -> Self {
-        RoomError::Tunnel(e)
-    }
 }
 
 #[cfg(test)]
