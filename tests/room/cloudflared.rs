@@ -262,3 +262,21 @@ fn ctrl_c_while_waiting_for_the_url_stops_the_child() {
     assert_eq!(wait_groups_gone(&[pgid]), Vec::<i32>::new());
     assert!(state(&home).is_none());
 }
+
+#[test]
+fn stop_kills_a_stuck_room_and_its_tunnel_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("host");
+    let fake_dir = dir.path().join("fake");
+    let fake = fake_with_modes(&fake_dir, "serve", "serve");
+    let mut room = open_behind(&home, &fake, &[]);
+    room.wait_event("room_ready");
+    let pgid = recorded_pids(&fake_dir)[0];
+    // A stuck room: stopped, it cannot act on SIGTERM.
+    room.signal(Signal::SIGSTOP);
+    let out = run_ok(&home, &["--json", "room", "stop", "--timeout", "1s"]);
+    assert!(out.contains(r#""outcome":"killed""#), "{out}");
+    assert_eq!(room.wait_exit(), 128 + 9);
+    assert_eq!(wait_groups_gone(&[pgid]), Vec::<i32>::new(), "room stop killed the tunnel group");
+    assert!(state(&home).is_none());
+}
