@@ -16,6 +16,7 @@ use crate::room::control::{self, StopOutcome};
 use crate::room::detach;
 use crate::room::open::{self, OpenOptions, RoomEnd, RoomEvent};
 use crate::room::{LOG_FILE, RoomError};
+use crate::tunnel::{InstallError, TunnelError};
 
 /// Room subcommands.
 // Parsed once per run: boxing `OpenArgs` would buy nothing.
@@ -149,9 +150,17 @@ pub async fn open(
             Ok(super::exit_after(&sig))
         }
         Err(RoomError::Client(e)) => Err(e.into()),
-        Err(e @ RoomError::Tunnel(_)) => {
-            printer.note(&format!("agentroom: error: {e}"));
-            Ok(ExitStatus::Network)
+        Err(RoomError::Tunnel(t)) => {
+            printer.note(&format!("agentroom: error: tunnel: {t}"));
+            // A missing or bad binary is the user's to fix, not the network's.
+            Ok(match t {
+                TunnelError::Install(
+                    InstallError::NotFound
+                    | InstallError::NotExecutable(_)
+                    | InstallError::UnsupportedPlatform { .. },
+                ) => ExitStatus::Failure,
+                _ => ExitStatus::Network,
+            })
         }
         Err(e) => Err(e.into()),
     }

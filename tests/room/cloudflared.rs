@@ -280,3 +280,22 @@ fn stop_kills_a_stuck_room_and_its_tunnel_group() {
     assert_eq!(wait_groups_gone(&[pgid]), Vec::<i32>::new(), "room stop killed the tunnel group");
     assert!(state(&home).is_none());
 }
+
+#[test]
+fn no_download_without_cloudflared_says_how_to_install() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("host");
+    let empty_path = dir.path().join("empty-bin");
+    std::fs::create_dir_all(&empty_path).unwrap();
+    let path = empty_path.display().to_string();
+    let mut room =
+        RoomProc::start(&home, &["room", "open", "--no-download"], &[("PATH", path.as_str())]);
+    assert_eq!(room.wait_exit(), 1);
+    let err = room.stderr();
+    assert!(
+        err.contains("cloudflared not found") && err.contains("brew install cloudflared"),
+        "{err}"
+    );
+    assert!(!home.join("bin/cloudflared").exists(), "nothing downloaded");
+    assert!(state(&home).is_none());
+}
