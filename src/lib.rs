@@ -13,7 +13,7 @@
 //! - [`relay`]: the relay server (axum HTTP + WebSocket, SQLite store-and-forward,
 //!   HMAC session tokens); embeddable via [`relay::start`].
 //! - [`cli`]: the `agentroom` command line (clap derive), one file per command.
-//! - [`defaults`], [`env`]: every tunable and every environment variable, once.
+//! - [`defaults`], [`env`](mod@env): every tunable and every environment variable, once.
 //! - [`fsutil`]: private files (0600) written atomically (temp + fsync + rename).
 //!
 //! Dependencies point down: cli → client/relay/tunnel/handler → protocol → crypto.
