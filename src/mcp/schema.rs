@@ -248,6 +248,8 @@ pub struct RelayInfo {
     pub up: bool,
     /// Why it last went down.
     pub last_error: Option<String>,
+    /// Envelopes the relay held for us at the last login.
+    pub pending_at_login: Option<u64>,
 }
 
 /// Inbox counts.

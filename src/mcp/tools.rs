@@ -17,6 +17,7 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, Json, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
 use super::link::{Job, LinkHandle};
 use super::schema::{
@@ -80,6 +81,7 @@ impl AgentroomServer {
         from: Option<IdentityPublicKey>,
         timeout: Duration,
         lease: Duration,
+        cancelled: &CancellationToken,
     ) -> Result<Option<Message>, String> {
         let deadline = tokio::time::Instant::now() + timeout;
         let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
@@ -89,6 +91,11 @@ impl AgentroomServer {
             let arrived = self.link.arrived.notified();
             tokio::pin!(arrived);
             arrived.as_mut().enable();
+            // A caller that gave up (notifications/cancelled) must not be
+            // handed a lease it will never see.
+            if cancelled.is_cancelled() {
+                return Ok(None);
+            }
             let leased =
                 self.with_db(|db| Ok(lease::lease_next(db, from.as_ref(), now_ms(), lease_ms)?))?;
             if let Some(m) = leased {
@@ -105,6 +112,7 @@ impl AgentroomServer {
                 () = &mut arrived => {}
                 () = tokio::time::sleep(limits::INBOX_POLL) => {}
                 () = tokio::time::sleep_until(deadline) => {}
+                () = cancelled.cancelled() => {}
             }
         }
     }
@@ -143,7 +151,11 @@ impl AgentroomServer {
     /// long for the peer's next message and returns it leased: ack it like a
     /// next_message result.
     #[tool(name = "send")]
-    async fn send(&self, Parameters(args): Parameters<SendArgs>) -> ToolResult<SendResult> {
+    async fn send(
+        &self,
+        cancelled: CancellationToken,
+        Parameters(args): Parameters<SendArgs>,
+    ) -> ToolResult<SendResult> {
         let wait =
             limits::secs_arg("wait_reply_secs", args.wait_reply_secs, 0, limits::MAX_WAIT_SECS)?;
         let text = args.text.trim_end_matches(['\n', '\r']).to_owned();
@@ -158,7 +170,7 @@ impl AgentroomServer {
             .map_err(|e| format!("{e} (if the relay is unreachable the message stays queued and goes out when the link is back)"))?;
         let reply = match wait {
             Some(w) if !w.is_zero() => {
-                self.wait_and_lease(Some(peer.pk), w, limits::DEFAULT_LEASE).await?
+                self.wait_and_lease(Some(peer.pk), w, limits::DEFAULT_LEASE, &cancelled).await?
             }
             _ => None,
         };
@@ -182,6 +194,7 @@ impl AgentroomServer {
     #[tool(name = "next_message")]
     async fn next_message(
         &self,
+        cancelled: CancellationToken,
         Parameters(args): Parameters<NextMessageArgs>,
     ) -> ToolResult<NextMessageResult> {
         let timeout =
@@ -193,7 +206,7 @@ impl AgentroomServer {
             Some(q) => Some(self.with_db(|db| peers::resolve(db.conn(), q))?.pk),
             None => None,
         };
-        let message = self.wait_and_lease(from, timeout, lease).await?;
+        let message = self.wait_and_lease(from, timeout, lease, &cancelled).await?;
         Ok(Json(NextMessageResult { message }))
     }
 
@@ -289,7 +302,12 @@ impl AgentroomServer {
             .link
             .relays()
             .into_iter()
-            .map(|(url, l)| RelayInfo { url, up: l.up, last_error: l.last_error })
+            .map(|(url, l)| RelayInfo {
+                url,
+                up: l.up,
+                last_error: l.last_error,
+                pending_at_login: l.pending_at_login,
+            })
             .collect();
         let room = match crate::room::control::status(self.home.dir()).await {
             Ok(s) => serde_json::to_value(s).unwrap_or_default(),
