@@ -235,3 +235,36 @@ fn bad_arguments_are_tool_errors_and_the_server_keeps_serving() {
     let code = server.close();
     assert_eq!(code, Some(0), "closing stdin ends the server cleanly");
 }
+
+#[test]
+fn invite_accept_pairs_with_a_cli_host_both_ways() {
+    let relay = start_relay();
+    let m = tempfile::tempdir().unwrap();
+    let p = tempfile::tempdir().unwrap();
+    cli(p.path(), &["setup"]);
+    let created = cli(p.path(), &["invite", "create", "--relay", &relay.url, "--label", "mcp"]);
+    let invite = event(&created, "invite_created")["invite"].as_str().unwrap().to_owned();
+    let host = event(&cli(p.path(), &["whoami"]), "whoami").clone();
+
+    let mut server = McpServer::start(m.path());
+    server.handshake();
+    let accepted = server.tool_ok("invite_accept", json!({"invite": invite, "label": "host"}));
+    assert_eq!(accepted["peer"], host["public_key"]);
+    assert_eq!(accepted["fingerprint"], host["fingerprint"]);
+    let again = server.tool_err("invite_accept", json!({"invite": invite}));
+    assert!(again.contains("already paired"), "{again}");
+
+    // The host learns of us from the hello when it next connects.
+    let sent = server.tool_ok("send", json!({"peer": "host", "text": "hi host"}));
+    let heard = cli(p.path(), &["listen", "--once", "--timeout", "60s"]);
+    assert_eq!(event(&heard, "received")["text"], "hi host");
+    assert_eq!(event(&heard, "received")["id"], sent["id"]);
+
+    cli(p.path(), &["send", "mcp", "hi guest"]);
+    let msg =
+        server.tool_ok("next_message", json!({"timeout_secs": 60, "from": "host"}))["message"]
+            .clone();
+    assert_eq!(msg["text"], "hi guest");
+    assert_eq!(msg["label"], "host");
+    server.assert_stdout_is_jsonrpc();
+}
