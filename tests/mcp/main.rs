@@ -20,10 +20,11 @@ const DEADLINE: Duration = Duration::from_secs(60);
 /// A relay in its own runtime, alive as long as the value.
 struct Relay {
     url: String,
+    addr: std::net::SocketAddr,
     // Dropped before the runtime it runs on.
-    _handle: agentroom::relay::RelayHandle,
-    _runtime: tokio::runtime::Runtime,
-    _dir: tempfile::TempDir,
+    handle: Option<agentroom::relay::RelayHandle>,
+    runtime: tokio::runtime::Runtime,
+    dir: tempfile::TempDir,
 }
 
 fn start_relay() -> Relay {
@@ -35,8 +36,24 @@ fn start_relay() -> Relay {
         dir.path().join("relay.db"),
     );
     let handle = runtime.block_on(agentroom::relay::start(config)).unwrap();
-    let url = format!("ws://{}/ws", handle.local_addr());
-    Relay { url, _handle: handle, _runtime: runtime, _dir: dir }
+    let addr = handle.local_addr();
+    Relay { url: format!("ws://{addr}/ws"), addr, handle: Some(handle), runtime, dir }
+}
+
+impl Relay {
+    /// Shut down gracefully (clients see their sockets close).
+    fn stop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            self.runtime.block_on(h.shutdown());
+        }
+    }
+
+    /// Start again on the same address with the same database.
+    fn restart(&mut self) {
+        let config =
+            agentroom::relay::RelayConfig::new(self.addr, self.dir.path().join("relay.db"));
+        self.handle = Some(self.runtime.block_on(agentroom::relay::start(config)).unwrap());
+    }
 }
 
 /// Run the CLI against `home`; panics with its stderr on failure.
@@ -266,5 +283,31 @@ fn invite_accept_pairs_with_a_cli_host_both_ways() {
             .clone();
     assert_eq!(msg["text"], "hi guest");
     assert_eq!(msg["label"], "host");
+    server.assert_stdout_is_jsonrpc();
+}
+
+#[test]
+fn the_link_comes_back_after_the_relay_restarts() {
+    let Pair { mut relay, m: _m, p, mut server } = pair();
+    let url = relay.url.clone();
+    let link_up = |up: bool| {
+        let url = url.clone();
+        move |s: &Value| {
+            s["relays"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|l| l["url"] == url && l["up"] == up))
+        }
+    };
+    server.poll_tool("status", json!({}), link_up(true));
+    relay.stop();
+    let down = server.poll_tool("status", json!({}), link_up(false));
+    let link = down["relays"].as_array().unwrap().iter().find(|l| l["url"] == relay.url).unwrap();
+    assert!(link["last_error"].is_string(), "{down}");
+
+    relay.restart();
+    server.poll_tool("status", json!({}), link_up(true));
+    cli(p.path(), &["send", "mcp", "after the restart"]);
+    let msg = server.tool_ok("next_message", json!({"timeout_secs": 60}))["message"].clone();
+    assert_eq!(msg["text"], "after the restart");
     server.assert_stdout_is_jsonrpc();
 }
