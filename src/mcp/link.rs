@@ -17,8 +17,10 @@ use tokio_util::sync::CancellationToken;
 use crate::client::connection::LinkOptions;
 use crate::client::invites::{self, Accepted, CreatedInvite};
 use crate::client::relay_url::RelayUrl;
-use crate::client::send::{self, SendOutcome};
+use crate::client::send;
+use crate::client::store::PeerRow;
 use crate::client::{Client, ClientError, Incoming};
+use crate::protocol::{DeliveryStatus, EnvelopeId};
 
 /// How often the task re-reads peers and open invites and restarts links that
 /// gave up (a relay that refused us, or one added by another process).
@@ -26,6 +28,24 @@ const RELINK_EVERY: Duration = Duration::from_secs(30);
 
 /// Pause after an engine error so a broken database cannot spin the loop.
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// How long `send` waits for the relay when its link is down at call time:
+/// the message is in the outbox already, so the agent hears "queued" soon
+/// instead of waiting out the full relay timeout.
+const QUEUED_WAIT: Duration = Duration::from_secs(5);
+
+/// A message handed to the engine.
+#[derive(Debug)]
+pub(crate) struct Sent {
+    /// Recipient.
+    pub(crate) peer: PeerRow,
+    /// Envelope id.
+    pub(crate) id: EnvelopeId,
+    /// What the relay said; `None`: not yet, the message waits in the outbox
+    /// and goes out when the link is back (reporting it as an error would make
+    /// the agent send it twice).
+    pub(crate) status: Option<DeliveryStatus>,
+}
 
 /// A tool call the engine runs.
 #[derive(Debug)]
@@ -37,7 +57,7 @@ pub(crate) enum Job {
         /// Text.
         text: String,
         /// Answer.
-        done: oneshot::Sender<Result<SendOutcome, ClientError>>,
+        done: oneshot::Sender<Result<Sent, ClientError>>,
     },
     /// `invite_create`.
     InviteCreate {
@@ -251,8 +271,7 @@ impl Task {
     async fn run_job(&mut self, job: Job) {
         match job {
             Job::Send { peer, text, done } => {
-                let r = send::send(&mut self.client, &peer, &text, None).await;
-                let _ = done.send(r);
+                let _ = done.send(self.send(&peer, &text).await);
             }
             Job::InviteCreate { relay, ttl, label, done } => {
                 let r = invites::create(&mut self.client, &relay, ttl, label).await;
@@ -266,4 +285,55 @@ impl Task {
         // A job may have added a relay (accept) or logged one in meanwhile.
         self.relink();
     }
+}
+
+impl Task {
+    /// `send::send`, but a message the relay has not confirmed in time is
+    /// reported as queued (it is durably in the outbox before the first await,
+    /// so dropping the wait loses nothing).
+    async fn send(&mut self, query: &str, text: &str) -> Result<Sent, ClientError> {
+        let peer = crate::client::peers::resolve(self.client.conn(), query)?;
+        let relay = RelayUrl::parse(&peer.relay_url)?;
+        let before = last_outbox_seq(self.client.conn())?;
+        let up = self.client.is_up(&relay);
+        let attempt = send::send(&mut self.client, query, text, None);
+        let result = if up {
+            attempt.await
+        } else {
+            tokio::time::timeout(QUEUED_WAIT, attempt)
+                .await
+                .unwrap_or(Err(ClientError::Timeout(QUEUED_WAIT, "the relay")))
+        };
+        match result {
+            Ok(out) => Ok(Sent { peer: out.peer, id: out.id, status: Some(out.status) }),
+            Err(ClientError::Timeout(..)) => {
+                let id = queued_id(self.client.conn(), &peer, before)?;
+                tracing::info!(peer = %peer.pk.fmt_short(), "relay did not confirm; message queued");
+                Ok(Sent { peer, id, status: None })
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn last_outbox_seq(conn: &rusqlite::Connection) -> Result<i64, ClientError> {
+    conn.query_row("SELECT coalesce(max(seq), 0) FROM outbox", [], |r| r.get(0))
+        .map_err(|e| ClientError::Store(e.into()))
+}
+
+/// The envelope `send` queued for `peer` after outbox row `after`.
+fn queued_id(
+    conn: &rusqlite::Connection,
+    peer: &PeerRow,
+    after: i64,
+) -> Result<EnvelopeId, ClientError> {
+    let id: String = conn
+        .query_row(
+            "SELECT id FROM outbox WHERE peer = ?1 AND seq > ?2 ORDER BY seq LIMIT 1",
+            rusqlite::params![peer.pk.to_b64u(), after],
+            |r| r.get(0),
+        )
+        .map_err(|e| ClientError::Store(e.into()))?;
+    EnvelopeId::from_b64u(&id)
+        .ok_or(ClientError::Store(crate::client::store::StoreError::BadRecord("outbox")))
 }

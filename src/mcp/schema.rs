@@ -32,8 +32,10 @@ pub struct SendResult {
     pub id: String,
     /// Recipient public key.
     pub to: String,
-    /// `delivered` (the peer is online and has it) or `stored` (the relay holds
-    /// it until the peer connects).
+    /// `delivered` (the peer is online and has it), `stored` (the relay holds
+    /// it until the peer connects) or `queued` (the relay is unreachable right
+    /// now; the message waits here and goes out when the link is back: do not
+    /// send it again).
     pub status: String,
     /// The peer's answer when `wait_reply_secs` was given and one came in
     /// time; ack it with its lease_id.

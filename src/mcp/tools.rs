@@ -147,7 +147,8 @@ impl AgentroomServer {
 
     /// Send a text message to a paired peer. Returns once the relay holds it
     /// ("delivered": the peer is online and has it; "stored": queued at the
-    /// relay until the peer connects). With wait_reply_secs, also waits that
+    /// relay until the peer connects), or "queued" when the relay is
+    /// unreachable (it goes out when the link is back; do not resend). With wait_reply_secs, also waits that
     /// long for the peer's next message and returns it leased: ack it like a
     /// next_message result.
     #[tool(name = "send")]
@@ -164,10 +165,7 @@ impl AgentroomServer {
         }
         let peer = self.with_db(|db| peers::resolve(db.conn(), &args.peer))?;
         let query = peer.pk.to_b64u();
-        let out = self
-            .run_job(|done| Job::Send { peer: query, text, done })
-            .await
-            .map_err(|e| format!("{e} (if the relay is unreachable the message stays queued and goes out when the link is back)"))?;
+        let out = self.run_job(|done| Job::Send { peer: query, text, done }).await?;
         let reply = match wait {
             Some(w) if !w.is_zero() => {
                 self.wait_and_lease(Some(peer.pk), w, limits::DEFAULT_LEASE, &cancelled).await?
@@ -178,8 +176,9 @@ impl AgentroomServer {
             id: out.id.to_b64u(),
             to: out.peer.pk.to_b64u(),
             status: match out.status {
-                DeliveryStatus::Delivered => "delivered",
-                DeliveryStatus::Stored => "stored",
+                Some(DeliveryStatus::Delivered) => "delivered",
+                Some(DeliveryStatus::Stored) => "stored",
+                None => "queued",
             }
             .to_owned(),
             reply,

@@ -287,7 +287,7 @@ fn invite_accept_pairs_with_a_cli_host_both_ways() {
 }
 
 #[test]
-fn the_link_comes_back_after_the_relay_restarts() {
+fn the_link_comes_back_after_the_relay_restarts_and_queued_sends_go_out() {
     let Pair { mut relay, m: _m, p, mut server } = pair();
     let url = relay.url.clone();
     let link_up = |up: bool| {
@@ -303,9 +303,16 @@ fn the_link_comes_back_after_the_relay_restarts() {
     let down = server.poll_tool("status", json!({}), link_up(false));
     let link = down["relays"].as_array().unwrap().iter().find(|l| l["url"] == relay.url).unwrap();
     assert!(link["last_error"].is_string(), "{down}");
+    // Sent while the relay is away: queued (not an error the agent would retry).
+    let queued = server.tool_ok("send", json!({"peer": "peer", "text": "while you were away"}));
+    assert_eq!(queued["status"], "queued", "{queued}");
+    assert_eq!(server.tool_ok("status", json!({}))["outbox"]["pending"], 1);
 
     relay.restart();
     server.poll_tool("status", json!({}), link_up(true));
+    let heard = cli(p.path(), &["listen", "--once", "--timeout", "60s"]);
+    assert_eq!(event(&heard, "received")["text"], "while you were away");
+    assert_eq!(event(&heard, "received")["id"], queued["id"]);
     cli(p.path(), &["send", "mcp", "after the restart"]);
     let msg = server.tool_ok("next_message", json!({"timeout_secs": 60}))["message"].clone();
     assert_eq!(msg["text"], "after the restart");
