@@ -251,6 +251,10 @@ fn bad_arguments_are_tool_errors_and_the_server_keeps_serving() {
     server.assert_stdout_is_jsonrpc();
     let code = server.close();
     assert_eq!(code, Some(0), "closing stdin ends the server cleanly");
+
+    let mut server = McpServer::start(m.path());
+    server.handshake();
+    assert_eq!(server.terminate(), Some(128 + 15), "SIGTERM ends it with 128+15");
 }
 
 #[test]

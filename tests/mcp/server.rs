@@ -142,12 +142,23 @@ impl McpServer {
     /// Close stdin and wait for the exit code.
     pub(crate) fn close(mut self) -> Option<i32> {
         drop(self.stdin.take());
+        self.wait()
+    }
+
+    /// Send SIGTERM (stdin stays open) and wait for the exit code.
+    pub(crate) fn terminate(mut self) -> Option<i32> {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        self.wait()
+    }
+
+    fn wait(&mut self) -> Option<i32> {
         let end = Instant::now() + DEADLINE;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code();
             }
-            assert!(Instant::now() < end, "server did not exit after stdin closed");
+            assert!(Instant::now() < end, "server did not exit");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
