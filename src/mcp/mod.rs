@@ -68,6 +68,9 @@ pub(crate) mod limits {
     /// Re-read the inbox this often while waiting: catches rows stored by other
     /// processes of this home and leases that expire during the wait.
     pub(crate) const INBOX_POLL: Duration = Duration::from_millis(500);
+    /// Progress heartbeat during a wait, for hosts that sent a progress token
+    /// (some reset their tool-call timeout on progress).
+    pub(crate) const PROGRESS_EVERY: Duration = Duration::from_secs(10);
     /// `invite_create` lifetime when none is given (as `agentroom invite create`).
     pub(crate) const DEFAULT_INVITE_TTL: Duration = Duration::from_secs(24 * 3600);
 

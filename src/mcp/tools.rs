@@ -12,12 +12,11 @@ use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode,
-    Implementation, ServerCapabilities, ServerConfig,
+    Implementation, ProgressNotificationParam, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, Json, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
 
 use super::link::{Job, LinkHandle};
 use super::schema::{
@@ -81,10 +80,17 @@ impl AgentroomServer {
         from: Option<IdentityPublicKey>,
         timeout: Duration,
         lease: Duration,
-        cancelled: &CancellationToken,
+        ctx: &RequestContext<RoleServer>,
     ) -> Result<Option<Message>, String> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let cancelled = &ctx.ct;
+        let start = tokio::time::Instant::now();
+        let deadline = start + timeout;
         let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
+        // Hosts that sent a progress token may time a quiet call out; a
+        // heartbeat tells them the wait is alive.
+        let progress = ctx.meta.get_progress_token();
+        let mut heartbeat =
+            tokio::time::interval_at(start + limits::PROGRESS_EVERY, limits::PROGRESS_EVERY);
         loop {
             // Register for the wake-up before looking, so a message stored
             // between the look and the wait is not missed.
@@ -113,6 +119,15 @@ impl AgentroomServer {
                 () = tokio::time::sleep(limits::INBOX_POLL) => {}
                 () = tokio::time::sleep_until(deadline) => {}
                 () = cancelled.cancelled() => {}
+                _ = heartbeat.tick(), if progress.is_some() => {
+                    if let Some(token) = progress.clone() {
+                        let waited = start.elapsed().as_secs_f64();
+                        let note = ProgressNotificationParam::new(token, waited)
+                            .with_total(timeout.as_secs_f64())
+                            .with_message("waiting for a message");
+                        let _ = ctx.peer.notify_progress(note).await;
+                    }
+                }
             }
         }
     }
@@ -154,7 +169,7 @@ impl AgentroomServer {
     #[tool(name = "send")]
     async fn send(
         &self,
-        cancelled: CancellationToken,
+        ctx: RequestContext<RoleServer>,
         Parameters(args): Parameters<SendArgs>,
     ) -> ToolResult<SendResult> {
         let wait =
@@ -168,7 +183,7 @@ impl AgentroomServer {
         let out = self.run_job(|done| Job::Send { peer: query, text, done }).await?;
         let reply = match wait {
             Some(w) if !w.is_zero() => {
-                self.wait_and_lease(Some(peer.pk), w, limits::DEFAULT_LEASE, &cancelled).await?
+                self.wait_and_lease(Some(peer.pk), w, limits::DEFAULT_LEASE, &ctx).await?
             }
             _ => None,
         };
@@ -193,7 +208,7 @@ impl AgentroomServer {
     #[tool(name = "next_message")]
     async fn next_message(
         &self,
-        cancelled: CancellationToken,
+        ctx: RequestContext<RoleServer>,
         Parameters(args): Parameters<NextMessageArgs>,
     ) -> ToolResult<NextMessageResult> {
         let timeout =
@@ -205,7 +220,7 @@ impl AgentroomServer {
             Some(q) => Some(self.with_db(|db| peers::resolve(db.conn(), q))?.pk),
             None => None,
         };
-        let message = self.wait_and_lease(from, timeout, lease, &cancelled).await?;
+        let message = self.wait_and_lease(from, timeout, lease, &ctx).await?;
         Ok(Json(NextMessageResult { message }))
     }
 

@@ -322,3 +322,26 @@ fn the_link_comes_back_after_the_relay_restarts_and_queued_sends_go_out() {
     assert_eq!(msg["text"], "after the restart");
     server.assert_stdout_is_jsonrpc();
 }
+
+#[test]
+fn a_long_wait_sends_progress_to_a_host_that_asked_for_it() {
+    let m = tempfile::tempdir().unwrap();
+    let mut server = McpServer::start(m.path());
+    server.handshake();
+    // The heartbeat comes every 10 s; the wait is longer than that.
+    let r = server.request(
+        "tools/call",
+        json!({
+            "name": "next_message",
+            "arguments": {"timeout_secs": 15},
+            "_meta": {"progressToken": "wait-1"}
+        }),
+    );
+    assert_eq!(r["structuredContent"]["message"], Value::Null);
+    let progress: Vec<Value> =
+        server.seen().into_iter().filter(|v| v["method"] == "notifications/progress").collect();
+    assert!(!progress.is_empty(), "no progress notification");
+    assert_eq!(progress[0]["params"]["progressToken"], "wait-1");
+    assert_eq!(progress[0]["params"]["total"], 15.0);
+    server.assert_stdout_is_jsonrpc();
+}

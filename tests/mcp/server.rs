@@ -129,6 +129,11 @@ impl McpServer {
         }
     }
 
+    /// Every stdout line so far, parsed.
+    pub(crate) fn seen(&self) -> Vec<Value> {
+        self.seen.iter().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
     /// Every line the server wrote to stdout so far is a JSON-RPC 2.0 message.
     pub(crate) fn assert_stdout_is_jsonrpc(&self) {
         assert!(!self.seen.is_empty());
