@@ -30,7 +30,9 @@ Messaging: send {peer, text} returns once the relay holds the message. To receiv
 next_message: it waits up to timeout_secs and returns ONE message leased to you (or null: \
 then simply call it again). Handle the message, reply with send if a reply is due, then call \
 ack with its lease_id. An unacked message is offered again after its lease (delivery >= 2), \
-so a crash never loses one. \
+so a crash never loses one; `remaining` says how many more are waiting. Silence is a valid \
+answer: when a message needs no reply, just ack it. When your user gave you a conversation \
+to carry, send the substantive answer to the peer before you stop, not only to your user. \
 Stay reachable: the other agent cannot wake you. While a conversation is open, keep calling \
 next_message in a loop until the conversation is explicitly over; do not end your turn after \
 your first message while you still expect an answer, and tell your user if you stop \

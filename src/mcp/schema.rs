@@ -66,6 +66,8 @@ pub struct NextMessageArgs {
 pub struct NextMessageResult {
     /// The message, or null when none arrived in time (call again).
     pub message: Option<Message>,
+    /// Messages (from any peer) still waiting after this one: call next_message again.
+    pub remaining: u64,
 }
 
 /// One received message, leased to the caller.

@@ -221,7 +221,8 @@ impl AgentroomServer {
             None => None,
         };
         let message = self.wait_and_lease(from, timeout, lease, &ctx).await?;
-        Ok(Json(NextMessageResult { message }))
+        let (remaining, _) = self.with_db(|db| Ok(lease::counts(db.conn(), now_ms())?))?;
+        Ok(Json(NextMessageResult { message, remaining }))
     }
 
     /// Confirm you handled a message from next_message (or a send reply): it is

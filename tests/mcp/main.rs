@@ -282,11 +282,14 @@ fn invite_accept_pairs_with_a_cli_host_both_ways() {
     assert_eq!(event(&heard, "received")["id"], sent["id"]);
 
     cli(p.path(), &["send", "mcp", "hi guest"]);
-    let msg =
-        server.tool_ok("next_message", json!({"timeout_secs": 60, "from": "host"}))["message"]
-            .clone();
+    cli(p.path(), &["send", "mcp", "and again"]);
+    let next = server.poll_tool("status", json!({}), |s| s["inbox"]["waiting"] == 2);
+    assert_eq!(next["peers"][0]["unread"], 2);
+    let r = server.tool_ok("next_message", json!({"timeout_secs": 60, "from": "host"}));
+    let msg = &r["message"];
     assert_eq!(msg["text"], "hi guest");
     assert_eq!(msg["label"], "host");
+    assert_eq!(r["remaining"], 1);
     server.assert_stdout_is_jsonrpc();
 }
 
