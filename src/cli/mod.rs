@@ -10,6 +10,7 @@ pub mod duration;
 pub mod exit;
 pub mod invite;
 pub mod listen;
+pub mod mcp;
 pub mod peers;
 pub mod printer;
 pub mod relay;
@@ -63,6 +64,8 @@ pub enum Command {
     Listen(listen::ListenArgs),
     /// Answer every message with a handler command (stdin → stdout).
     Serve(serve::ServeArgs),
+    /// Serve the agentroom tools to an MCP host (Claude Code, Cursor, ...) on stdio.
+    Mcp,
     /// Run a standalone relay (HTTP + WebSocket on one port, SQLite store-and-forward).
     Relay(relay::RelayArgs),
     /// Host a room: relay + tunnel + invite + handler in one command; status; stop.
@@ -122,6 +125,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Relay(args) => relay::run(args, cli.json, home).await,
         Command::Room(cmd) => room::run(home, cmd, printer).await,
         Command::Host(args) => room::open(home, args, printer).await,
+        Command::Mcp => mcp::run(home).await,
         Command::Version => {
             printer.event(
                 "version",

@@ -18,7 +18,10 @@ use crate::crypto::IdentityPublicKey;
 use crate::protocol::EnvelopeId;
 
 /// Schema migrations, applied in order on open.
-const MIGRATIONS: &[M<'static>] = &[M::up(include_str!("../../migrations/client/0001_init.sql"))];
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(include_str!("../../migrations/client/0001_init.sql")),
+    M::up(include_str!("../../migrations/client/0002_inbox_lease.sql")),
+];
 
 /// How long a writer waits for another process's transaction to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
