@@ -65,6 +65,9 @@ pub struct OpenArgs {
     /// Stop after handling this many messages.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_turns: Option<u64>,
+    /// Handlers running at once (replies may then go out of order).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
     /// How long to wait for /health through the tunnel before warning.
     #[arg(long, value_parser = parse_duration, default_value = "30s", value_name = "DURATION")]
     pub probe_timeout: Duration,
@@ -121,6 +124,7 @@ pub async fn open(
         label: args.label,
         handler: args.on_message.map(|command| HandlerCommand { command, timeout: args.timeout }),
         max_turns: args.max_turns,
+        concurrency: usize::from(args.concurrency),
         log_file: args.detached_child.then(|| home.dir().join(LOG_FILE)),
         home,
     };

@@ -63,6 +63,8 @@ pub struct OpenOptions {
     pub handler: Option<HandlerCommand>,
     /// Stop after this many handled messages.
     pub max_turns: Option<u64>,
+    /// Handlers running at once.
+    pub concurrency: usize,
     /// Where a detached room logs (recorded in the state file).
     pub log_file: Option<PathBuf>,
 }
@@ -361,7 +363,7 @@ async fn wait(
         handler: h.clone(),
         seed: None,
         max_turns: opts.max_turns.map(|m| m.saturating_sub(*handled)),
-        concurrency: 1,
+        concurrency: opts.concurrency.max(1),
     });
     let turns = std::cell::Cell::new(0u64);
     let serving = async {
