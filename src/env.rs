@@ -31,3 +31,5 @@ pub const MAX_FRAME_BYTES: &str = "MAX_FRAME_BYTES";
 pub const MAX_CONNECTIONS: &str = "MAX_CONNECTIONS";
 /// Relay: connections per client address.
 pub const MAX_CONNECTIONS_PER_IP: &str = "MAX_CONNECTIONS_PER_IP";
+/// Relay: milliseconds an online recipient has to ack before the envelope is committed.
+pub const LIVE_ACK_WINDOW_MS: &str = "LIVE_ACK_WINDOW_MS";

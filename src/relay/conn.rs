@@ -11,10 +11,10 @@ use std::collections::{HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
-use futures_util::SinkExt as _;
+use futures_util::{FutureExt as _, SinkExt as _};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
@@ -359,9 +359,19 @@ impl<'a> Session<'a> {
         let mut ping = tokio::time::interval(shared.config.ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;
+        // One timer for the oldest live envelope awaiting its ack, re-armed only when
+        // that deadline changes (not a fresh timer per loop).
+        let spill_timer = tokio::time::sleep(Duration::from_secs(86_400));
+        tokio::pin!(spill_timer);
+        let mut armed: Option<Instant> = None;
         loop {
-            let spill_at =
-                self.awaiting.front().map(|a| tokio::time::Instant::from_std(a.deadline));
+            let want = self.awaiting.front().map(|a| a.deadline);
+            if want != armed {
+                if let Some(t) = want {
+                    spill_timer.as_mut().reset(tokio::time::Instant::from_std(t));
+                }
+                armed = want;
+            }
             tokio::select! {
                 biased;
                 () = shared.shutdown.cancelled() => {
@@ -374,7 +384,10 @@ impl<'a> Session<'a> {
                     Some(Ok(msg)) => self.on_message(msg).await?,
                     _ => return Err(Exit::Gone),
                 },
-                () = sleep_until_opt(spill_at) => self.spill_due(),
+                () = &mut spill_timer, if armed.is_some() => {
+                    armed = None;
+                    self.spill_due();
+                }
                 _ = ping.tick() => {
                     if self.missed_pongs >= 2 {
                         shared.metrics.ping_timeouts.fetch_add(1, Ordering::Relaxed);
@@ -386,12 +399,20 @@ impl<'a> Session<'a> {
                 }
                 () = std::future::ready(()), if self.draining && self.store_dirty => self.drain_step().await?,
             }
-            // Opportunistically batch more outgoing frames before one flush.
-            while self.unflushed < WRITE_BATCH {
+            // Under load, handle everything already waiting (queued frames and frames
+            // already read off the socket) before one flush: one write syscall for many frames.
+            let mut handled = 0;
+            while handled < WRITE_BATCH {
+                handled += 1;
                 if let Ok(c) = self.ctrl_rx.try_recv() {
                     self.on_ctrl(c).await?;
                 } else if let Ok(item) = self.deliver_rx.try_recv() {
                     self.on_live(item).await?;
+                } else if let Some(msg) = self.ws.recv().now_or_never() {
+                    match msg {
+                        Some(Ok(msg)) => self.on_message(msg).await?,
+                        _ => return Err(Exit::Gone),
+                    }
                 } else {
                     break;
                 }
@@ -808,12 +829,5 @@ fn store_answer(
             tracing::warn!(error = %e, "store insert failed");
             error_frame(ErrorCode::Internal, "storage fault; retry", Some(id), None)
         }
-    }
-}
-
-async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
     }
 }

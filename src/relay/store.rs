@@ -187,6 +187,10 @@ fn open_db(path: &Path) -> Result<Connection, StoreError> {
     }
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // One owner: the relay keeps routing state in memory, so a second process on
+    // the same file would be wrong anyway; exclusive mode also saves the lock
+    // syscalls SQLite otherwise makes around every transaction.
+    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     Migrations::new(vec![M::up(include_str!("../../migrations/relay/001_init.sql"))])

@@ -63,6 +63,21 @@ async fn invite_claims_once_and_pairs() {
 #[tokio::test]
 async fn unknown_expired_and_revoked_invites_fail() {
     let dir = tempfile::tempdir().unwrap();
+    // An expired invite, written straight into the real database while the relay
+    // is down (it holds the file exclusively while running).
+    relay(dir.path()).await.shutdown().await;
+    {
+        let db = rusqlite::Connection::open(dir.path().join("relay.db")).unwrap();
+        db.execute(
+            "INSERT INTO invites (hash, host, expires_at) VALUES (?1, ?2, ?3)",
+            rusqlite::params![
+                hash([8; 16]).0,
+                identity(1).public().as_bytes(),
+                (now() - 10) as i64
+            ],
+        )
+        .unwrap();
+    }
     let relay = relay(dir.path()).await;
     let addr = relay.local_addr();
     let (mut host, _) = Client::login(addr, &identity(1)).await;
@@ -76,13 +91,7 @@ async fn unknown_expired_and_revoked_invites_fail() {
     guest.send(&claim([7; 16])).await;
     guest.expect_error(ErrorCode::InviteUnknown).await;
 
-    // Expired: the row is written straight into the real database (in the past).
-    let db = rusqlite::Connection::open(dir.path().join("relay.db")).unwrap();
-    db.execute(
-        "INSERT INTO invites (hash, host, expires_at) VALUES (?1, ?2, ?3)",
-        rusqlite::params![hash([8; 16]).0, identity(1).public().as_bytes(), (now() - 10) as i64],
-    )
-    .unwrap();
+    // Expired.
     guest.send(&claim([8; 16])).await;
     guest.expect_error(ErrorCode::InviteExpired).await;
 
