@@ -341,10 +341,11 @@ async fn receiver(
     (lat, last, tx, rx)
 }
 
-/// (live-acked, stored, commits) counters from the relay's /metrics.
-async fn paths(addr: SocketAddr) -> [u64; 3] {
+/// Counters from the relay's /metrics: live-acked, stored, commits, and the relay's
+/// own delivery-latency histogram (send accepted -> ack) at <=1 ms, <=5 ms, all.
+async fn paths(addr: SocketAddr) -> [u64; 6] {
     let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
-    let get = |name: &str| {
+    let get = |name: &str| -> u64 {
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("agentroom_relay_{name} ")))
             .and_then(|v| v.trim().parse().ok())
@@ -354,16 +355,24 @@ async fn paths(addr: SocketAddr) -> [u64; 3] {
         get("envelopes_delivered_live_total"),
         get("envelopes_stored_total"),
         get("store_commits_total"),
+        get("delivery_latency_seconds_bucket{le=\"0.001\"}"),
+        get("delivery_latency_seconds_bucket{le=\"0.005\"}"),
+        get("delivery_latency_seconds_count"),
     ]
 }
 
-async fn report_paths(addr: SocketAddr, before: [u64; 3]) -> [u64; 3] {
+#[allow(clippy::cast_precision_loss)]
+async fn report_paths(addr: SocketAddr, before: [u64; 6]) -> [u64; 6] {
     let now = paths(addr).await;
+    let d: Vec<u64> = now.iter().zip(before).map(|(a, b)| a - b).collect();
     println!(
-        "  paths: {} acked live (no disk), {} committed to SQLite, {} commits",
-        now[0] - before[0],
-        now[1] - before[1],
-        now[2] - before[2]
+        "  paths: {} acked live (no disk), {} committed to SQLite, {} commits; \
+         relay-side send->ack within 1 ms {:.1}%, within 5 ms {:.1}%",
+        d[0],
+        d[1],
+        d[2],
+        100.0 * d[3] as f64 / d[5].max(1) as f64,
+        100.0 * d[4] as f64 / d[5].max(1) as f64
     );
     now
 }
