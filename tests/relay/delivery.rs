@@ -397,3 +397,29 @@ async fn ttl_sweep_drops_expired_envelopes() {
     assert!(host.barrier().await.iter().all(|f| !matches!(f, ServerFrame::Deliver { .. })));
     relay.shutdown().await;
 }
+
+#[tokio::test]
+async fn sender_that_reconnects_and_resends_gets_its_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = relay(dir.path()).await;
+    let addr = relay.local_addr();
+    let (mut host, guest) = pair(addr, 1, 2).await;
+    let mut guest = guest;
+    for round in 0..5u64 {
+        let id = eid(200 + round);
+        guest.send_env(id, host.pk(), b"retry me").await;
+        let (got, _, _) = host.deliver(false).await; // delivered live, not acked yet
+        assert_eq!(got, id);
+        // The sender's connection drops before any `sent`; it reconnects and resends.
+        drop(guest);
+        let (mut again, _) = Client::login(addr, &identity(2)).await;
+        again.send_env(id, host.pk(), b"retry me").await;
+        host.send(&ClientFrame::Ack { id, from: again.pk() }).await;
+        let status = expect_sent(&mut again, id).await;
+        assert!(matches!(status, DeliveryStatus::Stored | DeliveryStatus::Delivered));
+        guest = again;
+    }
+    // Delivered once per id (the resend was suppressed).
+    assert!(host.barrier().await.iter().all(|f| !matches!(f, ServerFrame::Deliver { .. })));
+    relay.shutdown().await;
+}
