@@ -75,6 +75,8 @@ impl RelayProc {
             .env("HMAC_SECRET", "b".repeat(32))
             .env("RATE_LIMIT_DISABLED", "1")
             .env("MAX_PENDING_MSGS", "1000000")
+            .env("MAX_CONNECTIONS_PER_IP", "100000")
+            .env("MAX_CONNECTIONS", "100000")
             .env("LOG_LEVEL", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -93,7 +95,13 @@ impl RelayProc {
 
     /// (user+system CPU seconds, peak RSS KiB) of the relay process.
     fn usage(&self) -> (f64, u64) {
-        let pid = self.child.id();
+        proc_usage(&self.child.id().to_string())
+    }
+}
+
+/// (user+system CPU seconds, peak RSS KiB) of a process (`self` for this one).
+fn proc_usage(pid: &str) -> (f64, u64) {
+    {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
         let after_comm = stat.rsplit_once(')').unwrap().1;
         let f: Vec<&str> = after_comm.split_whitespace().collect();
@@ -133,9 +141,13 @@ async fn send(tx: &mut Tx, f: &ClientFrame) {
 }
 
 async fn login(addr: SocketAddr, kp: &IdentityKeyPair) -> (Tx, Rx) {
-    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await.unwrap();
+    let url = format!("ws://{addr}/ws");
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await.unwrap();
     let (mut tx, mut rx) = ws.split();
-    let ServerFrame::Challenge { challenge, .. } = recv(&mut rx).await else { panic!("challenge") };
+    let challenge = match recv(&mut rx).await {
+        ServerFrame::Challenge { challenge, .. } => challenge,
+        f => panic!("expected a challenge, got {f:?}"),
+    };
     let ts = now_secs();
     let origin = format!("127.0.0.1:{}", addr.port());
     let sig = kp.sign(&login_signed_bytes(&origin, &challenge, ts));
@@ -329,6 +341,42 @@ async fn receiver(
     (lat, last, tx, rx)
 }
 
+/// Counters from the relay's /metrics: live-acked, stored, commits, and the relay's
+/// own delivery-latency histogram (send accepted -> ack) at <=1 ms, <=5 ms, all.
+async fn paths(addr: SocketAddr) -> [u64; 6] {
+    let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+    let get = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("agentroom_relay_{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    [
+        get("envelopes_delivered_live_total"),
+        get("envelopes_stored_total"),
+        get("store_commits_total"),
+        get("delivery_latency_seconds_bucket{le=\"0.001\"}"),
+        get("delivery_latency_seconds_bucket{le=\"0.005\"}"),
+        get("delivery_latency_seconds_count"),
+    ]
+}
+
+#[allow(clippy::cast_precision_loss)]
+async fn report_paths(addr: SocketAddr, before: [u64; 6]) -> [u64; 6] {
+    let now = paths(addr).await;
+    let d: Vec<u64> = now.iter().zip(before).map(|(a, b)| a - b).collect();
+    println!(
+        "  paths: {} acked live (no disk), {} committed to SQLite, {} commits; \
+         relay-side send->ack within 1 ms {:.1}%, within 5 ms {:.1}%",
+        d[0],
+        d[1],
+        d[2],
+        100.0 * d[3] as f64 / d[5].max(1) as f64,
+        100.0 * d[4] as f64 / d[5].max(1) as f64
+    );
+    now
+}
+
 fn pct(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -422,7 +470,9 @@ async fn bench() {
     }
 
     // 1. Closed loop.
+    let p = paths(addr).await;
     let (cpu0, _) = relay.usage();
+    let (me0, _) = proc_usage("self");
     let (n, el, lat, conns) = run_pairs(conns, &ids, 1, secs, window, Pace::Closed).await;
     let (cpu1, rss) = relay.usage();
     println!(
@@ -433,6 +483,9 @@ async fn bench() {
         rss as f64 / 1024.0
     );
     report_latency("latency send->deliver", lat);
+    let (me1, _) = proc_usage("self");
+    println!("  load generator CPU {:.2} µs/envelope", (me1 - me0) * 1e6 / n as f64);
+    let p = report_paths(addr, p).await;
 
     // 2. Fixed rate.
     let per_pair = Duration::from_secs_f64(f64::from(pairs) / rate);
@@ -447,6 +500,7 @@ async fn bench() {
         rss as f64 / 1024.0
     );
     report_latency("latency from scheduled send", lat);
+    let p = report_paths(addr, p).await;
 
     // 3. Offline recipient + a live pair at a fixed rate alongside.
     let (oh, og) = (kp(1_000_000), kp(1_000_001));
@@ -505,6 +559,7 @@ async fn bench() {
         rss as f64 / 1024.0
     );
     report_latency("other pair (1000/s) during queue+drain", llat);
+    report_paths(addr, p).await;
     println!("all modes: nothing lost, nothing reordered");
 }
 

@@ -43,3 +43,5 @@ pub const MAX_CONNECTIONS: &str = "MAX_CONNECTIONS";
 pub const MAX_CONNECTIONS_PER_IP: &str = "MAX_CONNECTIONS_PER_IP";
 /// Tunnel: the bore server's shared secret for `--tunnel bore` (keeps it out of `ps`).
 pub const BORE_SECRET: &str = "BORE_SECRET";
+/// Relay: milliseconds an online recipient has to ack before the envelope is committed.
+pub const LIVE_ACK_WINDOW_MS: &str = "LIVE_ACK_WINDOW_MS";

@@ -75,6 +75,9 @@ impl RelayArgs {
 /// Run the relay until SIGINT/SIGTERM, then shut down gracefully.
 pub async fn run(args: RelayArgs, json: bool, home: Option<PathBuf>) -> anyhow::Result<ExitStatus> {
     let config = args.config(home.as_deref())?;
+    // Handlers first: a SIGTERM that arrives right after the startup line must
+    // still mean a graceful shutdown, not the default instant death.
+    let signals = Signals::install()?;
     let handle = relay::start(config).await?;
     let addr = handle.local_addr();
     let url = format!("ws://{addr}/ws");
@@ -92,7 +95,7 @@ pub async fn run(args: RelayArgs, json: bool, home: Option<PathBuf>) -> anyhow::
         let _ = std::io::stdout().flush();
     }
     let tunnel = super::tunnel_args::start_for_relay(&args.tunnel, &handle, home, json).await?;
-    let signal = wait_for_signal().await?;
+    let signal = signals.wait().await;
     tracing::info!(signal, "shutting down");
     if let Some(t) = tunnel {
         t.shutdown().await;
@@ -101,12 +104,25 @@ pub async fn run(args: RelayArgs, json: bool, home: Option<PathBuf>) -> anyhow::
     Ok(ExitStatus::Success)
 }
 
-async fn wait_for_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// SIGTERM and SIGINT, caught from the moment they are installed.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("installing SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing SIGINT handler")?,
+        })
+    }
+
+    async fn wait(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }

@@ -174,6 +174,9 @@ impl RelayConfig {
         if let Some(v) = parse(&get, env::MAX_CONNECTIONS_PER_IP)? {
             c.max_connections_per_ip = v;
         }
+        if let Some(ms) = parse::<u64>(&get, env::LIVE_ACK_WINDOW_MS)? {
+            c.live_ack_window = Duration::from_millis(ms);
+        }
         c.trust_proxy = flag(env::TRUST_PROXY)?;
         c.rate_limit = !flag(env::RATE_LIMIT_DISABLED)?;
         c.hmac_secret = secret(&get, env::HMAC_SECRET)?;

@@ -11,22 +11,23 @@ use std::collections::{HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
-use futures_util::SinkExt as _;
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use futures_util::{FutureExt as _, SinkExt as _};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
-use super::auth::{AuthError, verify_login};
+use super::commit::{Completion, Kind, answer_commits};
 use super::hub::{Ctrl, CtrlTx, LiveItem, Route, sent_frame};
 use super::limits::{ConnSlot, TokenBucket};
-use super::store::{ClaimOutcome, InsertOutcome, PublishOutcome, now_ms};
+use super::login::{LoggedIn, close_frame, error_frame, login};
+use super::store::{ClaimOutcome, PublishOutcome, now_ms};
 use super::{Shared, now_secs};
-use crate::crypto::{CryptoRng as _, IdentityPublicKey, SystemRng};
+use crate::crypto::IdentityPublicKey;
 use crate::protocol::{
-    ClientFrame, DeliveryStatus, EnvelopeId, ErrorCode, FrameError, InviteHash, PROTOCOL_LABEL,
-    SUPPORTED_VERSIONS, ServerFrame, decode_client_frame, encode_frame,
+    ClientFrame, DeliveryStatus, EnvelopeId, ErrorCode, FrameError, InviteHash, ServerFrame,
+    decode_client_frame, encode_frame,
 };
 
 /// Rows read from the queue per round trip to the store thread.
@@ -49,25 +50,6 @@ pub(crate) struct Accepted {
     pub(crate) origin: Option<String>,
     pub(crate) ip: IpAddr,
     pub(crate) slot: Option<ConnSlot>,
-}
-
-fn error_frame(
-    code: ErrorCode,
-    message: &str,
-    id: Option<EnvelopeId>,
-    rid: Option<String>,
-) -> Utf8Bytes {
-    encode_frame(&ServerFrame::Error { code, message: message.to_owned(), id, rid }).into()
-}
-
-fn close_frame(code: ErrorCode) -> Message {
-    let (c, reason) = match code {
-        ErrorCode::ShuttingDown => (close_code::AWAY, "relay shutting down"),
-        ErrorCode::TooManyConnections => (close_code::AGAIN, "too many connections"),
-        ErrorCode::Unknown => (close_code::NORMAL, "replaced by a newer connection"),
-        _ => (close_code::POLICY, code.as_str()),
-    };
-    Message::Close(Some(CloseFrame { code: c, reason: reason.into() }))
 }
 
 /// Run one connection to its end.
@@ -94,124 +76,6 @@ pub(crate) async fn run(mut ws: WebSocket, shared: Arc<Shared>, acc: Accepted) {
     }
     m.connections.fetch_sub(1, Ordering::Relaxed);
     drop(acc.slot);
-}
-
-struct LoggedIn {
-    identity: IdentityPublicKey,
-    token: String,
-    expires_at: u64,
-}
-
-async fn fatal(ws: &mut WebSocket, shared: &Shared, code: ErrorCode, msg: &str) {
-    shared.metrics.count_error(code);
-    let _ = ws.send(Message::Text(error_frame(code, msg, None, None))).await;
-    let _ = ws.send(close_frame(code)).await;
-}
-
-/// Challenge, then wait for a valid `login` or `resume` within the login timeout.
-async fn login(ws: &mut WebSocket, shared: &Shared, origin: Option<&str>) -> Option<LoggedIn> {
-    let mut challenge = [0u8; 32];
-    SystemRng.fill(&mut challenge);
-    let hello = ServerFrame::Challenge {
-        protocol: PROTOCOL_LABEL.to_owned(),
-        versions: SUPPORTED_VERSIONS.to_vec(),
-        challenge,
-        max_frame: shared.config.max_frame,
-    };
-    ws.send(Message::Text(encode_frame(&hello).into())).await.ok()?;
-    let deadline = tokio::time::sleep(shared.config.login_timeout);
-    tokio::pin!(deadline);
-    loop {
-        let msg = tokio::select! {
-            biased;
-            () = shared.shutdown.cancelled() => {
-                fatal(ws, shared, ErrorCode::ShuttingDown, "relay shutting down").await;
-                return None;
-            }
-            () = &mut deadline => {
-                fatal(ws, shared, ErrorCode::LoginTimeout, "no login within the deadline").await;
-                return None;
-            }
-            msg = ws.recv() => msg?.ok()?,
-        };
-        let text = match msg {
-            Message::Text(t) => t,
-            Message::Binary(_) => {
-                shared.metrics.count_error(ErrorCode::BadFrame);
-                let f = error_frame(
-                    ErrorCode::BadFrame,
-                    "binary frames are not part of the protocol",
-                    None,
-                    None,
-                );
-                ws.send(Message::Text(f)).await.ok()?;
-                continue;
-            }
-            Message::Close(_) => return None,
-            Message::Ping(_) | Message::Pong(_) => continue,
-        };
-        let frame = match decode_client_frame(&text, shared.config.max_frame) {
-            Ok(f) => f,
-            Err(e) => {
-                shared.metrics.count_error(e.code());
-                ws.send(Message::Text(error_frame(e.code(), &e.to_string(), None, None)))
-                    .await
-                    .ok()?;
-                continue;
-            }
-        };
-        let now = now_secs();
-        let result = match frame {
-            ClientFrame::Login { v, identity, ts, signature } => {
-                if !SUPPORTED_VERSIONS.contains(&v) {
-                    fatal(ws, shared, ErrorCode::UnsupportedVersion, "no shared protocol version")
-                        .await;
-                    return None;
-                }
-                match origin {
-                    None => Err(AuthError::NoOrigin),
-                    Some(o) => verify_login(&identity, &signature, ts, o, &challenge, now),
-                }
-                .map(|()| {
-                    shared.metrics.logins.fetch_add(1, Ordering::Relaxed);
-                    let expires_at = now + shared.config.token_ttl.as_secs();
-                    LoggedIn {
-                        identity,
-                        token: shared.keys.issue(&identity, expires_at),
-                        expires_at,
-                    }
-                })
-            }
-            ClientFrame::Resume { v, token } => {
-                if !SUPPORTED_VERSIONS.contains(&v) {
-                    fatal(ws, shared, ErrorCode::UnsupportedVersion, "no shared protocol version")
-                        .await;
-                    return None;
-                }
-                shared.keys.verify(&token, now).map(|(identity, expires_at)| {
-                    shared.metrics.resumes.fetch_add(1, Ordering::Relaxed);
-                    LoggedIn { identity, token, expires_at }
-                })
-            }
-            _ => {
-                fatal(ws, shared, ErrorCode::AuthRequired, "log in first").await;
-                return None;
-            }
-        };
-        return match result {
-            Ok(me) => Some(me),
-            Err(e) => {
-                tracing::info!(reason = %e, "login refused");
-                let code = if e == AuthError::TokenExpired {
-                    ErrorCode::TokenExpired
-                } else {
-                    ErrorCode::AuthFailed
-                };
-                fatal(ws, shared, code, &e.to_string()).await;
-                None
-            }
-        };
-    }
 }
 
 /// A live envelope this connection sent, waiting for the recipient's ack.
@@ -359,9 +223,19 @@ impl<'a> Session<'a> {
         let mut ping = tokio::time::interval(shared.config.ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;
+        // One timer for the oldest live envelope awaiting its ack, re-armed only when
+        // that deadline changes (not a fresh timer per loop).
+        let spill_timer = tokio::time::sleep(Duration::from_secs(86_400));
+        tokio::pin!(spill_timer);
+        let mut armed: Option<Instant> = None;
         loop {
-            let spill_at =
-                self.awaiting.front().map(|a| tokio::time::Instant::from_std(a.deadline));
+            let want = self.awaiting.front().map(|a| a.deadline);
+            if want != armed {
+                if let Some(t) = want {
+                    spill_timer.as_mut().reset(tokio::time::Instant::from_std(t));
+                }
+                armed = want;
+            }
             tokio::select! {
                 biased;
                 () = shared.shutdown.cancelled() => {
@@ -374,7 +248,10 @@ impl<'a> Session<'a> {
                     Some(Ok(msg)) => self.on_message(msg).await?,
                     _ => return Err(Exit::Gone),
                 },
-                () = sleep_until_opt(spill_at) => self.spill_due(),
+                () = &mut spill_timer, if armed.is_some() => {
+                    armed = None;
+                    self.spill_due();
+                }
                 _ = ping.tick() => {
                     if self.missed_pongs >= 2 {
                         shared.metrics.ping_timeouts.fetch_add(1, Ordering::Relaxed);
@@ -386,12 +263,20 @@ impl<'a> Session<'a> {
                 }
                 () = std::future::ready(()), if self.draining && self.store_dirty => self.drain_step().await?,
             }
-            // Opportunistically batch more outgoing frames before one flush.
-            while self.unflushed < WRITE_BATCH {
+            // Under load, handle everything already waiting (queued frames and frames
+            // already read off the socket) before one flush: one write syscall for many frames.
+            let mut handled = 0;
+            while handled < WRITE_BATCH {
+                handled += 1;
                 if let Ok(c) = self.ctrl_rx.try_recv() {
                     self.on_ctrl(c).await?;
                 } else if let Ok(item) = self.deliver_rx.try_recv() {
                     self.on_live(item).await?;
+                } else if let Some(msg) = self.ws.recv().now_or_never() {
+                    match msg {
+                        Some(Ok(msg)) => self.on_message(msg).await?,
+                        _ => return Err(Exit::Gone),
+                    }
                 } else {
                     break;
                 }
@@ -711,109 +596,5 @@ impl<'a> Session<'a> {
         let accepted = a.deadline - self.shared.config.live_ack_window;
         let c = Completion { rx, to: a.to, from: self.me, id: a.id, accepted, kind: Kind::Spill };
         let _ = self.completions.send(c);
-    }
-}
-
-/// How a committed insert is answered.
-enum Kind {
-    /// Routed to the queue: answer on this control channel, tell the hub.
-    Queued(CtrlTx),
-    /// A live envelope spilled after its ack window: answer unless acked meanwhile.
-    Spill,
-}
-
-/// An insert on its way to disk whose sender waits for `sent`.
-struct Completion {
-    rx: tokio::sync::oneshot::Receiver<Result<InsertOutcome, super::store::StoreError>>,
-    to: IdentityPublicKey,
-    from: IdentityPublicKey,
-    id: EnvelopeId,
-    accepted: Instant,
-    kind: Kind,
-}
-
-/// One task per connection answers its store commits in the order they were
-/// queued, so `sent` frames for stored envelopes keep the sender's order.
-async fn answer_commits(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Completion>) {
-    while let Some(c) = rx.recv().await {
-        let r = c.rx.await.unwrap_or(Err(super::store::StoreError::Closed));
-        let seq = match r {
-            Ok(InsertOutcome::Stored(s) | InsertOutcome::Duplicate(s)) => Some(s),
-            _ => None,
-        };
-        match c.kind {
-            Kind::Queued(ctrl) => {
-                let frame = store_answer(&shared, c.id, &r, c.accepted);
-                shared.hub.finish_store(&c.to, seq);
-                let _ = ctrl.send(Ctrl::Frame(frame));
-            }
-            Kind::Spill => {
-                let frame = spill_answer(&shared, c.id, &r);
-                shared.hub.finish_spill(c.to, c.from, c.id, seq, frame);
-            }
-        }
-    }
-}
-
-/// Like [`store_answer`] for a spilled live envelope (its latency is counted on
-/// ack, or here only when it is answered `stored`).
-fn spill_answer(
-    shared: &Shared,
-    id: EnvelopeId,
-    r: &Result<InsertOutcome, super::store::StoreError>,
-) -> Utf8Bytes {
-    match r {
-        Ok(InsertOutcome::Stored(_) | InsertOutcome::Duplicate(_)) => {
-            shared.metrics.envelopes_stored.fetch_add(1, Ordering::Relaxed);
-            sent_frame(id, DeliveryStatus::Stored)
-        }
-        _ => store_answer(shared, id, r, Instant::now()),
-    }
-}
-
-/// The frame answering a `send` whose envelope went to the store.
-fn store_answer(
-    shared: &Shared,
-    id: EnvelopeId,
-    r: &Result<InsertOutcome, super::store::StoreError>,
-    accepted: Instant,
-) -> Utf8Bytes {
-    let m = &shared.metrics;
-    match r {
-        Ok(InsertOutcome::Stored(_)) => {
-            m.envelopes_stored.fetch_add(1, Ordering::Relaxed);
-            m.delivery_latency.observe(accepted.elapsed());
-            sent_frame(id, DeliveryStatus::Stored)
-        }
-        Ok(InsertOutcome::Duplicate(_)) => {
-            m.envelopes_duplicate.fetch_add(1, Ordering::Relaxed);
-            sent_frame(id, DeliveryStatus::Stored)
-        }
-        Ok(InsertOutcome::QueueFull) => {
-            m.count_error(ErrorCode::QueueFull);
-            error_frame(
-                ErrorCode::QueueFull,
-                "recipient's queue is full; retry later",
-                Some(id),
-                None,
-            )
-        }
-        Ok(InsertOutcome::Conflict) => error_frame(
-            ErrorCode::Conflict,
-            "envelope id reused with a different body or recipient",
-            Some(id),
-            None,
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, "store insert failed");
-            error_frame(ErrorCode::Internal, "storage fault; retry", Some(id), None)
-        }
-    }
-}
-
-async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
     }
 }

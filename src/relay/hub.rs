@@ -83,6 +83,9 @@ struct Inner {
     pairs: HashMap<IdentityPublicKey, HashSet<IdentityPublicKey>>,
     inflight: HashMap<InflightKey, Inflight>,
     recent: HashMap<(IdentityPublicKey, EnvelopeId), IdentityPublicKey>,
+    /// Delivered live, then committed after the ack window, not acked yet: a resend
+    /// must go through the store (which answers it as a duplicate), not live again.
+    held: HashMap<(IdentityPublicKey, EnvelopeId), IdentityPublicKey>,
     recent_order: VecDeque<(IdentityPublicKey, EnvelopeId)>,
 }
 
@@ -106,7 +109,7 @@ pub(crate) enum Route {
     Live,
     /// Must be queued in SQLite; call [`Hub::finish_store`] after the commit.
     Store,
-    /// Already in flight live; its first `sent` answers this one too.
+    /// Already in flight live; its `sent` will answer this request instead.
     DuplicateInFlight,
     /// Delivered recently to this recipient (`true`) or to another one (`false`: conflict).
     DuplicateDone(bool),
@@ -218,10 +221,14 @@ impl Hub {
         if let Some(prev_to) = g.recent.get(&(from, id)) {
             return Route::DuplicateDone(*prev_to == to);
         }
-        if g.inflight.contains_key(&(to, from, id)) {
+        if let Some(f) = g.inflight.get_mut(&(to, from, id)) {
+            // The latest asker gets the answer: a sender that reconnected and resent
+            // must not wait on a `sent` addressed to its dead connection.
+            f.sender_ctrl = sender_ctrl.clone();
             return Route::DuplicateInFlight;
         }
-        if let Some(c) = g.conns.get_mut(&to) {
+        let held = g.held.contains_key(&(from, id));
+        if let Some(c) = g.conns.get_mut(&to).filter(|_| !held) {
             if !c.draining {
                 let recipient_conn = c.conn_id;
                 match c.deliver.try_send(item) {
@@ -307,6 +314,7 @@ impl Hub {
                 Some(latency)
             }
             None => {
+                g.held.remove(&(from, id));
                 self.store.delete(me, from, id);
                 None
             }
@@ -365,6 +373,9 @@ impl Hub {
             }
         }
         if matches!(f.state, InflightState::Spilling { acked: false }) {
+            if seq.is_some() {
+                g.held.insert((from, id), to);
+            }
             let _ = f.sender_ctrl.send(Ctrl::Frame(frame));
             return true;
         }

@@ -3,7 +3,8 @@
 //!
 //! - [`config`]: [`RelayConfig`] from defaults and the environment.
 //! - `server`: axum on one port (`/ws`, `/health`, `/metrics`).
-//! - `conn`: one actor per WebSocket (login, frames, backpressure, pings).
+//! - `conn`: one actor per WebSocket (frames, backpressure, pings); `login` is its
+//!   first phase, `commit` answers senders once their envelope is on disk.
 //! - `auth`: challenge signatures and HMAC session tokens.
 //! - `hub`: who is online, pairs, live envelopes awaiting their ack.
 //! - `store`: SQLite on a dedicated thread with group commit.
@@ -20,11 +21,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 mod auth;
+mod commit;
 pub mod config;
 mod conn;
 mod hub;
 mod limits;
+mod login;
 pub mod metrics;
+mod queries;
 mod server;
 mod store;
 

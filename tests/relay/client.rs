@@ -61,7 +61,8 @@ impl Client {
 
     /// Connect and read the challenge.
     pub(crate) async fn connect(addr: SocketAddr, kp: &IdentityKeyPair) -> Client {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await.unwrap();
+        let url = format!("ws://{addr}/ws");
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await.unwrap();
         let kp = Arc::new(IdentityKeyPair::from_seed(kp.seed()).unwrap());
         let mut c = Client { ws, kp, token: None, challenge: [0; 32], addr };
         match c.recv().await {

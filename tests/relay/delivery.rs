@@ -63,6 +63,21 @@ async fn invite_claims_once_and_pairs() {
 #[tokio::test]
 async fn unknown_expired_and_revoked_invites_fail() {
     let dir = tempfile::tempdir().unwrap();
+    // An expired invite, written straight into the real database while the relay
+    // is down (it holds the file exclusively while running).
+    relay(dir.path()).await.shutdown().await;
+    {
+        let db = rusqlite::Connection::open(dir.path().join("relay.db")).unwrap();
+        db.execute(
+            "INSERT INTO invites (hash, host, expires_at) VALUES (?1, ?2, ?3)",
+            rusqlite::params![
+                hash([8; 16]).0,
+                identity(1).public().as_bytes(),
+                (now() - 10) as i64
+            ],
+        )
+        .unwrap();
+    }
     let relay = relay(dir.path()).await;
     let addr = relay.local_addr();
     let (mut host, _) = Client::login(addr, &identity(1)).await;
@@ -76,13 +91,7 @@ async fn unknown_expired_and_revoked_invites_fail() {
     guest.send(&claim([7; 16])).await;
     guest.expect_error(ErrorCode::InviteUnknown).await;
 
-    // Expired: the row is written straight into the real database (in the past).
-    let db = rusqlite::Connection::open(dir.path().join("relay.db")).unwrap();
-    db.execute(
-        "INSERT INTO invites (hash, host, expires_at) VALUES (?1, ?2, ?3)",
-        rusqlite::params![hash([8; 16]).0, identity(1).public().as_bytes(), (now() - 10) as i64],
-    )
-    .unwrap();
+    // Expired.
     guest.send(&claim([8; 16])).await;
     guest.expect_error(ErrorCode::InviteExpired).await;
 
@@ -385,6 +394,32 @@ async fn ttl_sweep_drops_expired_envelopes() {
     assert!(metric(addr, "agentroom_relay_envelopes_expired_total").await >= 1);
     let (mut host, pending) = Client::login(addr, &identity(1)).await;
     assert_eq!(pending, 0);
+    assert!(host.barrier().await.iter().all(|f| !matches!(f, ServerFrame::Deliver { .. })));
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn sender_that_reconnects_and_resends_gets_its_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = relay(dir.path()).await;
+    let addr = relay.local_addr();
+    let (mut host, guest) = pair(addr, 1, 2).await;
+    let mut guest = guest;
+    for round in 0..5u64 {
+        let id = eid(200 + round);
+        guest.send_env(id, host.pk(), b"retry me").await;
+        let (got, _, _) = host.deliver(false).await; // delivered live, not acked yet
+        assert_eq!(got, id);
+        // The sender's connection drops before any `sent`; it reconnects and resends.
+        drop(guest);
+        let (mut again, _) = Client::login(addr, &identity(2)).await;
+        again.send_env(id, host.pk(), b"retry me").await;
+        host.send(&ClientFrame::Ack { id, from: again.pk() }).await;
+        let status = expect_sent(&mut again, id).await;
+        assert!(matches!(status, DeliveryStatus::Stored | DeliveryStatus::Delivered));
+        guest = again;
+    }
+    // Delivered once per id (the resend was suppressed).
     assert!(host.barrier().await.iter().all(|f| !matches!(f, ServerFrame::Deliver { .. })));
     relay.shutdown().await;
 }
