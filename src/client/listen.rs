@@ -21,7 +21,7 @@ pub struct ListenOptions {
     pub once: bool,
     /// Only this peer (label, key or prefix).
     pub from: Option<String>,
-    /// Give up after this long without a message (None: forever).
+    /// Stop after this long (None: never); an error if no message came at all.
     pub timeout: Option<Duration>,
 }
 
@@ -53,7 +53,13 @@ pub async fn listen(
                 }
                 continue;
             }
-            () = sleep_until(deadline) => return Err(ClientError::Timeout(opts.timeout.unwrap_or_default(), "a message")),
+            () = sleep_until(deadline) => {
+                if shown == 0 {
+                    return Err(ClientError::Timeout(opts.timeout.unwrap_or_default(), "a message"));
+                }
+                emit(Event::Done { count: shown, reason: "timeout".into() });
+                return Ok(shown);
+            }
         };
         let Some(inc) = inc else {
             emit(Event::Done { count: shown, reason: "cancelled".into() });

@@ -1,0 +1,68 @@
+//! One clear line and the documented exit code for each failure class.
+
+use crate::common::{Agent, Relay};
+
+#[test]
+fn no_identity_unknown_peer_and_usage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Agent::new(tmp.path(), "a");
+    let (code, stderr) = a.fails(&["whoami"]);
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("agentroom setup"), "{stderr}");
+    let (code, _) = a.fails(&["send", "bob", "hi"]);
+    assert_eq!(code, 4);
+    a.setup();
+    let (code, stderr) = a.fails(&["send", "bob", "hi"]);
+    assert_eq!(code, 4);
+    assert!(stderr.contains("unknown peer"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert_eq!(a.fails(&["send"]).0, 2);
+    assert_eq!(a.fails(&["serve"]).0, 2);
+    assert_eq!(a.fails(&["serve", "--on-message", "cat", "--seed", "hi"]).0, 2);
+    assert_eq!(a.fails(&["invite", "create", "--expires", "soon"]).0, 2);
+    assert_eq!(a.fails(&["invite", "create"]).0, 2, "no relay configured");
+    assert_eq!(a.fails(&["bogus"]).0, 2);
+    let v = &a.json(&["version"])[0];
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    // `init` is `setup`.
+    assert_eq!(a.json(&["init", "--no-probe"])[0]["created"], false);
+}
+
+#[test]
+fn unreachable_relay_is_a_network_error_with_no_partial_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Agent::new(tmp.path(), "a");
+    a.setup();
+    // Bind then drop a port: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let (code, stderr) = a.fails(&["invite", "create", "--relay", &url]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("cannot reach relay"), "{stderr}");
+    assert!(a.json(&["invite", "list"]).is_empty());
+}
+
+#[test]
+fn corrupt_state_files_fail_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(tmp.path());
+    let a = Agent::new(tmp.path(), "a");
+    a.setup();
+    a.invite(&relay.url, "x");
+    std::fs::write(a.home.join("state.db"), vec![0x5a; 16 * 1024]).unwrap();
+    let _ = std::fs::remove_file(a.home.join("state.db-wal"));
+    let _ = std::fs::remove_file(a.home.join("state.db-shm"));
+    let (code, stderr) = a.fails(&["peers"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("corrupt"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
+    let b = Agent::new(tmp.path(), "b");
+    b.setup();
+    std::fs::write(b.home.join("identity.json"), b"{\"version\":1,\"seed\":\"short\"}").unwrap();
+    let (code, stderr) = b.fails(&["whoami"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("corrupt"), "{stderr}");
+    // setup does not overwrite a damaged identity.
+    assert_eq!(b.fails(&["setup"]).0, 1);
+}
