@@ -153,9 +153,13 @@ pub struct LinkHandle {
 }
 
 impl LinkHandle {
-    /// Start a link task. Events go to `events`; it stops on `cancel` or drop.
+    /// Start a link task for `relay`, dialling `dial` (usually the same URL; a
+    /// loopback address when the relay runs in this process behind a tunnel).
+    /// Events name `relay`; the task stops on `cancel` or drop.
+    #[allow(clippy::too_many_arguments)]
     pub fn spawn(
         relay: RelayUrl,
+        dial: RelayUrl,
         identity: Arc<IdentityKeyPair>,
         token: Option<String>,
         options: LinkOptions,
@@ -163,7 +167,7 @@ impl LinkHandle {
         cancel: CancellationToken,
     ) -> Self {
         let (out, rx) = mpsc::channel(OUT_QUEUE);
-        let actor = Actor { relay: relay.clone(), identity, token, options, events, cancel };
+        let actor = Actor { relay: relay.clone(), dial, identity, token, options, events, cancel };
         let task = AbortOnDropHandle::new(tokio::spawn(actor.run(rx)));
         Self { relay, out, _task: task }
     }
@@ -183,7 +187,10 @@ impl LinkHandle {
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 struct Actor {
+    /// The relay's canonical URL: the key for tokens, peers and the outbox.
     relay: RelayUrl,
+    /// What we actually connect to (and whose authority we sign).
+    dial: RelayUrl,
     identity: Arc<IdentityKeyPair>,
     token: Option<String>,
     options: LinkOptions,
@@ -263,7 +270,7 @@ impl Actor {
 
     /// Dial, read the challenge, log in (resume first if we hold a token).
     async fn connect(&self) -> Result<Login, LinkError> {
-        let (mut ws, _resp) = tokio_tungstenite::connect_async(self.relay.as_str())
+        let (mut ws, _resp) = tokio_tungstenite::connect_async(self.dial.as_str())
             .await
             .map_err(|e| self.unreachable(e))?;
         let (versions, challenge) = match self.read_frame(&mut ws).await? {
@@ -295,7 +302,7 @@ impl Actor {
             Some(token) => ClientFrame::Resume { v, token: token.clone() },
             None => {
                 let ts = super::now_secs();
-                let bytes = protocol::login_signed_bytes(&self.relay.origin(), &challenge, ts);
+                let bytes = protocol::login_signed_bytes(&self.dial.origin(), &challenge, ts);
                 let signature = *self.identity.sign(&bytes).as_bytes();
                 ClientFrame::Login { v, identity: self.identity.public(), ts, signature }
             }

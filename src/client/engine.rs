@@ -117,6 +117,7 @@ pub struct Client {
     identity: Arc<IdentityKeyPair>,
     store: Store,
     links: HashMap<String, LinkHandle>,
+    dial_overrides: HashMap<String, RelayUrl>,
     up: HashMap<String, bool>,
     events_tx: mpsc::UnboundedSender<LinkEvent>,
     events_rx: mpsc::UnboundedReceiver<LinkEvent>,
@@ -141,6 +142,7 @@ impl Client {
             identity: Arc::new(identity),
             store,
             links: HashMap::new(),
+            dial_overrides: HashMap::new(),
             up: HashMap::new(),
             events_tx,
             events_rx,
@@ -181,14 +183,24 @@ impl Client {
         self.options = options;
     }
 
+    /// Reach `relay` (the URL in invites, peers and the outbox) by dialling
+    /// `dial` instead: for a host whose relay runs in-process behind a tunnel
+    /// (`room open`), so its own traffic stays on loopback. Set before connecting.
+    pub fn set_dial_override(&mut self, relay: &RelayUrl, dial: RelayUrl) {
+        self.dial_overrides.insert(relay.as_str().to_owned(), dial);
+    }
+
     /// Start a link to `relay` unless one runs already.
     pub fn connect(&mut self, relay: &RelayUrl) -> Result<(), ClientError> {
         if self.links.contains_key(relay.as_str()) {
             return Ok(());
         }
         let token = store::get_token(self.store.conn(), relay.as_str(), now_secs())?;
+        let dial =
+            self.dial_overrides.get(relay.as_str()).cloned().unwrap_or_else(|| relay.clone());
         let link = LinkHandle::spawn(
             relay.clone(),
+            dial,
             Arc::clone(&self.identity),
             token,
             self.options,
@@ -469,7 +481,11 @@ pub fn seal_in(
         .ok_or_else(|| ClientError::UnknownPeer(peer.pk.to_b64u()))?;
     let mut session: Session =
         serde_json::from_slice(&bytes).map_err(|_| store::StoreError::BadRecord("session"))?;
-    let body = session.encrypt(&payload.to_bytes(), &mut SystemRng)?;
+    let plaintext = payload.to_bytes();
+    if plaintext.len() > super::payload::MAX_PAYLOAD_BYTES {
+        return Err(ClientError::TooLarge(plaintext.len()));
+    }
+    let body = session.encrypt(&plaintext, &mut SystemRng)?;
     store::save_session(tx, &peer.pk, &session_bytes(&session))?;
     let mut id = [0u8; 16];
     crate::crypto::CryptoRng::fill(&mut SystemRng, &mut id);
