@@ -30,7 +30,7 @@ pub struct ListenOptions {
 pub async fn listen(
     client: &mut Client,
     opts: &ListenOptions,
-    emit: &mut dyn FnMut(Event),
+    emit: &mut (dyn FnMut(Event) + Send),
 ) -> Result<u64, ClientError> {
     let from: Option<IdentityPublicKey> = match &opts.from {
         Some(q) => Some(peers::resolve(client.conn(), q)?.pk),
@@ -41,7 +41,12 @@ pub async fn listen(
         emit(Event::Done { count: shown, reason: "once".into() });
         return Ok(shown);
     }
-    client.connect_all()?;
+    for relay in client.connect_all()? {
+        // Links already up (a library caller connected earlier) get no new login event.
+        if client.is_up(&relay) {
+            emit(Event::Connected { relay: relay.to_string(), pending: 0 });
+        }
+    }
     let mut poll = tokio::time::interval(INBOX_POLL);
     let deadline = opts.timeout.map(|t| tokio::time::Instant::now() + t);
     loop {

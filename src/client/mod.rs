@@ -144,3 +144,6 @@ impl ClientError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -46,7 +46,7 @@ type Finished = (InboxRow, Result<HandlerOutcome, HandlerError>);
 pub async fn serve(
     client: &mut Client,
     opts: &ServeOptions,
-    emit: &mut dyn FnMut(Event),
+    emit: &mut (dyn FnMut(Event) + Send),
 ) -> Result<u64, ClientError> {
     let concurrency = opts.concurrency.max(1);
     if let Some((to, text)) = &opts.seed {
@@ -56,7 +56,12 @@ pub async fn serve(
         }
         client.queue(&peer, &Payload::Text { text: text.clone(), reply_to: None }, None)?;
     }
-    client.connect_all()?;
+    for relay in client.connect_all()? {
+        // Links already up (a library caller connected earlier) get no new login event.
+        if client.is_up(&relay) {
+            emit(Event::Connected { relay: relay.to_string(), pending: 0 });
+        }
+    }
     let mut running: JoinSet<Finished> = JoinSet::new();
     let mut busy: HashSet<i64> = HashSet::new();
     let mut queue: VecDeque<InboxRow> = VecDeque::new();
