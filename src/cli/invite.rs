@@ -22,6 +22,7 @@ pub enum InviteCommand {
     /// Revoke an unused invite (by id or id prefix).
     Revoke {
         /// Invite id (see `invite list`).
+        #[arg(allow_hyphen_values = true)]
         id: String,
     },
     /// Accept an invite: pair with its host and say hello.

@@ -18,7 +18,7 @@ pub struct ListenArgs {
     #[arg(long)]
     pub once: bool,
     /// Only messages from this peer (label, key or prefix).
-    #[arg(long, value_name = "PEER")]
+    #[arg(long, value_name = "PEER", allow_hyphen_values = true)]
     pub from: Option<String>,
     /// Stop after this long; exit 3 if no message arrived at all.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]

@@ -29,6 +29,7 @@ pub enum PeersCommand {
     #[command(visible_alias = "rm")]
     Remove {
         /// Label, public key, or a unique prefix of the key or fingerprint.
+        #[arg(allow_hyphen_values = true)]
         peer: String,
     },
 }

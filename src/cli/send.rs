@@ -16,8 +16,10 @@ use crate::client::{Client, send, store};
 #[derive(Debug, Args)]
 pub struct SendArgs {
     /// Peer: label, public key, or a unique prefix of the key or fingerprint.
+    #[arg(allow_hyphen_values = true)]
     pub peer: String,
     /// The message; `-` reads it from stdin.
+    #[arg(allow_hyphen_values = true)]
     pub text: String,
     /// After sending, wait for the peer's next message and print it.
     #[arg(long)]

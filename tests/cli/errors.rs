@@ -17,6 +17,9 @@ fn no_identity_unknown_peer_and_usage() {
     assert!(stderr.contains("unknown peer"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert_eq!(a.fails(&["send"]).0, 2);
+    // Keys and ids may start with '-': never mistaken for a flag.
+    let (code, stderr) = a.fails(&["send", "-Abc_not_a_flag", "-5 degrees"]);
+    assert_eq!(code, 4, "{stderr}");
     assert_eq!(a.fails(&["serve"]).0, 2);
     assert_eq!(a.fails(&["serve", "--on-message", "cat", "--seed", "hi"]).0, 2);
     assert_eq!(a.fails(&["invite", "create", "--expires", "soon"]).0, 2);

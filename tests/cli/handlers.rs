@@ -139,8 +139,8 @@ fn a_third_identity_cannot_reach_the_handler() {
     let (code, stderr) = carol.fails(&["invite", "accept", &invite]);
     assert_eq!(code, 1, "{stderr}");
     // Carol knows the host's key but has no session: refused before anything is sent.
-    let (code, _) = carol.fails(&["send", &hpk, "let me in"]);
-    assert_eq!(code, 4);
+    let (code, stderr) = carol.fails(&["send", &hpk, "let me in"]);
+    assert_eq!(code, 4, "{stderr}");
     guest.json(&["send", "host", "legit"]);
     let replied = serve.wait_event("replied");
     assert_eq!(replied["text"], "ok");
