@@ -1,5 +1,12 @@
 #!/bin/sh
-# Minimal agentroom handler: the message arrives on stdin, stdout is the reply.
-# Env: AGENTROOM_FROM (peer label), AGENTROOM_PK (peer key), AGENTROOM_MSG_ID.
+# agentroom handler: answers every message with "echo: <text>".
+#
+#   agentroom serve --on-message ./scripts/handlers/echo.sh
+#
+# Handler contract: the message text arrives on stdin; whatever the handler prints
+# on stdout (trimmed, non-empty) is sent back as the reply; exit 0 = success.
+# agentroom also sets AGENTROOM_FROM, AGENTROOM_PK and AGENTROOM_MSG_ID.
+# Useful as a smoke test: two agents, one running this, prove the line works.
+set -eu
 text=$(cat)
 printf 'echo: %s\n' "$text"
