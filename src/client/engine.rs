@@ -118,6 +118,8 @@ pub struct Client {
     store: Store,
     links: HashMap<String, LinkHandle>,
     dial_overrides: HashMap<String, RelayUrl>,
+    /// Per relay: queued deliveries announced in `welcome` and not yet received.
+    backlog: HashMap<String, u64>,
     up: HashMap<String, bool>,
     events_tx: mpsc::UnboundedSender<LinkEvent>,
     events_rx: mpsc::UnboundedReceiver<LinkEvent>,
@@ -143,6 +145,7 @@ impl Client {
             store,
             links: HashMap::new(),
             dial_overrides: HashMap::new(),
+            backlog: HashMap::new(),
             up: HashMap::new(),
             events_tx,
             events_rx,
@@ -316,6 +319,20 @@ impl Client {
         }
     }
 
+    /// Catch up: connect to every relay we use and take in what they queued for
+    /// us while we were away (a guest's hello, say), storing and acking it. Ends
+    /// when every link is up with its backlog received, or at `timeout`.
+    pub async fn sync(&mut self, timeout: Duration) -> Result<(), ClientError> {
+        let relays = self.connect_all()?;
+        let caught_up = |c: &Self| {
+            relays.iter().all(|r| c.is_up(r) && c.backlog.get(r.as_str()).is_some_and(|n| *n == 0))
+        };
+        if caught_up(self) {
+            return Ok(());
+        }
+        self.wait_for(timeout, "the relay backlog", |c, _| caught_up(c).then_some(Ok(()))).await
+    }
+
     /// Drive the engine until `f` picks an outcome, for one-shot commands. Text
     /// messages that arrive meanwhile are stored (they wait in the inbox for
     /// `listen`/`serve`) and acked; a link giving up ends the wait.
@@ -349,6 +366,7 @@ impl Client {
                 tracing::info!(relay = %relay, resumed, pending, "logged in to relay");
                 store::put_token(self.store.conn(), relay.as_str(), &token, token_expires_at)?;
                 self.up.insert(relay.as_str().to_owned(), true);
+                self.backlog.insert(relay.as_str().to_owned(), pending);
                 self.flush(&relay)?;
                 Some(Incoming::Up { relay, reconnect, pending })
             }
@@ -376,6 +394,9 @@ impl Client {
     ) -> Result<Option<Incoming>, ClientError> {
         Ok(match frame {
             ServerFrame::Deliver { id, from, body, ts } => {
+                if let Some(n) = self.backlog.get_mut(relay.as_str()) {
+                    *n = n.saturating_sub(1);
+                }
                 self.on_deliver(relay, id, from, &body, ts)?
             }
             ServerFrame::Sent { id, status } => {

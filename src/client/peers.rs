@@ -48,9 +48,30 @@ fn normalise_fp(s: &str) -> String {
     s.chars().filter(char::is_ascii_hexdigit).map(|c| c.to_ascii_lowercase()).collect()
 }
 
+/// Like [`resolve`], but an unknown name first triggers a [`super::Client::sync`]:
+/// a guest that accepted our invite while we were offline is learnt from its
+/// queued hello, so `send guest …` works right after `invite create`.
+pub async fn resolve_synced(
+    client: &mut super::Client,
+    query: &str,
+) -> Result<PeerRow, ClientError> {
+    match resolve(client.conn(), query) {
+        Err(ClientError::UnknownPeer(_)) => {
+            if let Err(e) = client.sync(SYNC_TIMEOUT).await {
+                tracing::debug!(error = %e, "could not catch up with the relays");
+            }
+            resolve(client.conn(), query)
+        }
+        other => other,
+    }
+}
+
+/// How long [`resolve_synced`] waits for relays.
+const SYNC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Forget a peer locally and ask its relay to drop the pairing (best effort).
-pub fn remove(client: &mut super::Client, query: &str) -> Result<PeerRow, ClientError> {
-    let peer = resolve(client.conn(), query)?;
+pub async fn remove(client: &mut super::Client, query: &str) -> Result<PeerRow, ClientError> {
+    let peer = resolve_synced(client, query).await?;
     let tx = client.store().immediate()?;
     store::remove_peer(&tx, &peer.pk)?;
     tx.commit().map_err(store::StoreError::from)?;

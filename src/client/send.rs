@@ -34,7 +34,7 @@ pub async fn send(
     text: &str,
     wait_reply: Option<Duration>,
 ) -> Result<SendOutcome, ClientError> {
-    let peer = peers::resolve(client.conn(), to)?;
+    let peer = peers::resolve_synced(client, to).await?;
     if text.len() > MAX_TEXT_BYTES {
         return Err(ClientError::TooLarge(text.len()));
     }

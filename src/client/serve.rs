@@ -50,7 +50,7 @@ pub async fn serve(
 ) -> Result<u64, ClientError> {
     let concurrency = opts.concurrency.max(1);
     if let Some((to, text)) = &opts.seed {
-        let peer = peers::resolve(client.conn(), to)?;
+        let peer = peers::resolve_synced(client, to).await?;
         if text.len() > MAX_TEXT_BYTES {
             return Err(ClientError::TooLarge(text.len()));
         }

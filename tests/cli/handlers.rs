@@ -151,3 +151,41 @@ fn a_third_identity_cannot_reach_the_handler() {
     );
     assert_eq!(std::fs::read_to_string(&runs).unwrap(), "legit");
 }
+
+#[test]
+fn concurrency_runs_handlers_side_by_side() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(tmp.path());
+    let (host, guest) = (Agent::new(tmp.path(), "host"), Agent::new(tmp.path(), "guest"));
+    pair(&relay, &host, &guest);
+    let flag = tmp.path().join("second-started");
+    // "first" can only finish once "second" has started: with one slot it would
+    // hit its 30 s timeout instead.
+    let handler = script(
+        tmp.path(),
+        "pairwise.sh",
+        &format!(
+            r#"text=$(cat)
+if [ "$text" = first ]; then
+  i=0; while [ ! -e {flag} ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+  [ -e {flag} ] && echo "first saw second" || echo "first alone"
+else
+  touch {flag}; echo "second done"
+fi"#,
+            flag = flag.display()
+        ),
+    );
+    guest.json(&["send", "host", "first"]);
+    guest.json(&["send", "host", "second"]);
+    let mut serve =
+        host.spawn(&["serve", "--on-message", &handler, "--concurrency", "2", "--max-turns", "2"]);
+    assert_eq!(serve.wait_exit(), Some(0));
+    let mut texts: Vec<String> = serve
+        .seen
+        .iter()
+        .filter(|v| v["event"] == "replied")
+        .map(|v| v["text"].as_str().unwrap().to_owned())
+        .collect();
+    texts.sort();
+    assert_eq!(texts, ["first saw second", "second done"]);
+}

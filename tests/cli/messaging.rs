@@ -60,9 +60,8 @@ fn offline_guest_gets_twenty_messages_in_order() {
     let relay = Relay::start(tmp.path());
     let (host, guest) = (Agent::new(tmp.path(), "host"), Agent::new(tmp.path(), "guest"));
     pair(&relay, &host, &guest);
-    // The host learns the guest from its hello.
-    let seen = host.json_any(&["listen", "--timeout", "1s"]);
-    assert!(seen.iter().any(|v| v["event"] == "paired"), "{seen:?}");
+    // The host has not run since the guest accepted: `send` learns the guest
+    // from the hello the relay queued.
     let mut ids = Vec::new();
     for i in 0..20 {
         let v = &host.json(&["send", "guest", &format!("message {i}")])[0];
@@ -111,4 +110,67 @@ fn relay_restart_reconnects_and_queued_messages_go_out() {
     let replied = serve.wait_event("replied");
     assert_eq!(replied["text"], "echo: while you were out");
     let _ = DEADLINE;
+}
+
+#[test]
+fn two_bots_talk_with_a_seed_until_max_turns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(tmp.path());
+    let (host, guest) = (Agent::new(tmp.path(), "host"), Agent::new(tmp.path(), "guest"));
+    pair(&relay, &host, &guest);
+    let mut a = host.spawn(&["serve", "--on-message", &echo_handler(), "--max-turns", "3"]);
+    a.wait_event("connected");
+    let mut b = guest.spawn(&[
+        "serve",
+        "--on-message",
+        &echo_handler(),
+        "--seed",
+        "ping",
+        "--to",
+        "host",
+        "--max-turns",
+        "3",
+    ]);
+    assert_eq!(a.wait_exit(), Some(0));
+    assert_eq!(b.wait_exit(), Some(0));
+    let replies = |bg: &crate::common::Bg| -> Vec<String> {
+        bg.seen
+            .iter()
+            .filter(|v| v["event"] == "replied")
+            .map(|v| v["text"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Each side handled three messages, each reply one "echo: " longer.
+    assert_eq!(
+        replies(&a),
+        ["echo: ping", "echo: echo: echo: ping", "echo: echo: echo: echo: echo: ping"]
+    );
+    assert_eq!(
+        replies(&b),
+        [
+            "echo: echo: ping",
+            "echo: echo: echo: echo: ping",
+            "echo: echo: echo: echo: echo: echo: ping"
+        ]
+    );
+    for bg in [&a, &b] {
+        let done = bg.seen.iter().find(|v| v["event"] == "done").unwrap();
+        assert_eq!(done["reason"], "max_turns");
+        assert_eq!(done["count"], 3);
+    }
+}
+
+#[test]
+fn removed_peer_can_no_longer_send() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(tmp.path());
+    let (host, guest) = (Agent::new(tmp.path(), "host"), Agent::new(tmp.path(), "guest"));
+    pair(&relay, &host, &guest);
+    guest.json(&["send", "host", "before"]);
+    let removed = &host.json(&["peers", "remove", "guest"])[0];
+    assert_eq!(removed["relay_confirmed"], true);
+    assert!(host.json(&["peers"]).is_empty());
+    let (code, stderr) = guest.fails(&["send", "host", "after"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("not_paired"), "{stderr}");
 }
