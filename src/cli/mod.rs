@@ -178,6 +178,17 @@ pub(crate) fn exit_after(signal: &std::sync::atomic::AtomicI32) -> ExitStatus {
     }
 }
 
+/// A one-shot command's result, unless a signal interrupted it: then 128+n.
+pub(crate) fn unless_signalled(
+    result: anyhow::Result<ExitStatus>,
+    signal: &std::sync::atomic::AtomicI32,
+) -> anyhow::Result<ExitStatus> {
+    match signal.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => result,
+        n => Ok(ExitStatus::Signal(n)),
+    }
+}
+
 /// Resolve the home directory.
 pub(crate) fn home_of(home: Option<PathBuf>) -> Result<crate::client::home::Home, ClientError> {
     Ok(crate::client::home::Home::resolve(home)?)

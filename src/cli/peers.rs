@@ -41,7 +41,7 @@ pub async fn run(
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let home = home_of(home)?;
-    let (cancel, _sig) = super::cancel_on_signals();
+    let (cancel, sig) = super::cancel_on_signals();
     let mut client = Client::open(&home, cancel.clone())?;
     let result = match args.command.unwrap_or(PeersCommand::List) {
         PeersCommand::List => {
@@ -57,7 +57,7 @@ pub async fn run(
         PeersCommand::Remove { peer } => remove(&mut client, &peer, printer).await,
     };
     cancel.cancel();
-    result
+    super::unless_signalled(result, &sig)
 }
 
 fn list(client: &Client, printer: Printer) -> anyhow::Result<ExitStatus> {

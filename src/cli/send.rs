@@ -46,13 +46,16 @@ pub async fn run(
         anyhow::bail!("refusing to send an empty message");
     }
     let home = home_of(home)?;
-    let (cancel, _sig) = super::cancel_on_signals();
+    let (cancel, sig) = super::cancel_on_signals();
     let mut client = Client::open(&home, cancel.clone())?;
     let wait = args.wait_reply.then_some(args.timeout);
     let result = send::send(&mut client, &args.peer, &text, wait).await;
     cancel.cancel();
     let out = match result {
         Ok(out) => out,
+        Err(_) if sig.load(std::sync::atomic::Ordering::SeqCst) != 0 => {
+            return Ok(super::exit_after(&sig));
+        }
         Err(e) => {
             let queued = store::outbox_pending_count(client.conn()).unwrap_or(0);
             if queued > 0 && e.class() == crate::client::ErrorClass::Network {

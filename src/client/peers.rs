@@ -77,3 +77,49 @@ pub async fn remove(client: &mut super::Client, query: &str) -> Result<PeerRow, 
     tx.commit().map_err(store::StoreError::from)?;
     Ok(peer)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::store::{PeerRole, Store};
+
+    fn add(store: &Store, bytes: [u8; 32], label: Option<&str>) -> IdentityPublicKey {
+        let pk = IdentityPublicKey::from_bytes(&bytes).unwrap();
+        let row = PeerRow {
+            pk,
+            label: label.map(str::to_owned),
+            role: PeerRole::Guest,
+            relay_url: "ws://r/ws".into(),
+            invite_id: "i".into(),
+            created_at: 1,
+            last_seen: None,
+        };
+        store::insert_peer(store.conn(), &row, b"{}").unwrap();
+        pk
+    }
+
+    #[test]
+    fn label_key_prefix_and_fingerprint() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let mut a = [0u8; 32];
+        a[31] = 1;
+        let mut b = [0u8; 32];
+        b[31] = 2;
+        let pa = add(&store, a, Some("alice"));
+        let pb = add(&store, b, None);
+        let c = store.conn();
+        assert_eq!(resolve(c, "alice").unwrap().pk, pa);
+        assert_eq!(resolve(c, &pb.to_b64u()).unwrap().pk, pb);
+        // Both keys start with many 'A's: a short prefix is ambiguous.
+        assert!(matches!(resolve(c, "AAAAAAAA"), Err(ClientError::AmbiguousPeer(_, 2))));
+        // A fingerprint prefix, typed with or without its spaces.
+        let fp = fingerprint(&pb);
+        assert_eq!(resolve(c, &fp[..9]).unwrap().pk, pb);
+        assert_eq!(resolve(c, &fp[..9].replace(' ', "")).unwrap().pk, pb);
+        assert!(matches!(resolve(c, "bob"), Err(ClientError::UnknownPeer(_))));
+        assert!(matches!(resolve(c, "AAA"), Err(ClientError::UnknownPeer(_))), "too short");
+        let unknown = IdentityPublicKey::from_bytes(&[9; 32]).unwrap().to_b64u();
+        assert!(matches!(resolve(c, &unknown), Err(ClientError::UnknownPeer(_))));
+    }
+}

@@ -69,3 +69,25 @@ fn corrupt_state_files_fail_cleanly() {
     // setup does not overwrite a damaged identity.
     assert_eq!(b.fails(&["setup"]).0, 1);
 }
+
+#[test]
+fn signals_stop_listen_and_serve_like_a_shell() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(tmp.path());
+    let (host, guest) = (Agent::new(tmp.path(), "host"), Agent::new(tmp.path(), "guest"));
+    crate::common::pair(&relay, &host, &guest);
+    let mut serve = host.spawn(&["serve", "--on-message", "cat"]);
+    serve.wait_event("connected");
+    let kill = |pid: u32, sig: &str| {
+        std::process::Command::new("kill").args([sig, &pid.to_string()]).status().unwrap()
+    };
+    kill(serve.child.id(), "-TERM");
+    assert_eq!(serve.wait_exit(), Some(143));
+    let done = serve.seen.iter().find(|v| v["event"] == "done").unwrap();
+    assert_eq!(done["reason"], "cancelled");
+
+    let mut listen = guest.spawn(&["listen"]);
+    listen.wait_event("connected");
+    kill(listen.child.id(), "-INT");
+    assert_eq!(listen.wait_exit(), Some(130));
+}
