@@ -30,8 +30,11 @@ pub const MAX_RELAY_URL_LEN: usize = 2048;
 pub const MAX_EXPIRES_AT: u64 = (1 << 53) - 1;
 /// Fixed part of the binary form: version + id + host + opk + expiry + url length.
 const FIXED_LEN: usize = 1 + 16 + 32 + 32 + 8 + 2;
-/// Longest string `parse` looks at; anything longer is malformed before decoding.
-const MAX_STRING_LEN: usize = 4 * (FIXED_LEN + MAX_RELAY_URL_LEN + 64) / 3 + 16;
+/// Longest string `parse` looks at; anything longer is malformed before decoding. The
+/// largest token is `ar1.` + 2948 characters; the rest leaves room for a link prefix.
+pub const MAX_INVITE_STRING_LEN: usize = 4096;
+const _: () =
+    assert!(4 + (FIXED_LEN + MAX_RELAY_URL_LEN + 64).div_ceil(3) * 4 < MAX_INVITE_STRING_LEN);
 
 /// Errors from creating or reading an invite. Each is distinct so the CLI can say
 /// exactly what is wrong with a pasted invite.
@@ -223,7 +226,7 @@ impl Invite {
     /// [`Invite::check_fresh`], because it needs the clock.
     pub fn parse(s: &str) -> Result<Invite, InviteError> {
         let s = s.trim();
-        if s.len() > MAX_STRING_LEN {
+        if s.len() > MAX_INVITE_STRING_LEN {
             return Err(InviteError::Malformed);
         }
         // A link: take what follows the last '#'.

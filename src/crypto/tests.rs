@@ -362,8 +362,11 @@ fn invite_errors_are_distinct() {
     extra.push(0);
     assert_eq!(Invite::parse(&reencode(&extra)), Err(InviteError::Malformed));
     assert_eq!(Invite::parse(&"a".repeat(100_000)), Err(InviteError::Malformed));
-    // Creation limits.
+    // Creation limits; the largest invite still parses.
     let host = &p.host_id;
+    let (big, _) = Invite::create(host, &"é".repeat(1024), NOW, &mut SystemRng).unwrap();
+    assert!(big.encode().len() < invite::MAX_INVITE_STRING_LEN);
+    assert_eq!(Invite::parse(&big.encode()).unwrap(), big);
     assert_eq!(Invite::create(host, "", NOW, &mut SystemRng).err(), Some(InviteError::RelayUrl));
     assert_eq!(
         Invite::create(host, &"u".repeat(2049), NOW, &mut SystemRng).err(),

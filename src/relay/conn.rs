@@ -240,6 +240,8 @@ struct Session<'a> {
     /// Delivered live here but not acked: skipped if they show up in the queue.
     live_unacked: HashSet<(IdentityPublicKey, EnvelopeId)>,
     awaiting: VecDeque<AwaitingAck>,
+    /// Store commits whose answer this connection's sender still waits for, in order.
+    completions: mpsc::UnboundedSender<Completion>,
     bucket: Option<TokenBucket>,
     missed_pongs: u32,
     unflushed: usize,
@@ -254,6 +256,8 @@ impl<'a> Session<'a> {
         let bucket = cfg
             .rate_limit
             .then(|| TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst, Instant::now()));
+        let (completions, completion_rx) = mpsc::unbounded_channel();
+        shared.tracker.spawn(answer_commits(Arc::clone(shared), completion_rx));
         let mut s = Session {
             ws,
             shared,
@@ -267,6 +271,7 @@ impl<'a> Session<'a> {
             last_seq: 0,
             live_unacked: HashSet::new(),
             awaiting: VecDeque::new(),
+            completions,
             bucket,
             missed_pongs: 0,
             unflushed: 0,
@@ -399,6 +404,9 @@ impl<'a> Session<'a> {
         match c {
             Ctrl::Frame(f) => self.feed(f).await,
             Ctrl::StoreHasData => {
+                // Only sent for inserts routed to the queue, which the hub does
+                // only while this connection is draining (e.g. after an overflow).
+                self.draining = true;
                 self.store_dirty = true;
                 Ok(())
             }
@@ -664,17 +672,15 @@ impl<'a> Session<'a> {
             }
             Route::Store => {
                 let rx = shared.store.insert(to, self.me, id, body, accepted_ms, true);
-                let ctrl = self.ctrl_tx.clone();
-                let sh = Arc::clone(&shared);
-                tokio::spawn(async move {
-                    let r = rx.await.unwrap_or(Err(super::store::StoreError::Closed));
-                    let seq = match r {
-                        Ok(InsertOutcome::Stored(s) | InsertOutcome::Duplicate(s)) => Some(s),
-                        _ => None,
-                    };
-                    sh.hub.finish_store(&to, seq);
-                    let _ = ctrl.send(Ctrl::Frame(store_answer(&sh, id, &r, accepted)));
-                });
+                let c = Completion {
+                    rx,
+                    to,
+                    from: self.me,
+                    id,
+                    accepted,
+                    kind: Kind::Queued(self.ctrl_tx.clone()),
+                };
+                let _ = self.completions.send(c);
                 Ok(())
             }
         }
@@ -702,14 +708,66 @@ impl<'a> Session<'a> {
         let Some(rx) = hub.spill(a.to, self.me, a.id, a.body, a.accepted_ms) else {
             return;
         };
-        let sh = Arc::clone(self.shared);
-        let me = self.me;
-        let accepted = a.deadline - sh.config.live_ack_window;
-        tokio::spawn(async move {
-            let r = rx.await.unwrap_or(Err(super::store::StoreError::Closed));
-            let frame = store_answer(&sh, a.id, &r, accepted);
-            sh.hub.finish_spill(a.to, me, a.id, frame);
-        });
+        let accepted = a.deadline - self.shared.config.live_ack_window;
+        let c = Completion { rx, to: a.to, from: self.me, id: a.id, accepted, kind: Kind::Spill };
+        let _ = self.completions.send(c);
+    }
+}
+
+/// How a committed insert is answered.
+enum Kind {
+    /// Routed to the queue: answer on this control channel, tell the hub.
+    Queued(CtrlTx),
+    /// A live envelope spilled after its ack window: answer unless acked meanwhile.
+    Spill,
+}
+
+/// An insert on its way to disk whose sender waits for `sent`.
+struct Completion {
+    rx: tokio::sync::oneshot::Receiver<Result<InsertOutcome, super::store::StoreError>>,
+    to: IdentityPublicKey,
+    from: IdentityPublicKey,
+    id: EnvelopeId,
+    accepted: Instant,
+    kind: Kind,
+}
+
+/// One task per connection answers its store commits in the order they were
+/// queued, so `sent` frames for stored envelopes keep the sender's order.
+async fn answer_commits(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Completion>) {
+    while let Some(c) = rx.recv().await {
+        let r = c.rx.await.unwrap_or(Err(super::store::StoreError::Closed));
+        let seq = match r {
+            Ok(InsertOutcome::Stored(s) | InsertOutcome::Duplicate(s)) => Some(s),
+            _ => None,
+        };
+        match c.kind {
+            Kind::Queued(ctrl) => {
+                let frame = store_answer(&shared, c.id, &r, c.accepted);
+                shared.hub.finish_store(&c.to, seq);
+                let _ = ctrl.send(Ctrl::Frame(frame));
+            }
+            Kind::Spill => {
+                let frame = spill_answer(&shared, c.id, &r);
+                shared.hub.finish_spill(c.to, c.from, c.id, seq, frame);
+            }
+        }
+    }
+}
+
+/// Like [`store_answer`] for a spilled live envelope (its latency is counted on
+/// ack, or here only when it is answered `stored`).
+fn spill_answer(
+    shared: &Shared,
+    id: EnvelopeId,
+    r: &Result<InsertOutcome, super::store::StoreError>,
+) -> Utf8Bytes {
+    match r {
+        Ok(InsertOutcome::Stored(_) | InsertOutcome::Duplicate(_)) => {
+            shared.metrics.envelopes_stored.fetch_add(1, Ordering::Relaxed);
+            sent_frame(id, DeliveryStatus::Stored)
+        }
+        _ => store_answer(shared, id, r, Instant::now()),
     }
 }
 

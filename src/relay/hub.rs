@@ -68,6 +68,8 @@ enum InflightState {
 
 struct Inflight {
     state: InflightState,
+    /// The recipient connection that got it live.
+    recipient_conn: u64,
     sender_ctrl: CtrlTx,
     accepted: Instant,
 }
@@ -221,12 +223,14 @@ impl Hub {
         }
         if let Some(c) = g.conns.get_mut(&to) {
             if !c.draining {
+                let recipient_conn = c.conn_id;
                 match c.deliver.try_send(item) {
                     Ok(()) => {
                         g.inflight.insert(
                             (to, from, id),
                             Inflight {
                                 state: InflightState::Live,
+                                recipient_conn,
                                 sender_ctrl: sender_ctrl.clone(),
                                 accepted: now,
                             },
@@ -327,24 +331,42 @@ impl Hub {
             return None;
         }
         f.state = InflightState::Spilling { acked: false };
+        // Counted like a queued insert: a connection that replaced the one that got
+        // this envelope live must not turn live before the row is readable.
+        g.recips.entry(to).or_default().inserts_in_flight += 1;
         // Enqueued under the lock: an ack that follows queues its delete after this.
         Some(self.store.insert(to, from, id, body, accepted_ms, true))
     }
 
-    /// A spill committed (or failed): answer the sender unless the recipient acked first.
+    /// A spill committed (`seq` if the row is there) or failed: answer the sender
+    /// unless the recipient acked first. If the envelope went live to a connection
+    /// that is gone, the recipient's current connection reads it from the queue.
     pub(crate) fn finish_spill(
         &self,
         to: IdentityPublicKey,
         from: IdentityPublicKey,
         id: EnvelopeId,
+        seq: Option<i64>,
         frame: Utf8Bytes,
     ) -> bool {
         let mut g = self.lock();
-        if let Some(f) = g.inflight.remove(&(to, from, id)) {
-            if matches!(f.state, InflightState::Spilling { acked: false }) {
-                let _ = f.sender_ctrl.send(Ctrl::Frame(frame));
-                return true;
+        let r = g.recips.entry(to).or_default();
+        r.inserts_in_flight = r.inserts_in_flight.saturating_sub(1);
+        if let Some(s) = seq {
+            r.max_committed_seq = r.max_committed_seq.max(s);
+        }
+        let Some(f) = g.inflight.remove(&(to, from, id)) else {
+            return false;
+        };
+        if let Some(c) = g.conns.get_mut(&to) {
+            if c.conn_id != f.recipient_conn && seq.is_some() {
+                c.draining = true;
+                let _ = c.ctrl.send(Ctrl::StoreHasData);
             }
+        }
+        if matches!(f.state, InflightState::Spilling { acked: false }) {
+            let _ = f.sender_ctrl.send(Ctrl::Frame(frame));
+            return true;
         }
         false
     }

@@ -470,8 +470,8 @@ impl Worker {
         )?;
         if n > 0 {
             tracing::info!(expired = n, "swept expired envelopes");
-            self.metrics.envelopes_expired.fetch_add(n as u64, Ordering::Relaxed);
             self.recount()?;
+            self.metrics.envelopes_expired.fetch_add(n as u64, Ordering::Relaxed);
         }
         Ok(())
     }
