@@ -273,6 +273,33 @@ impl Client {
         Ok(row.id)
     }
 
+    /// Our relay moved (say, a tunnel came back with a new URL): tell every peer
+    /// reached through `from`, through `from` (where they still listen), and
+    /// point them at `to` locally. Returns the envelope ids of the notices.
+    pub fn announce_relay_moved(
+        &mut self,
+        from: &RelayUrl,
+        to: &RelayUrl,
+    ) -> Result<Vec<EnvelopeId>, ClientError> {
+        let peers: Vec<PeerRow> = store::list_peers(self.store.conn())?
+            .into_iter()
+            .filter(|p| p.relay_url == from.as_str())
+            .collect();
+        let notice = Payload::RelayMoved { relay: to.to_string() };
+        let mut ids = Vec::new();
+        for peer in peers {
+            let tx = self.store.immediate()?;
+            store::set_peer_relay(&tx, &peer.pk, to.as_str())?;
+            // Sealed after the move so it is the one row still addressed to `from`.
+            let row = seal_in(&tx, &peer, &notice, None)?;
+            tx.commit().map_err(store::StoreError::from)?;
+            self.offer(&row)?;
+            ids.push(row.id);
+        }
+        self.connect(to)?;
+        Ok(ids)
+    }
+
     /// Offer an outbox row to its relay (connecting if needed; a link that is
     /// not up yet sends it on login through [`Self::flush`]).
     pub fn offer(&mut self, row: &OutboxRow) -> Result<(), ClientError> {

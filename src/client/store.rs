@@ -288,6 +288,11 @@ pub fn set_peer_relay(
     url: &str,
 ) -> Result<(), StoreError> {
     conn.execute("UPDATE peers SET relay_url = ?2 WHERE pk = ?1", params![pk.to_b64u(), url])?;
+    // Envelopes still waiting follow the peer to its new relay.
+    conn.execute(
+        "UPDATE outbox SET relay_url = ?2 WHERE peer = ?1 AND status = 'pending'",
+        params![pk.to_b64u(), url],
+    )?;
     Ok(())
 }
 
