@@ -21,7 +21,7 @@ pub struct SendArgs {
     /// The message; `-` reads it from stdin.
     #[arg(allow_hyphen_values = true)]
     pub text: String,
-    /// After sending, wait for the peer's next message and print it.
+    /// After sending, wait for the peer's answer (a message naming ours in `reply_to`, or its next message) and print it.
     #[arg(long)]
     pub wait_reply: bool,
     /// How long `--wait-reply` waits (e.g. 90s, 5m).

@@ -136,18 +136,36 @@ pub struct LinkOptions {
     /// Attempts before giving up, while never connected. After a first
     /// successful login the link retries forever (until cancelled).
     pub give_up_after: u32,
+    /// Pause after another connection of this identity replaced ours. The relay
+    /// keeps one connection per identity, so a long-running `serve` yields for a
+    /// moment to a one-shot `send` from the same home instead of evicting it at
+    /// once; one-shot commands use zero and take the line back quickly.
+    pub yield_when_replaced: Duration,
 }
 
 impl Default for LinkOptions {
     fn default() -> Self {
-        Self { give_up_after: 3 }
+        Self { give_up_after: 3, yield_when_replaced: Duration::ZERO }
     }
 }
+
+impl LinkOptions {
+    /// For long-running loops (`listen`, `serve`).
+    pub fn long_running() -> Self {
+        Self { yield_when_replaced: REPLACED_YIELD, ..Self::default() }
+    }
+}
+
+/// How long a long-running link yields after being replaced (jittered ±50%).
+const REPLACED_YIELD: Duration = Duration::from_secs(3);
+/// The Down reason when another connection of ours took over.
+const REPLACED: &str = "replaced by another connection of this identity";
 
 /// The owner's side of a link.
 #[derive(Debug)]
 pub struct LinkHandle {
     relay: RelayUrl,
+    dial: RelayUrl,
     out: mpsc::Sender<ClientFrame>,
     _task: AbortOnDropHandle<()>,
 }
@@ -167,14 +185,27 @@ impl LinkHandle {
         cancel: CancellationToken,
     ) -> Self {
         let (out, rx) = mpsc::channel(OUT_QUEUE);
-        let actor = Actor { relay: relay.clone(), dial, identity, token, options, events, cancel };
+        let actor = Actor {
+            relay: relay.clone(),
+            dial: dial.clone(),
+            identity,
+            token,
+            options,
+            events,
+            cancel,
+        };
         let task = AbortOnDropHandle::new(tokio::spawn(actor.run(rx)));
-        Self { relay, out, _task: task }
+        Self { relay, dial, out, _task: task }
     }
 
     /// The relay this link serves.
     pub fn relay(&self) -> &RelayUrl {
         &self.relay
+    }
+
+    /// What this link dials.
+    pub fn dial(&self) -> &RelayUrl {
+        &self.dial
     }
 
     /// Queue a frame for the socket. Returns false when the queue is full or the
@@ -249,7 +280,10 @@ impl Actor {
                 self.emit(LinkEvent::Fatal { relay: self.relay.clone(), error });
                 return;
             }
-            let retry_in = backoff(failures);
+            let mut retry_in = backoff(failures);
+            if reason == REPLACED && !self.options.yield_when_replaced.is_zero() {
+                retry_in = retry_in.max(jitter(self.options.yield_when_replaced));
+            }
             tracing::info!(relay = %self.relay, %reason, retry_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX), "relay link down");
             self.emit(LinkEvent::Down { relay: self.relay.clone(), reason, retry_in });
             tokio::select! {
@@ -377,7 +411,10 @@ impl Actor {
                                 Err(e) => tracing::warn!(relay = %self.relay, error = %e, "ignoring a bad frame from the relay"),
                             }
                         }
-                        Some(Ok(Message::Close(_))) => return Some("closed by relay".into()),
+                        Some(Ok(Message::Close(frame))) => {
+                            let replaced = frame.as_ref().is_some_and(|f| f.reason.contains("replaced"));
+                            return Some(if replaced { REPLACED.into() } else { "closed by relay".into() });
+                        }
                         Some(Ok(_)) => {}
                     }
                 }
@@ -404,7 +441,11 @@ impl Actor {
 /// Full-jitter exponential backoff: uniform in [d/2, d] with d = base·2^(n-1) capped.
 fn backoff(failures: u32) -> Duration {
     let exp = BACKOFF_BASE.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
-    let cap = exp.min(BACKOFF_MAX);
+    jitter(exp.min(BACKOFF_MAX))
+}
+
+/// Uniform in [d/2, d], so clients that dropped together do not return together.
+fn jitter(cap: Duration) -> Duration {
     let mut b = [0u8; 8];
     SystemRng.fill(&mut b);
     let frac = f64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])) / f64::from(u32::MAX);

@@ -65,6 +65,8 @@ pub enum Incoming {
         row: InboxRow,
         /// False when the relay redelivered a message stored earlier and not yet consumed.
         fresh: bool,
+        /// Part of the backlog the relay announced at login (sent while we were away).
+        backlog: bool,
     },
     /// A guest accepted one of our invites (already acked).
     Paired {
@@ -118,6 +120,9 @@ pub struct Client {
     store: Store,
     links: HashMap<String, LinkHandle>,
     dial_overrides: HashMap<String, RelayUrl>,
+    /// Relay keys served by another key's link because both dial the same place
+    /// (the relay keeps one connection per identity: two links would evict each other).
+    aliases: HashMap<String, String>,
     /// Per relay: queued deliveries announced in `welcome` and not yet received.
     backlog: HashMap<String, u64>,
     up: HashMap<String, bool>,
@@ -145,6 +150,7 @@ impl Client {
             store,
             links: HashMap::new(),
             dial_overrides: HashMap::new(),
+            aliases: HashMap::new(),
             backlog: HashMap::new(),
             up: HashMap::new(),
             events_tx,
@@ -195,12 +201,16 @@ impl Client {
 
     /// Start a link to `relay` unless one runs already.
     pub fn connect(&mut self, relay: &RelayUrl) -> Result<(), ClientError> {
-        if self.links.contains_key(relay.as_str()) {
+        if self.links.contains_key(self.link_key(relay.as_str())) {
+            return Ok(());
+        }
+        let dial =
+            self.dial_overrides.get(relay.as_str()).cloned().unwrap_or_else(|| relay.clone());
+        if let Some((key, _)) = self.links.iter().find(|(_, l)| l.dial() == &dial) {
+            self.aliases.insert(relay.as_str().to_owned(), key.clone());
             return Ok(());
         }
         let token = store::get_token(self.store.conn(), relay.as_str(), now_secs())?;
-        let dial =
-            self.dial_overrides.get(relay.as_str()).cloned().unwrap_or_else(|| relay.clone());
         let link = LinkHandle::spawn(
             relay.clone(),
             dial,
@@ -232,12 +242,21 @@ impl Client {
 
     /// Whether `relay` is logged in right now.
     pub fn is_up(&self, relay: &RelayUrl) -> bool {
-        self.up.get(relay.as_str()).copied().unwrap_or(false)
+        self.up.get(self.link_key(relay.as_str())).copied().unwrap_or(false)
+    }
+
+    /// The key of the link serving `relay`.
+    fn link_key<'a>(&'a self, relay: &'a str) -> &'a str {
+        self.aliases.get(relay).map_or(relay, String::as_str)
+    }
+
+    fn link(&self, relay: &RelayUrl) -> Option<&LinkHandle> {
+        self.links.get(self.link_key(relay.as_str()))
     }
 
     /// Ack a stored message to the relay it came through.
     pub fn ack(&self, relay: &RelayUrl, from: &IdentityPublicKey, id: &EnvelopeId) {
-        if let Some(link) = self.links.get(relay.as_str()) {
+        if let Some(link) = self.link(relay) {
             link.send(ClientFrame::Ack { id: *id, from: *from });
         }
     }
@@ -252,7 +271,7 @@ impl Client {
         self.connect(relay)?;
         self.next_rid += 1;
         let rid = format!("r{}", self.next_rid);
-        if let Some(link) = self.links.get(relay.as_str()) {
+        if let Some(link) = self.link(relay) {
             link.send(build(Some(rid.clone())));
         }
         Ok(rid)
@@ -306,7 +325,7 @@ impl Client {
         let relay = RelayUrl::parse(&row.relay_url)?;
         self.connect(&relay)?;
         if self.is_up(&relay) {
-            if let Some(link) = self.links.get(relay.as_str()) {
+            if let Some(link) = self.link(&relay) {
                 link.send(send_frame(row));
             }
         }
@@ -316,7 +335,7 @@ impl Client {
     /// Re-send every pending outbox row for `relay`, oldest first.
     pub fn flush(&mut self, relay: &RelayUrl) -> Result<usize, ClientError> {
         let rows = store::outbox_pending(self.store.conn(), relay.as_str())?;
-        if let Some(link) = self.links.get(relay.as_str()) {
+        if let Some(link) = self.link(relay) {
             for row in &rows {
                 link.send(send_frame(row));
             }
@@ -352,7 +371,9 @@ impl Client {
     pub async fn sync(&mut self, timeout: Duration) -> Result<(), ClientError> {
         let relays = self.connect_all()?;
         let caught_up = |c: &Self| {
-            relays.iter().all(|r| c.is_up(r) && c.backlog.get(r.as_str()).is_some_and(|n| *n == 0))
+            relays.iter().all(|r| {
+                c.is_up(r) && c.backlog.get(c.link_key(r.as_str())).is_some_and(|n| *n == 0)
+            })
         };
         if caught_up(self) {
             return Ok(());
@@ -395,6 +416,15 @@ impl Client {
                 self.up.insert(relay.as_str().to_owned(), true);
                 self.backlog.insert(relay.as_str().to_owned(), pending);
                 self.flush(&relay)?;
+                let aliased: Vec<String> = self
+                    .aliases
+                    .iter()
+                    .filter(|(_, k)| k.as_str() == relay.as_str())
+                    .map(|(a, _)| a.clone())
+                    .collect();
+                for a in aliased {
+                    self.flush(&RelayUrl::parse(&a)?)?;
+                }
                 Some(Incoming::Up { relay, reconnect, pending })
             }
             LinkEvent::TokenRejected { relay } => {
@@ -408,6 +438,7 @@ impl Client {
             LinkEvent::Fatal { relay, error } => {
                 self.up.insert(relay.as_str().to_owned(), false);
                 self.links.remove(relay.as_str());
+                self.aliases.retain(|_, k| k.as_str() != relay.as_str());
                 Some(Incoming::Fatal(error))
             }
             LinkEvent::Frame { relay, frame } => self.on_frame(relay, frame)?,
@@ -421,10 +452,14 @@ impl Client {
     ) -> Result<Option<Incoming>, ClientError> {
         Ok(match frame {
             ServerFrame::Deliver { id, from, body, ts } => {
-                if let Some(n) = self.backlog.get_mut(relay.as_str()) {
-                    *n = n.saturating_sub(1);
-                }
-                self.on_deliver(relay, id, from, &body, ts)?
+                let backlog = match self.backlog.get_mut(relay.as_str()) {
+                    Some(n) if *n > 0 => {
+                        *n -= 1;
+                        true
+                    }
+                    _ => false,
+                };
+                self.on_deliver(relay, id, from, &body, ts, backlog)?
             }
             ServerFrame::Sent { id, status } => {
                 store::outbox_sent(self.store.conn(), &id, now_secs())?;
@@ -465,14 +500,15 @@ impl Client {
         from: IdentityPublicKey,
         body: &[u8],
         ts: u64,
+        backlog: bool,
     ) -> Result<Option<Incoming>, ClientError> {
         let outcome = receive(&mut self.store, &self.identity, &relay, &id, &from, body, ts)?;
         let report = match outcome {
             Received::Stored(row) if row.state == "new" => {
-                return Ok(Some(Incoming::Message { relay, row, fresh: true }));
+                return Ok(Some(Incoming::Message { relay, row, fresh: true, backlog }));
             }
             Received::Duplicate(row) if row.state == "new" => {
-                return Ok(Some(Incoming::Message { relay, row, fresh: false }));
+                return Ok(Some(Incoming::Message { relay, row, fresh: false, backlog }));
             }
             Received::Stored(_) | Received::Duplicate(_) => None,
             Received::Paired(peer) => Some(Incoming::Paired { peer }),

@@ -36,6 +36,7 @@ pub async fn listen(
         Some(q) => Some(peers::resolve(client.conn(), q)?.pk),
         None => None,
     };
+    client.set_link_options(super::connection::LinkOptions::long_running());
     let mut shown = 0u64;
     if show_backlog(client, from.as_ref(), opts.once, &mut shown, emit)? {
         emit(Event::Done { count: shown, reason: "once".into() });

@@ -49,6 +49,7 @@ pub async fn serve(
     emit: &mut (dyn FnMut(Event) + Send),
 ) -> Result<u64, ClientError> {
     let concurrency = opts.concurrency.max(1);
+    client.set_link_options(super::connection::LinkOptions::long_running());
     if let Some((to, text)) = &opts.seed {
         let peer = peers::resolve_synced(client, to).await?;
         if text.len() > MAX_TEXT_BYTES {

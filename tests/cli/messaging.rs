@@ -174,3 +174,26 @@ fn removed_peer_can_no_longer_send() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("not_paired"), "{stderr}");
 }
+
+#[test]
+fn send_from_the_home_a_serve_is_running_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(tmp.path());
+    let (host, guest) = (Agent::new(tmp.path(), "host"), Agent::new(tmp.path(), "guest"));
+    pair(&relay, &host, &guest);
+    let mut serve = host.spawn(&["serve", "--on-message", &echo_handler()]);
+    serve.wait_event("connected");
+    // The relay keeps one connection per identity: this send evicts serve's for
+    // a moment, serve yields, then takes the line back.
+    for i in 0..3 {
+        host.json(&["send", "guest", &format!("note {i}")]);
+    }
+    serve.wait_event("reconnect");
+    let sent = &guest.json(&["send", "host", "ping", "--wait-reply", "--timeout", "60s"]);
+    let reply = sent.iter().find(|v| v["event"] == "received").unwrap();
+    assert_eq!(reply["text"], "echo: ping");
+    let lines = guest.json_any(&["listen", "--timeout", "1s"]);
+    let notes: Vec<_> =
+        lines.iter().filter(|v| v["event"] == "received").map(|v| v["text"].clone()).collect();
+    assert_eq!(notes, ["note 0", "note 1", "note 2"]);
+}
