@@ -32,6 +32,8 @@ pub mod invites;
 pub mod listen;
 pub mod payload;
 pub mod peers;
+pub mod receive;
+pub mod seal;
 pub mod send;
 pub mod serve;
 
