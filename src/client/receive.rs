@@ -40,8 +40,13 @@ pub(super) fn receive(
     let mut paired = None;
     let plaintext = match store::load_session(&tx, from)? {
         Some(bytes) => {
-            let mut session: Session = serde_json::from_slice(&bytes)
-                .map_err(|_| store::StoreError::BadRecord("session"))?;
+            // A damaged session must not crash-loop `serve` on every redelivery.
+            let Ok(mut session) = serde_json::from_slice::<Session>(&bytes) else {
+                return Ok(Received::Dropped(
+                    "the stored session with this peer is corrupt; remove the peer and pair again"
+                        .into(),
+                ));
+            };
             match session.decrypt(body, &mut SystemRng) {
                 Ok(pt) => {
                     store::save_session(&tx, from, &session_bytes(&session))?;

@@ -103,6 +103,14 @@ pub async fn serve(
                             emit(ev);
                         }
                     }
+                    Incoming::SendFailed { id, code, message } => {
+                        // Refused for good: do not wait for its `sent` before stopping.
+                        replies_in_flight.remove(&id);
+                        let inc = Incoming::SendFailed { id, code, message };
+                        if let Some(ev) = from_incoming(client, &inc) {
+                            emit(ev);
+                        }
+                    }
                     Incoming::Fatal(e) => return Err(e.into()),
                     other => {
                         if let Some(ev) = from_incoming(client, &other) {

@@ -91,3 +91,22 @@ fn signals_stop_listen_and_serve_like_a_shell() {
     kill(listen.child.id(), "-INT");
     assert_eq!(listen.wait_exit(), Some(130));
 }
+
+#[test]
+fn a_damaged_session_drops_its_messages_without_crashing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(tmp.path());
+    let (host, guest) = (Agent::new(tmp.path(), "host"), Agent::new(tmp.path(), "guest"));
+    crate::common::pair(&relay, &host, &guest);
+    guest.json(&["send", "host", "one"]);
+    assert!(host.json(&["listen", "--once"]).iter().any(|v| v["text"] == "one"));
+    let db = rusqlite::Connection::open(host.home.join("state.db")).unwrap();
+    db.execute("UPDATE peers SET session = x'00'", []).unwrap();
+    drop(db);
+    guest.json(&["send", "host", "two"]);
+    let lines = host.json_any(&["listen", "--timeout", "2s"]);
+    let dropped = lines.iter().find(|v| v["event"] == "dropped").expect("dropped event");
+    assert!(dropped["reason"].as_str().unwrap().contains("corrupt"), "{dropped}");
+    assert!(lines.iter().all(|v| v["event"] != "received"));
+    host.json(&["peers", "remove", "guest"]);
+}
