@@ -81,5 +81,8 @@ pub async fn run(
         let ev = crate::client::events::Event::Received { message };
         super::listen::print_event(printer, &ev);
     }
+    if let Some(e) = out.reply_error {
+        return Err(e.into());
+    }
     Ok(ExitStatus::Success)
 }

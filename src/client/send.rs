@@ -22,6 +22,9 @@ pub struct SendOutcome {
     pub status: DeliveryStatus,
     /// The peer's answer, with `--wait-reply`.
     pub reply: Option<InboxRow>,
+    /// Why no answer came (timeout, connection lost), with `--wait-reply`. The
+    /// message itself was sent.
+    pub reply_error: Option<ClientError>,
 }
 
 /// Send `text` to the peer named `to`; optionally wait up to `wait_reply` for
@@ -47,18 +50,20 @@ pub async fn send(
             st.observe(c, inc).or_else(|| st.status.is_some().then_some(Ok(())))
         })
         .await?;
+    let mut reply_error = None;
     if let Some(limit) = wait_reply {
         if st.reply.is_none() {
-            client
+            reply_error = client
                 .wait_for(limit, "a reply", |c, inc| {
                     st.observe(c, inc).or_else(|| st.reply.is_some().then_some(Ok(())))
                 })
-                .await?;
+                .await
+                .err();
         }
     }
     let (status, reply) = (st.status, st.reply);
     let status = status.unwrap_or(DeliveryStatus::Stored);
-    Ok(SendOutcome { peer, id, status, reply })
+    Ok(SendOutcome { peer, id, status, reply, reply_error })
 }
 
 /// What a `send` has seen so far.

@@ -110,3 +110,23 @@ fn a_damaged_session_drops_its_messages_without_crashing() {
     assert!(lines.iter().all(|v| v["event"] != "received"));
     host.json(&["peers", "remove", "guest"]);
 }
+
+#[test]
+fn waiting_for_a_reply_that_never_comes_is_a_network_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(tmp.path());
+    let (host, guest) = (Agent::new(tmp.path(), "host"), Agent::new(tmp.path(), "guest"));
+    crate::common::pair(&relay, &host, &guest);
+    let out = guest
+        .cmd()
+        .args(["--json", "send", "host", "anyone?", "--wait-reply", "--timeout", "1s"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("timed out"));
+    // The envelope id is printed before the wait fails.
+    let sent: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sent["event"], "sent");
+    // The message itself went out: the host gets it.
+    assert!(host.json(&["listen", "--once"]).iter().any(|v| v["text"] == "anyone?"));
+}
