@@ -81,6 +81,30 @@ impl LinkError {
     }
 }
 
+/// A relay session token: a bearer secret for `resume`. Redacted in `Debug`,
+/// wiped on drop; only [`SessionToken::expose`] reveals it (to the relay and
+/// the 0600 database).
+#[derive(Clone, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+pub struct SessionToken(String);
+
+impl SessionToken {
+    /// Wrap a token.
+    pub fn new(token: String) -> Self {
+        Self(token)
+    }
+
+    /// The token itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionToken(<redacted>)")
+    }
+}
+
 /// What a link reports to its owner. Every event names its relay.
 #[derive(Debug)]
 pub enum LinkEvent {
@@ -95,7 +119,7 @@ pub enum LinkEvent {
         /// Whether the token fast path was used.
         resumed: bool,
         /// New session token (secret).
-        token: String,
+        token: SessionToken,
         /// Its expiry, unix seconds.
         token_expires_at: u64,
     },
@@ -179,7 +203,7 @@ impl LinkHandle {
         relay: RelayUrl,
         dial: RelayUrl,
         identity: Arc<IdentityKeyPair>,
-        token: Option<String>,
+        token: Option<SessionToken>,
         options: LinkOptions,
         events: mpsc::UnboundedSender<LinkEvent>,
         cancel: CancellationToken,
@@ -223,14 +247,14 @@ struct Actor {
     /// What we actually connect to (and whose authority we sign).
     dial: RelayUrl,
     identity: Arc<IdentityKeyPair>,
-    token: Option<String>,
+    token: Option<SessionToken>,
     options: LinkOptions,
     events: mpsc::UnboundedSender<LinkEvent>,
     cancel: CancellationToken,
 }
 
 enum Login {
-    Ok { ws: Box<Ws>, pending: u64, resumed: bool, token: String, token_expires_at: u64 },
+    Ok { ws: Box<Ws>, pending: u64, resumed: bool, token: SessionToken, token_expires_at: u64 },
     TokenRejected,
 }
 
@@ -333,7 +357,7 @@ impl Actor {
             )?;
         let resumed = self.token.is_some();
         let login = match &self.token {
-            Some(token) => ClientFrame::Resume { v, token: token.clone() },
+            Some(token) => ClientFrame::Resume { v, token: token.expose().to_owned() },
             None => {
                 let ts = super::now_secs();
                 let bytes = protocol::login_signed_bytes(&self.dial.origin(), &challenge, ts);
@@ -346,6 +370,7 @@ impl Actor {
             .map_err(|e| self.unreachable(e))?;
         match self.read_frame(&mut ws).await? {
             ServerFrame::Welcome { token, token_expires_at, pending, .. } => {
+                let token = SessionToken::new(token);
                 Ok(Login::Ok { ws: Box::new(ws), pending, resumed, token, token_expires_at })
             }
             ServerFrame::Error {
@@ -473,6 +498,13 @@ pub fn install_tls_provider() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_token_is_redacted() {
+        let t = SessionToken::new("v1.secret.mac".into());
+        assert_eq!(format!("{t:?}"), "SessionToken(<redacted>)");
+        assert_eq!(t.expose(), "v1.secret.mac");
+    }
 
     #[test]
     fn backoff_grows_with_jitter_and_is_capped() {

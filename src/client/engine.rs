@@ -213,7 +213,8 @@ impl Client {
             self.aliases.insert(relay.as_str().to_owned(), key.clone());
             return Ok(());
         }
-        let token = store::get_token(self.store.conn(), relay.as_str(), now_secs())?;
+        let token = store::get_token(self.store.conn(), relay.as_str(), now_secs())?
+            .map(super::connection::SessionToken::new);
         let link = LinkHandle::spawn(
             relay.clone(),
             dial,
@@ -415,7 +416,12 @@ impl Client {
         Ok(match ev {
             LinkEvent::Up { relay, pending, reconnect, resumed, token, token_expires_at } => {
                 tracing::info!(relay = %relay, resumed, pending, "logged in to relay");
-                store::put_token(self.store.conn(), relay.as_str(), &token, token_expires_at)?;
+                store::put_token(
+                    self.store.conn(),
+                    relay.as_str(),
+                    token.expose(),
+                    token_expires_at,
+                )?;
                 self.up.insert(relay.as_str().to_owned(), true);
                 self.backlog.insert(relay.as_str().to_owned(), pending);
                 self.flush(&relay)?;
