@@ -38,7 +38,7 @@ pub(super) fn receive(
         return Ok(Received::Duplicate(row));
     }
     let mut paired = None;
-    let plaintext = match store::load_session(&tx, from)? {
+    let plaintext = match store::load_session(&tx, from)?.map(zeroize::Zeroizing::new) {
         Some(bytes) => {
             // A damaged session must not crash-loop `serve` on every redelivery.
             let Ok(mut session) = serde_json::from_slice::<Session>(&bytes) else {

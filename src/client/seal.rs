@@ -19,6 +19,7 @@ pub fn seal_in(
     claim: Option<[u8; 16]>,
 ) -> Result<OutboxRow, ClientError> {
     let bytes = store::load_session(tx, &peer.pk)?
+        .map(zeroize::Zeroizing::new)
         .ok_or_else(|| ClientError::UnknownPeer(peer.pk.to_b64u()))?;
     let mut session: Session =
         serde_json::from_slice(&bytes).map_err(|_| store::StoreError::BadRecord("session"))?;
@@ -46,6 +47,7 @@ pub fn seal_in(
 }
 
 /// Serialise a session for the database.
-pub fn session_bytes(session: &Session) -> Vec<u8> {
-    serde_json::to_vec(session).unwrap_or_default()
+/// The bytes hold ratchet secrets: wiped when dropped.
+pub fn session_bytes(session: &Session) -> zeroize::Zeroizing<Vec<u8>> {
+    zeroize::Zeroizing::new(serde_json::to_vec(session).unwrap_or_default())
 }
