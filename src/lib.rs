@@ -12,8 +12,9 @@
 //!   messaging and the serve loop (exactly-once handling).
 //! - [`relay`]: the relay server (axum HTTP + WebSocket, SQLite store-and-forward,
 //!   HMAC session tokens); embeddable via [`relay::start`].
+//! - [`mcp`]: `agentroom mcp`, the MCP stdio server (send, next_message + ack leases, invites, status).
 //! - [`cli`]: the `agentroom` command line (clap derive), one file per command.
-//! - [`defaults`], [`env`]: every tunable and every environment variable, once.
+//! - [`defaults`], [`env`](mod@env): every tunable and every environment variable, once.
 //! - [`fsutil`]: private files (0600) written atomically (temp + fsync + rename).
 //!
 //! Dependencies point down: cli → client/relay/tunnel/handler → protocol → crypto.
@@ -25,6 +26,7 @@ pub mod defaults;
 pub mod env;
 pub mod fsutil;
 pub mod handler;
+pub mod mcp;
 pub mod process;
 pub mod protocol;
 pub mod relay;

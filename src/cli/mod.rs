@@ -10,6 +10,7 @@ pub mod duration;
 pub mod exit;
 pub mod invite;
 pub mod listen;
+pub mod mcp;
 pub mod peers;
 pub mod printer;
 pub mod relay;
@@ -61,6 +62,8 @@ pub enum Command {
     Listen(listen::ListenArgs),
     /// Answer every message with a handler command (stdin → stdout).
     Serve(serve::ServeArgs),
+    /// Serve the agentroom tools to an MCP host (Claude Code, Cursor, ...) on stdio.
+    Mcp,
     /// Run a standalone relay (HTTP + WebSocket on one port, SQLite store-and-forward).
     Relay(relay::RelayArgs),
     /// Print the version.
@@ -108,6 +111,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Listen(args) => listen::run(home, args, printer).await,
         Command::Serve(args) => serve::run(home, args, printer).await,
         Command::Relay(args) => relay::run(args, cli.json, home).await,
+        Command::Mcp => mcp::run(home).await,
         Command::Version => {
             printer.event(
                 "version",

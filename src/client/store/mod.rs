@@ -23,8 +23,10 @@ pub use peers::*;
 pub use queues::*;
 
 /// Schema migrations, applied in order on open.
-const MIGRATIONS: &[M<'static>] =
-    &[M::up(include_str!("../../../migrations/client/0001_init.sql"))];
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(include_str!("../../../migrations/client/0001_init.sql")),
+    M::up(include_str!("../../../migrations/client/0002_inbox_lease.sql")),
+];
 
 /// How long a writer waits for another process's transaction to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,0 +1,403 @@
+//! The MCP tools. Every failure a caller can cause or fix (unknown peer, bad
+//! invite, relay unreachable, an argument out of range or of the wrong type)
+//! comes back as a tool result with `isError: true` and one clear sentence, so
+//! the host agent reads it instead of its client showing an opaque protocol
+//! error.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::ToolCallContext;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode,
+    Implementation, ProgressNotificationParam, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, Json, RoleServer, ServerHandler, tool, tool_handler, tool_router};
+use tokio::sync::oneshot;
+
+use super::link::{Job, LinkHandle};
+use super::schema::{
+    AckArgs, AckResult, Identity, InboxCounts, InviteAcceptArgs, InviteAcceptResult,
+    InviteCreateArgs, InviteCreateResult, Message, NextMessageArgs, NextMessageResult,
+    OutboxCounts, PeerInfo, PeersResult, RelayInfo, SendArgs, SendResult, StatusResult,
+};
+use super::{INSTRUCTIONS, lease, limits};
+use crate::client::home::Home;
+use crate::client::relay_url::RelayUrl;
+use crate::client::store::{self, Store};
+use crate::client::{ClientError, now_ms, now_secs, peers};
+use crate::crypto::{IdentityPublicKey, fingerprint, safety_number};
+use crate::protocol::DeliveryStatus;
+
+/// A tool's failure: the sentence the agent reads.
+type ToolResult<T> = Result<Json<T>, String>;
+
+/// The server: shared by every concurrent tool call.
+#[derive(Debug, Clone)]
+pub(crate) struct AgentroomServer {
+    home: Home,
+    me: IdentityPublicKey,
+    db: Arc<Mutex<Store>>,
+    link: LinkHandle,
+    tool_router: ToolRouter<Self>,
+}
+
+#[tool_router]
+impl AgentroomServer {
+    pub(crate) fn new(home: Home, me: IdentityPublicKey, db: Store, link: LinkHandle) -> Self {
+        Self { home, me, db: Arc::new(Mutex::new(db)), link, tool_router: Self::tool_router() }
+    }
+
+    fn with_db<T>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, ClientError>,
+    ) -> Result<T, String> {
+        let mut db =
+            self.db.lock().map_err(|_| "internal error: state lock poisoned".to_owned())?;
+        f(&mut db).map_err(|e| e.to_string())
+    }
+
+    async fn run_job<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, ClientError>>) -> Job,
+    ) -> Result<T, String> {
+        let (tx, rx) = oneshot::channel();
+        if !self.link.submit(job(tx)).await {
+            return Err("the server is shutting down".into());
+        }
+        match rx.await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err("the server is shutting down".into()),
+        }
+    }
+
+    /// Wait up to `timeout` for a message (from `from` if given) and lease it.
+    async fn wait_and_lease(
+        &self,
+        from: Option<IdentityPublicKey>,
+        timeout: Duration,
+        lease: Duration,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<Option<Message>, String> {
+        let cancelled = &ctx.ct;
+        let start = tokio::time::Instant::now();
+        let deadline = start + timeout;
+        let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
+        // Hosts that sent a progress token may time a quiet call out; a
+        // heartbeat tells them the wait is alive.
+        let progress = ctx.meta.get_progress_token();
+        let mut heartbeat =
+            tokio::time::interval_at(start + limits::PROGRESS_EVERY, limits::PROGRESS_EVERY);
+        loop {
+            // Register for the wake-up before looking, so a message stored
+            // between the look and the wait is not missed.
+            let arrived = self.link.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            // A caller that gave up (notifications/cancelled) must not be
+            // handed a lease it will never see.
+            if cancelled.is_cancelled() {
+                return Ok(None);
+            }
+            let leased =
+                self.with_db(|db| Ok(lease::lease_next(db, from.as_ref(), now_ms(), lease_ms)?))?;
+            if let Some(m) = leased {
+                let peer = self.with_db(|db| Ok(store::get_peer(db.conn(), &m.peer)?))?;
+                tracing::info!(from = %m.peer.fmt_short(), seq = m.seq, delivery = m.delivery, "message leased");
+                return Ok(Some(Message::new(&m, peer.as_ref())));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            // The poll catches rows stored by other processes of this home and
+            // leases that expire while we wait.
+            tokio::select! {
+                () = &mut arrived => {}
+                () = tokio::time::sleep(limits::INBOX_POLL) => {}
+                () = tokio::time::sleep_until(deadline) => {}
+                () = cancelled.cancelled() => {}
+                _ = heartbeat.tick(), if progress.is_some() => {
+                    if let Some(token) = progress.clone() {
+                        let waited = start.elapsed().as_secs_f64();
+                        let note = ProgressNotificationParam::new(token, waited)
+                            .with_total(timeout.as_secs_f64())
+                            .with_message("waiting for a message");
+                        let _ = ctx.peer.notify_progress(note).await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn peer_info(&self, p: &store::PeerRow, unread: u64) -> PeerInfo {
+        PeerInfo {
+            public_key: p.pk.to_b64u(),
+            label: p.label.clone(),
+            fingerprint: fingerprint(&p.pk),
+            safety_number: safety_number(&self.me, &p.pk),
+            role: p.role.name().to_owned(),
+            relay: p.relay_url.clone(),
+            paired_at: p.created_at,
+            last_seen: p.last_seen,
+            unread,
+        }
+    }
+
+    fn peer_list(&self) -> Result<Vec<PeerInfo>, String> {
+        self.with_db(|db| {
+            let rows = store::list_peers(db.conn())?;
+            let unread = store::inbox_new(db.conn(), None)?;
+            Ok(rows
+                .iter()
+                .map(|p| {
+                    let n = unread.iter().filter(|m| m.peer == p.pk && m.kind == "text").count();
+                    self.peer_info(p, u64::try_from(n).unwrap_or(u64::MAX))
+                })
+                .collect())
+        })
+    }
+
+    /// Send a text message to a paired peer. Returns once the relay holds it
+    /// ("delivered": the peer is online and has it; "stored": queued at the
+    /// relay until the peer connects), or "queued" when the relay is
+    /// unreachable (it goes out when the link is back; do not resend). With wait_reply_secs, also waits that
+    /// long for the peer's next message and returns it leased: ack it like a
+    /// next_message result.
+    #[tool(name = "send")]
+    async fn send(
+        &self,
+        ctx: RequestContext<RoleServer>,
+        Parameters(args): Parameters<SendArgs>,
+    ) -> ToolResult<SendResult> {
+        let wait =
+            limits::secs_arg("wait_reply_secs", args.wait_reply_secs, 0, limits::MAX_WAIT_SECS)?;
+        let text = args.text.trim_end_matches(['\n', '\r']).to_owned();
+        if text.trim().is_empty() {
+            return Err("refusing to send an empty message".into());
+        }
+        let peer = self.with_db(|db| peers::resolve(db.conn(), &args.peer))?;
+        let query = peer.pk.to_b64u();
+        let out = self.run_job(|done| Job::Send { peer: query, text, done }).await?;
+        let reply = match wait {
+            Some(w) if !w.is_zero() => {
+                self.wait_and_lease(Some(peer.pk), w, limits::DEFAULT_LEASE, &ctx).await?
+            }
+            _ => None,
+        };
+        Ok(Json(SendResult {
+            id: out.id.to_b64u(),
+            to: out.peer.pk.to_b64u(),
+            status: match out.status {
+                Some(DeliveryStatus::Delivered) => "delivered",
+                Some(DeliveryStatus::Stored) => "stored",
+                None => "queued",
+            }
+            .to_owned(),
+            reply,
+        }))
+    }
+
+    /// Wait up to timeout_secs (default 30, max 300) for the next incoming
+    /// message and lease it to you. Returns {"message": null} on timeout: just
+    /// call next_message again. Handle the message, then call ack with its
+    /// lease_id; without an ack it is offered again after the lease
+    /// (lease_secs, default 60), so a crash never loses one.
+    #[tool(name = "next_message")]
+    async fn next_message(
+        &self,
+        ctx: RequestContext<RoleServer>,
+        Parameters(args): Parameters<NextMessageArgs>,
+    ) -> ToolResult<NextMessageResult> {
+        let timeout =
+            limits::secs_arg("timeout_secs", args.timeout_secs, 0, limits::MAX_WAIT_SECS)?
+                .unwrap_or(limits::DEFAULT_WAIT);
+        let lease = limits::secs_arg("lease_secs", args.lease_secs, 1, limits::MAX_LEASE_SECS)?
+            .unwrap_or(limits::DEFAULT_LEASE);
+        let from = match args.from.as_deref() {
+            Some(q) => Some(self.with_db(|db| peers::resolve(db.conn(), q))?.pk),
+            None => None,
+        };
+        let message = self.wait_and_lease(from, timeout, lease, &ctx).await?;
+        let (remaining, _) = self.with_db(|db| Ok(lease::counts(db.conn(), now_ms())?))?;
+        Ok(Json(NextMessageResult { message, remaining }))
+    }
+
+    /// Confirm you handled a message from next_message (or a send reply): it is
+    /// marked consumed and never offered again. Acking twice is harmless.
+    #[tool(name = "ack")]
+    async fn ack(&self, Parameters(args): Parameters<AckArgs>) -> ToolResult<AckResult> {
+        let outcome = self.with_db(|db| Ok(lease::ack(db.conn(), args.lease_id.trim())?))?;
+        match outcome {
+            lease::AckOutcome::Acked => Ok(Json(AckResult { status: "acked".into() })),
+            lease::AckOutcome::AlreadyAcked => {
+                Ok(Json(AckResult { status: "already_acked".into() }))
+            }
+            lease::AckOutcome::Unknown => Err(format!(
+                "no message holds lease {:?}: the lease expired and the message was offered again \
+                 (ack the newer lease_id), or the id is wrong",
+                args.lease_id
+            )),
+        }
+    }
+
+    /// List paired peers: key, label, fingerprint, safety number (compare it
+    /// with the peer out of band), relay, unread count.
+    #[tool(name = "peers")]
+    async fn peers(&self) -> ToolResult<PeersResult> {
+        Ok(Json(PeersResult { peers: self.peer_list()? }))
+    }
+
+    /// Create a single-use invite and publish it to the relay. Give the invite
+    /// (or accept_command) to the other agent over a channel you trust; keep
+    /// calling next_message to hear from it once it accepts.
+    #[tool(name = "invite_create")]
+    async fn invite_create(
+        &self,
+        Parameters(args): Parameters<InviteCreateArgs>,
+    ) -> ToolResult<InviteCreateResult> {
+        let ttl = match args.expires.as_deref() {
+            Some(s) => crate::cli::duration::parse_duration(s)?,
+            None => limits::DEFAULT_INVITE_TTL,
+        };
+        if ttl.is_zero() {
+            return Err("expires must be longer than 0s".into());
+        }
+        let relay = self.default_relay(args.relay.as_deref())?;
+        let label = args.label.filter(|l| !l.trim().is_empty());
+        let created = self.run_job(|done| Job::InviteCreate { relay, ttl, label, done }).await?;
+        let row = created.row;
+        Ok(Json(InviteCreateResult {
+            accept_command: format!("agentroom invite accept '{}'", row.encoded),
+            id: row.id,
+            invite: row.encoded,
+            relay: row.relay_url,
+            expires_at: row.expires_at,
+            label: row.label,
+        }))
+    }
+
+    /// Accept an invite (`ar1.…`) from another agent: pair with it and say
+    /// hello. Compare the returned safety number with the host out of band.
+    #[tool(name = "invite_accept")]
+    async fn invite_accept(
+        &self,
+        Parameters(args): Parameters<InviteAcceptArgs>,
+    ) -> ToolResult<InviteAcceptResult> {
+        let invite = args.invite.trim().to_owned();
+        let label = args.label.filter(|l| !l.trim().is_empty());
+        let a = self.run_job(|done| Job::InviteAccept { invite, label, done }).await?;
+        Ok(Json(InviteAcceptResult {
+            peer: a.peer.pk.to_b64u(),
+            label: a.peer.label,
+            fingerprint: a.fingerprint,
+            safety_number: a.safety_number,
+            relay: a.peer.relay_url,
+        }))
+    }
+
+    /// This agent's identity and fingerprint, relay links (up or down), peers,
+    /// inbox and outbox counts, and the room running in this home, if any.
+    #[tool(name = "status")]
+    async fn status(&self) -> ToolResult<StatusResult> {
+        let peers = self.peer_list()?;
+        let (waiting, leased, pending, invites_open) = self.with_db(|db| {
+            let (w, l) = lease::counts(db.conn(), now_ms())?;
+            let p = store::outbox_pending_count(db.conn())?;
+            let now = now_secs();
+            let open = store::list_invites(db.conn())?
+                .iter()
+                .filter(|i| i.status == "open" && i.expires_at > now)
+                .count();
+            Ok((w, l, p, u64::try_from(open).unwrap_or(u64::MAX)))
+        })?;
+        let relays = self
+            .link
+            .relays()
+            .into_iter()
+            .map(|(url, l)| RelayInfo {
+                url,
+                up: l.up,
+                last_error: l.last_error,
+                pending_at_login: l.pending_at_login,
+            })
+            .collect();
+        let room = match crate::room::control::status(self.home.dir()).await {
+            Ok(s) => serde_json::to_value(s).unwrap_or_default(),
+            Err(e) => serde_json::json!({"error": e.to_string()}),
+        };
+        Ok(Json(StatusResult {
+            identity: Identity {
+                public_key: self.me.to_b64u(),
+                fingerprint: fingerprint(&self.me),
+            },
+            home: self.home.dir().display().to_string(),
+            relays,
+            peers,
+            inbox: InboxCounts { waiting, leased },
+            outbox: OutboxCounts { pending },
+            invites_open,
+            room,
+        }))
+    }
+
+    /// The relay for a new invite: the argument, else `setup --relay`, else the
+    /// public URL of the room running in this home.
+    fn default_relay(&self, arg: Option<&str>) -> Result<RelayUrl, String> {
+        let pick = match arg.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(r) => r.to_owned(),
+            None => {
+                let config = self.home.load_config().map_err(|e| e.to_string())?;
+                let room = crate::room::state::read(self.home.dir()).ok().flatten();
+                match (config.relay_url, room) {
+                    (Some(r), _) => r,
+                    (None, Some(room)) => room.public_url,
+                    (None, None) => {
+                        return Err(
+                            "no relay: pass relay (a ws://, wss://, http:// or https:// URL), \
+                                    run `agentroom setup --relay URL` once, or start a room"
+                                .into(),
+                        );
+                    }
+                }
+            }
+        };
+        RelayUrl::parse(&pick).map_err(|e| e.to_string())
+    }
+}
+
+#[tool_handler]
+impl ServerHandler for AgentroomServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(
+                Implementation::new("agentroom", env!("CARGO_PKG_VERSION"))
+                    .with_title("agentroom: end-to-end encrypted line to another agent"),
+            )
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    /// Route the call; arguments that do not match the tool's schema become a
+    /// tool error the agent can read and fix, not a JSON-RPC error.
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let name = request.name.clone();
+        let tcc = ToolCallContext::new(self, request, context);
+        match self.tool_router.call(tcc).await {
+            Err(e) if e.code == ErrorCode::INVALID_PARAMS => {
+                tracing::info!(tool = %name, "tool call with bad arguments");
+                Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+                    "bad arguments for {name}: {}",
+                    e.message
+                ))])
+                .into())
+            }
+            other => other,
+        }
+    }
+}
