@@ -107,9 +107,13 @@ pub fn delete_invite(conn: &Connection, id: &str) -> Result<(), StoreError> {
 }
 
 /// Relays of open invites (to listen on, so a guest's first message is seen).
+/// An invite that expired recently still counts: a guest may have claimed it
+/// just in time, and its hello waits at the relay for as long as the relay keeps
+/// envelopes.
 pub fn open_invite_relays(conn: &Connection, now: u64) -> Result<Vec<String>, StoreError> {
+    let horizon = now.saturating_sub(crate::defaults::PENDING_TTL_DAYS * 86_400);
     let mut stmt = conn.prepare(
         "SELECT DISTINCT relay_url FROM invites WHERE status = 'open' AND expires_at > ?1",
     )?;
-    Ok(stmt.query_map([to_i64(now)], |r| r.get(0))?.collect::<Result<Vec<_>, _>>()?)
+    Ok(stmt.query_map([to_i64(horizon)], |r| r.get(0))?.collect::<Result<Vec<_>, _>>()?)
 }
