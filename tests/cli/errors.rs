@@ -43,6 +43,18 @@ fn unreachable_relay_is_a_network_error_with_no_partial_state() {
     assert_eq!(code, 3, "{stderr}");
     assert!(stderr.contains("cannot reach relay"), "{stderr}");
     assert!(a.json(&["invite", "list"]).is_empty());
+
+    // Accepting an invite whose relay is down stores nothing either.
+    let relay_dir = tmp.path().join("relay");
+    std::fs::create_dir_all(&relay_dir).unwrap();
+    let mut relay = Relay::start(&relay_dir);
+    let invite = a.invite(&relay.url, "b");
+    relay.stop();
+    let b = Agent::new(tmp.path(), "b");
+    b.setup();
+    let (code, stderr) = b.fails(&["invite", "accept", &invite]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(b.json(&["peers"]).is_empty());
 }
 
 #[test]
