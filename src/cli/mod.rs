@@ -81,7 +81,12 @@ pub fn main() -> ExitCode {
         }
     };
     // Client commands talk to people on stdout; their logs default to warnings.
-    let default_level = if matches!(cli.command, Command::Relay(_)) { "info" } else { "warn" };
+    // `serve` also shows what handlers write to stderr, line by line.
+    let default_level = match cli.command {
+        Command::Relay(_) => "info",
+        Command::Serve(_) => "warn,agentroom::handler::stderr=debug",
+        _ => "warn",
+    };
     init_tracing(default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
