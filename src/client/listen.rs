@@ -42,7 +42,11 @@ pub async fn listen(
         emit(Event::Done { count: shown, reason: "once".into() });
         return Ok(shown);
     }
-    for relay in client.connect_all()? {
+    let relays = client.connect_all()?;
+    if relays.is_empty() {
+        return Err(ClientError::NoPeers);
+    }
+    for relay in relays {
         // Links already up (a library caller connected earlier) get no new login event.
         if client.is_up(&relay) {
             emit(Event::Connected { relay: relay.to_string(), pending: 0 });

@@ -57,7 +57,11 @@ pub async fn serve(
         }
         client.queue(&peer, &Payload::Text { text: text.clone(), reply_to: None }, None)?;
     }
-    for relay in client.connect_all()? {
+    let relays = client.connect_all()?;
+    if relays.is_empty() {
+        return Err(ClientError::NoPeers);
+    }
+    for relay in relays {
         // Links already up (a library caller connected earlier) get no new login event.
         if client.is_up(&relay) {
             emit(Event::Connected { relay: relay.to_string(), pending: 0 });
