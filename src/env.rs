@@ -41,3 +41,5 @@ pub const MAX_FRAME_BYTES: &str = "MAX_FRAME_BYTES";
 pub const MAX_CONNECTIONS: &str = "MAX_CONNECTIONS";
 /// Relay: connections per client address.
 pub const MAX_CONNECTIONS_PER_IP: &str = "MAX_CONNECTIONS_PER_IP";
+/// Tunnel: the bore server's shared secret for `--tunnel bore` (keeps it out of `ps`).
+pub const BORE_SECRET: &str = "BORE_SECRET";

@@ -14,9 +14,11 @@ pub mod mcp;
 pub mod peers;
 pub mod printer;
 pub mod relay;
+pub mod room;
 pub mod send;
 pub mod serve;
 pub mod setup;
+pub mod tunnel_args;
 
 pub use exit::ExitStatus;
 pub use printer::Printer;
@@ -66,6 +68,11 @@ pub enum Command {
     Mcp,
     /// Run a standalone relay (HTTP + WebSocket on one port, SQLite store-and-forward).
     Relay(relay::RelayArgs),
+    /// Host a room: relay + tunnel + invite + handler in one command; status; stop.
+    #[command(subcommand)]
+    Room(room::RoomCommand),
+    /// Same as `room open`.
+    Host(room::OpenArgs),
     /// Print the version.
     Version,
 }
@@ -82,8 +89,13 @@ pub fn main() -> ExitCode {
     };
     // Client commands talk to people on stdout; their logs default to warnings.
     // `serve` also shows what handlers write to stderr, line by line.
+    let detached = match &cli.command {
+        Command::Room(room::RoomCommand::Open(a)) | Command::Host(a) => a.detached_child,
+        _ => false,
+    };
     let default_level = match cli.command {
         Command::Relay(_) => "info",
+        _ if detached => "info",
         Command::Serve(_) => "warn,agentroom::handler::stderr=debug",
         _ => "warn",
     };
@@ -116,6 +128,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Listen(args) => listen::run(home, args, printer).await,
         Command::Serve(args) => serve::run(home, args, printer).await,
         Command::Relay(args) => relay::run(args, cli.json, home).await,
+        Command::Room(cmd) => room::run(home, cmd, printer).await,
+        Command::Host(args) => room::open(home, args, printer).await,
         Command::Mcp => mcp::run(home).await,
         Command::Version => {
             printer.event(

@@ -33,6 +33,9 @@ pub struct RelayArgs {
     /// Connections per client address.
     #[arg(long, env = crate::env::MAX_CONNECTIONS_PER_IP, value_name = "N")]
     pub max_connections_per_ip: Option<usize>,
+    /// `--tunnel [cloudflared|bore|none]`: a public URL for this relay (room engineer).
+    #[command(flatten)]
+    pub tunnel: super::tunnel_args::TunnelArgs,
 }
 
 impl RelayArgs {
@@ -88,8 +91,12 @@ pub async fn run(args: RelayArgs, json: bool, home: Option<PathBuf>) -> anyhow::
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
     }
+    let tunnel = super::tunnel_args::start_for_relay(&args.tunnel, &handle, home, json).await?;
     let signal = wait_for_signal().await?;
     tracing::info!(signal, "shutting down");
+    if let Some(t) = tunnel {
+        t.shutdown().await;
+    }
     handle.shutdown().await;
     Ok(ExitStatus::Success)
 }

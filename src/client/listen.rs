@@ -30,7 +30,7 @@ pub struct ListenOptions {
 pub async fn listen(
     client: &mut Client,
     opts: &ListenOptions,
-    emit: &mut (dyn FnMut(Event) + Send),
+    emit: &mut dyn FnMut(Event),
 ) -> Result<u64, ClientError> {
     let from: Option<IdentityPublicKey> = match &opts.from {
         Some(q) => Some(peers::resolve(client.conn(), q)?.pk),

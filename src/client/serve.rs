@@ -46,7 +46,7 @@ type Finished = (InboxRow, Result<HandlerOutcome, HandlerError>);
 pub async fn serve(
     client: &mut Client,
     opts: &ServeOptions,
-    emit: &mut (dyn FnMut(Event) + Send),
+    emit: &mut dyn FnMut(Event),
 ) -> Result<u64, ClientError> {
     let concurrency = opts.concurrency.max(1);
     client.set_link_options(super::connection::LinkOptions::long_running());

@@ -45,45 +45,47 @@ async fn library_flow_with_in_process_relay_and_dial_override() {
         concurrency: 2,
     };
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let serving = tokio::spawn(async move {
-        serve(&mut host, &opts, &mut move |ev| {
-            let _ = tx.send(ev);
-        })
-        .await
-    });
+    // Served in this task, as `room open` does (the emit callback need not be Send).
+    let mut emit = move |ev| {
+        let _ = tx.send(ev);
+    };
+    let serving = serve(&mut host, &opts, &mut emit);
+    let guest_side = async {
+        let mut guest = Client::open(&guest_home, cancel.child_token()).unwrap();
+        let accepted =
+            invites::accept(&mut guest, &created.row.encoded, Some("host".into())).await.unwrap();
+        assert_eq!(accepted.peer.relay_url, created.row.relay_url);
+        let out =
+            send::send(&mut guest, "host", "ping", Some(Duration::from_secs(60))).await.unwrap();
+        assert_eq!(out.reply.unwrap().text, "echo: ping");
 
-    let mut guest = Client::open(&guest_home, cancel.child_token()).unwrap();
-    let accepted =
-        invites::accept(&mut guest, &created.row.encoded, Some("host".into())).await.unwrap();
-    assert_eq!(accepted.peer.relay_url, created.row.relay_url);
-    let out = send::send(&mut guest, "host", "ping", Some(Duration::from_secs(60))).await.unwrap();
-    assert_eq!(out.reply.unwrap().text, "echo: ping");
+        // The host's relay gets a new URL (here: the loopback spelling of the same
+        // relay); the guest is told through the old one and keeps talking.
+        let moved_to = RelayUrl::parse(&relay.ws_url()).unwrap();
+        let host_pk = accepted.peer.pk;
+        drop(guest);
+        let mut host2 = Client::open(&host_home, cancel.child_token()).unwrap();
+        host2.set_dial_override(&public, RelayUrl::parse(&relay.ws_url()).unwrap());
+        let ids = host2.announce_relay_moved(&public, &moved_to).unwrap();
+        assert_eq!(ids.len(), 1);
+        host2
+            .wait_for(Duration::from_secs(60), "sent", |_, inc| {
+                matches!(inc, super::Incoming::Sent { id, .. } if *id == ids[0]).then_some(Ok(()))
+            })
+            .await
+            .unwrap();
+        let mut guest2 = Client::open(&guest_home, cancel.child_token()).unwrap();
+        guest2.sync(Duration::from_secs(60)).await.unwrap();
+        let peer = super::store::get_peer(guest2.conn(), &host_pk).unwrap().unwrap();
+        assert_eq!(peer.relay_url, moved_to.as_str());
+        let out =
+            send::send(&mut guest2, "host", "again", Some(Duration::from_secs(60))).await.unwrap();
+        assert_eq!(out.reply.unwrap().text, "echo: again");
 
-    // The host's relay gets a new URL (here: the loopback spelling of the same
-    // relay); the guest is told through the old one and keeps talking.
-    let moved_to = RelayUrl::parse(&relay.ws_url()).unwrap();
-    let host_pk = accepted.peer.pk;
-    drop(guest);
-    let mut host2 = Client::open(&host_home, cancel.child_token()).unwrap();
-    host2.set_dial_override(&public, RelayUrl::parse(&relay.ws_url()).unwrap());
-    let ids = host2.announce_relay_moved(&public, &moved_to).unwrap();
-    assert_eq!(ids.len(), 1);
-    host2
-        .wait_for(Duration::from_secs(60), "sent", |_, inc| {
-            matches!(inc, super::Incoming::Sent { id, .. } if *id == ids[0]).then_some(Ok(()))
-        })
-        .await
-        .unwrap();
-    let mut guest2 = Client::open(&guest_home, cancel.child_token()).unwrap();
-    guest2.sync(Duration::from_secs(60)).await.unwrap();
-    let peer = super::store::get_peer(guest2.conn(), &host_pk).unwrap().unwrap();
-    assert_eq!(peer.relay_url, moved_to.as_str());
-    let out =
-        send::send(&mut guest2, "host", "again", Some(Duration::from_secs(60))).await.unwrap();
-    assert_eq!(out.reply.unwrap().text, "echo: again");
-
-    cancel.cancel();
-    let handled = serving.await.unwrap().unwrap();
+        cancel.cancel();
+    };
+    let (handled, ()) = tokio::join!(serving, guest_side);
+    let handled = handled.unwrap();
     assert_eq!(handled, 2);
     let mut names = Vec::new();
     while let Ok(ev) = events.try_recv() {

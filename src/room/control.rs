@@ -29,32 +29,113 @@ pub struct RoomStatus {
     pub health: Option<serde_json::Value>,
     /// A state file was found whose process is gone; it has been removed.
     pub stale_cleaned: bool,
+    /// Envelopes queued in the relay for absent recipients (from its `/health`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_pending: Option<u64>,
+    /// Paired peers, from this home's client store.
+    pub peers: Vec<PeerStatus>,
+    /// Our envelopes not yet taken by a relay.
+    pub outbox_pending: u64,
+    /// Whether the room's invite still waits for a guest.
+    pub invite_open: bool,
+}
+
+/// One paired peer, as `room status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerStatus {
+    /// Identity key (b64u).
+    pub pk: String,
+    /// Label, or the short key.
+    pub name: String,
+    /// Fingerprint.
+    pub fingerprint: String,
+    /// `host` or `guest`: their side of the invite.
+    pub role: &'static str,
+    /// The relay we reach them through.
+    pub relay_url: String,
+    /// Unix seconds of their last message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<u64>,
+}
+
+/// Peers, outbox size and whether `invite_id` (b64u) is still open, from the
+/// home's client store; empty when there is none yet.
+fn client_view(
+    home: &Path,
+    invite: Option<&str>,
+) -> Result<(Vec<PeerStatus>, u64, bool), crate::client::store::StoreError> {
+    use crate::client::store;
+    let db = crate::client::home::Home::at(home).db_path();
+    if !db.exists() {
+        return Ok((Vec::new(), 0, false));
+    }
+    let store = store::Store::open(&db)?;
+    let peers = store::list_peers(store.conn())?
+        .into_iter()
+        .map(|p| PeerStatus {
+            pk: p.pk.to_b64u(),
+            name: p.display_name(),
+            fingerprint: crate::crypto::fingerprint(&p.pk),
+            role: p.role.name(),
+            relay_url: p.relay_url,
+            last_seen: p.last_seen,
+        })
+        .collect();
+    let outbox = store::outbox_pending_count(store.conn())?;
+    let now = now_unix();
+    let open = match invite {
+        Some(encoded) => store::list_invites(store.conn())?
+            .iter()
+            .any(|r| r.encoded == encoded && r.status == "open" && r.expires_at > now),
+        None => false,
+    };
+    Ok((peers, outbox, open))
 }
 
 /// Read the state file, check the pid, ask the relay for its health.
 pub async fn status(home: &Path) -> Result<RoomStatus, StateError> {
-    let Some(room) = state::read(home)? else {
+    let mut room = state::read(home)?;
+    let mut stale_cleaned = false;
+    if room.as_ref().is_some_and(|r| !state::pid_alive(r.pid)) {
+        state::remove(home)?;
+        room = None;
+        stale_cleaned = true;
+    }
+    let invite = room.as_ref().and_then(|r| r.invite.clone());
+    let (peers, outbox_pending, invite_open) = match client_view(home, invite.as_deref()) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the client store");
+            (Vec::new(), 0, false)
+        }
+    };
+    let Some(room) = room else {
         return Ok(RoomStatus {
             running: false,
             room: None,
             uptime_secs: None,
             health: None,
-            stale_cleaned: false,
+            stale_cleaned,
+            relay_pending: None,
+            peers,
+            outbox_pending,
+            invite_open: false,
         });
     };
-    if !state::pid_alive(room.pid) {
-        state::remove(home)?;
-        return Ok(RoomStatus {
-            running: false,
-            room: None,
-            uptime_secs: None,
-            health: None,
-            stale_cleaned: true,
-        });
-    }
     let health = fetch_health(&room.health_url).await;
+    let relay_pending = health.as_ref().and_then(|h| h.get("pending")).and_then(|v| v.as_u64());
     let uptime_secs = Some(now_unix().saturating_sub(room.started_at));
-    Ok(RoomStatus { running: true, room: Some(room), uptime_secs, health, stale_cleaned: false })
+    Ok(RoomStatus {
+        running: true,
+        room: Some(room),
+        uptime_secs,
+        health,
+        stale_cleaned,
+        relay_pending,
+        peers,
+        outbox_pending,
+        invite_open,
+    })
 }
 
 async fn fetch_health(url: &str) -> Option<serde_json::Value> {

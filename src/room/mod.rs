@@ -1,7 +1,48 @@
 //! `room open/status/stop`: relay, tunnel, invite and handler in one command.
 //!
-//! [`state`] is the 0600 file a running room publishes; [`control`] answers
-//! `room status` and `room stop` from another process.
+//! - [`stack`]: the relay in-process plus the tunnel in front of it, and their URLs.
+//! - [`invite`]: the room's invite (public URL inside, loopback URL for the host).
+//! - [`open`]: the whole `room open` run, supervised until cancelled.
+//! - [`detach`]: `room open --detach` (re-spawn in a new session, wait for ready).
+//! - [`state`]: the 0600 file a running room publishes; [`control`] answers
+//!   `room status` and `room stop` from another process.
 
 pub mod control;
+pub mod detach;
+pub mod invite;
+pub mod open;
+pub mod stack;
 pub mod state;
+
+/// The room's relay database, inside the home.
+pub const RELAY_DB: &str = "relay.db";
+/// Where a detached room writes its output and logs, inside the home.
+pub const LOG_FILE: &str = "room.log";
+
+/// Why `room open` (or `status`/`stop`) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RoomError {
+    /// Another `room open` is running in this home.
+    #[error(
+        "a room is already running in this home (pid {pid}); stop it with `agentroom room stop`"
+    )]
+    AlreadyRunning {
+        /// Its pid.
+        pid: u32,
+    },
+    /// The relay could not start.
+    #[error(transparent)]
+    Relay(#[from] crate::relay::RelayError),
+    /// The tunnel could not start.
+    #[error("tunnel: {0}")]
+    Tunnel(#[from] crate::tunnel::TunnelError),
+    /// The state file could not be read or written.
+    #[error(transparent)]
+    State(#[from] state::StateError),
+    /// Identity, store, invite or serve failed.
+    #[error(transparent)]
+    Client(#[from] crate::client::ClientError),
+    /// `--detach`: the background room could not be started or died while starting.
+    #[error(transparent)]
+    Detach(#[from] detach::DetachError),
+}

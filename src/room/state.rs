@@ -68,6 +68,13 @@ pub struct RoomState {
     /// even if the room itself has to be SIGKILLed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnel_pgid: Option<i32>,
+    /// The open invite, while nobody has accepted it (an invite carries no secret:
+    /// public keys and a signature only), so `room status` and `--detach` can show it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite: Option<String>,
+    /// The relay URL on the LAN, when the relay listens on all interfaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lan_url: Option<String>,
 }
 
 /// `<home>/room.json`.
@@ -143,6 +150,8 @@ mod tests {
             log_file: None,
             on_message: Some("cat".into()),
             tunnel_pgid: None,
+            invite: Some("ar1.x".into()),
+            lan_url: None,
         }
     }
 

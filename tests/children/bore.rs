@@ -46,6 +46,14 @@ fn options(port: u16, secret: &str) -> TunnelOptions {
 #[tokio::test]
 async fn http_and_websocket_cross_a_real_bore_hop() {
     let _serial = BORE_PORT.lock().await;
+    // Other test binaries (tests/room) use port 7835 too: serialise across processes.
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/tmp/agentroom-bore-7835.lock")
+        .unwrap();
+    lock.lock().unwrap();
     let server = bore_server().await;
     let relay = relay_like_server().await;
 

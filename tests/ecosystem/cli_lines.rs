@@ -159,7 +159,6 @@ fn docs_use_only_known_subcommands() {
 }
 
 #[test]
-#[ignore = "enable when the full CLI lands"]
 fn every_documented_command_parses_with_the_real_cli() {
     let mut failures = Vec::new();
     for line in documented_commands() {

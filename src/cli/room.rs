@@ -1,0 +1,422 @@
+//! `agentroom room open|status|stop`, and `agentroom host` (= `room open`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::duration::parse_duration;
+use super::tunnel_args::{TunnelArgs, TunnelChoice};
+use super::{ExitStatus, Printer, home_of};
+use crate::handler::HandlerCommand;
+use crate::relay::RelayConfig;
+use crate::room::control::{self, StopOutcome};
+use crate::room::detach;
+use crate::room::open::{self, OpenOptions, RoomEnd, RoomEvent};
+use crate::room::{LOG_FILE, RoomError};
+use crate::tunnel::{InstallError, TunnelError};
+
+/// Room subcommands.
+// Parsed once per run: boxing `OpenArgs` would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+pub enum RoomCommand {
+    /// Relay + tunnel + invite + handler in one command (alias: `agentroom host`).
+    Open(OpenArgs),
+    /// Is a room running in this home? URLs, peers, pending envelopes, uptime.
+    /// Exits 1 when no room is running.
+    Status,
+    /// Stop the room running in this home (SIGTERM, wait, SIGKILL if it must).
+    Stop(StopArgs),
+}
+
+/// Options of `room open` / `host`.
+#[derive(Debug, Args)]
+pub struct OpenArgs {
+    /// Handler, run with `sh -c` per message: text on stdin, reply = trimmed stdout.
+    /// Without it the room stays up for `agentroom listen` in another shell.
+    #[arg(long, value_name = "CMD")]
+    pub on_message: Option<String>,
+    #[command(flatten)]
+    pub tunnel: TunnelArgs,
+    /// Relay port (0 = any free port).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Relay bind address (`0.0.0.0` also serves the LAN; the tunnel needs only loopback).
+    #[arg(long, default_value = crate::defaults::RELAY_BIND, value_name = "ADDR")]
+    pub bind: IpAddr,
+    /// Run in the background (logs to <home>/room.log); return once the invite is ready.
+    #[arg(long)]
+    pub detach: bool,
+    /// Set in the re-spawned background process.
+    #[arg(long, hide = true)]
+    pub detached_child: bool,
+    /// Invite lifetime, e.g. 30m, 24h, 7d.
+    #[arg(long, value_parser = parse_duration, default_value = "24h", value_name = "DURATION")]
+    pub expires: Duration,
+    /// Local name for the guest.
+    #[arg(long, value_name = "NAME")]
+    pub label: Option<String>,
+    /// Kill the handler's whole process group after this long.
+    #[arg(long, visible_alias = "handler-timeout", value_parser = parse_duration, default_value = "120s", value_name = "DURATION")]
+    pub timeout: Duration,
+    /// Stop after handling this many messages.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_turns: Option<u64>,
+    /// Handlers running at once (replies may then go out of order).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+    /// How long to wait for /health through the tunnel before warning.
+    #[arg(long, value_parser = parse_duration, default_value = "30s", value_name = "DURATION")]
+    pub probe_timeout: Duration,
+}
+
+/// Options of `room stop`.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Wait this long after SIGTERM before SIGKILL.
+    #[arg(long, value_parser = parse_duration, default_value = "15s", value_name = "DURATION")]
+    pub timeout: Duration,
+}
+
+/// Run a room subcommand.
+pub async fn run(
+    home: Option<PathBuf>,
+    cmd: RoomCommand,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    match cmd {
+        RoomCommand::Open(args) => open(home, args, printer).await,
+        RoomCommand::Status => status(home, printer).await,
+        RoomCommand::Stop(args) => stop(home, args, printer).await,
+    }
+}
+
+/// `room open` / `host`.
+pub async fn open(
+    home: Option<PathBuf>,
+    args: OpenArgs,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    if args.on_message.as_deref().is_some_and(|c| c.trim().is_empty()) {
+        anyhow::bail!("--on-message needs a command");
+    }
+    let home = home_of(home)?;
+    if args.detach {
+        return detach_open(home.dir(), args, printer).await;
+    }
+    if args.detached_child {
+        detach::become_session_leader();
+    }
+    let (cancel, sig) = super::cancel_on_signals();
+    let hangup = cancel_on_hangup(&cancel);
+    let choice = args.tunnel.choice(TunnelChoice::Cloudflared);
+    let mut relay = RelayConfig::from_env()?;
+    relay.bind = SocketAddr::new(args.bind, args.port);
+    let opts = OpenOptions {
+        relay,
+        tunnel: args.tunnel.options(choice, args.port, home.dir()),
+        tunnel_name: choice.name().to_owned(),
+        probe_timeout: args.probe_timeout,
+        invite_ttl: args.expires,
+        label: args.label,
+        handler: args.on_message.map(|command| HandlerCommand { command, timeout: args.timeout }),
+        max_turns: args.max_turns,
+        concurrency: usize::from(args.concurrency),
+        log_file: args.detached_child.then(|| home.dir().join(LOG_FILE)),
+        home,
+    };
+    let tunnel = choice.name();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let room = open::run(opts, cancel.clone(), tx);
+    let print = async {
+        while let Some(ev) = rx.recv().await {
+            print_event(printer, tunnel, &ev);
+        }
+    };
+    let (result, ()) = tokio::join!(room, print);
+    match result {
+        Ok(RoomEnd::MaxTurns) => {
+            printer.event("room_closed", json!({"reason": "max_turns"}), || {
+                Some("Room closed: --max-turns reached.".into())
+            });
+            Ok(ExitStatus::Success)
+        }
+        Ok(RoomEnd::Cancelled) => {
+            printer.event("room_closed", json!({"reason": "signal"}), || {
+                Some("Room closed: tunnel stopped, relay shut down.".into())
+            });
+            if hangup.load(std::sync::atomic::Ordering::SeqCst) {
+                return Ok(ExitStatus::Signal(nix::sys::signal::Signal::SIGHUP as i32));
+            }
+            Ok(super::exit_after(&sig))
+        }
+        Err(RoomError::Client(e)) => Err(e.into()),
+        Err(RoomError::Tunnel(t)) => {
+            printer.note(&format!("agentroom: error: tunnel: {t}"));
+            // A missing or bad binary is the user's to fix, not the network's.
+            Ok(match t {
+                TunnelError::Install(
+                    InstallError::NotFound
+                    | InstallError::NotExecutable(_)
+                    | InstallError::UnsupportedPlatform { .. },
+                ) => ExitStatus::Failure,
+                _ => ExitStatus::Network,
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A closed terminal sends SIGHUP, whose default action would kill the room
+/// without cleanup and orphan the tunnel child (it sits in its own process group,
+/// so the terminal's hangup does not reach it). Treat it like SIGTERM.
+fn cancel_on_hangup(
+    cancel: &tokio_util::sync::CancellationToken,
+) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let flag = std::sync::Arc::new(AtomicBool::new(false));
+    let (c, f) = (cancel.clone(), std::sync::Arc::clone(&flag));
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                if hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: closing the room");
+                    f.store(true, Ordering::SeqCst);
+                    c.cancel();
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot watch SIGHUP"),
+    }
+    flag
+}
+
+fn print_event(printer: Printer, tunnel: &str, ev: &RoomEvent) {
+    match ev {
+        RoomEvent::IdentityCreated { fingerprint } => {
+            printer.event("identity_created", json!({"fingerprint": fingerprint}), || None);
+            printer.note(&format!("Created a new identity (fingerprint {fingerprint})."));
+        }
+        RoomEvent::ProbeFailed { error } => {
+            printer.event("tunnel_unreachable", json!({"error": error}), || None);
+            printer.note(&format!(
+                "warning: the relay did not answer through the tunnel yet ({error}); \
+                 continuing: a fresh tunnel can take a minute to resolve everywhere"
+            ));
+        }
+        RoomEvent::Ready(r) => {
+            printer.event(
+                "room_ready",
+                json!({
+                    "relay_url": r.relay_url,
+                    "public_url": r.public_url,
+                    "local_url": r.local_url,
+                    "lan_url": r.lan_url,
+                    "tunnel": tunnel,
+                    "invite": r.invite,
+                    "invite_id": r.invite_id,
+                    "expires_at": r.expires_at,
+                    "accept_command": r.accept_command,
+                    "pid": std::process::id(),
+                }),
+                || Some(ready_text(tunnel, r)),
+            );
+        }
+        RoomEvent::TunnelDown { restarts, retry_in } => {
+            let ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX);
+            printer.event("tunnel_down", json!({"restarts": restarts, "retry_in_ms": ms}), || None);
+            printer.note(&format!("tunnel down; restarting in {:.1}s", ms as f64 / 1000.0));
+        }
+        RoomEvent::TunnelUrlChanged { public_url, relay_url, peers_notified } => {
+            printer.event(
+                "tunnel_url_changed",
+                json!({"public_url": public_url, "relay_url": relay_url, "peers_notified": peers_notified}),
+                || {
+                    Some(format!(
+                        "Tunnel restarted: the relay is now at {relay_url} ({peers_notified} peer(s) told)."
+                    ))
+                },
+            );
+        }
+        RoomEvent::InviteRenewed { invite, accept_command, expires_at } => {
+            printer.event(
+                "invite_renewed",
+                json!({"invite": invite, "accept_command": accept_command, "expires_at": expires_at}),
+                || Some(format!("The old invite no longer works. New invite:\n  {accept_command}")),
+            );
+        }
+        RoomEvent::Serve(ev) => super::listen::print_event(printer, ev),
+    }
+}
+
+fn ready_text(tunnel: &str, r: &open::Ready) -> String {
+    let mut s = String::from("Room open.\n");
+    s.push_str(&format!("  relay:  {}", r.relay_url));
+    if let Some(p) = &r.public_url {
+        s.push_str(&format!("  ({tunnel} tunnel {p})"));
+    }
+    s.push_str(&format!("\n  local:  {}\n", r.local_url));
+    match (&r.lan_url, tunnel) {
+        (Some(lan), _) => s.push_str(&format!("  LAN:    {lan}\n")),
+        (None, "none") => {
+            if let Some(ip) = crate::room::stack::lan_ip() {
+                s.push_str(&format!(
+                    "  (loopback only: add --bind 0.0.0.0 to serve the LAN at {ip})\n"
+                ));
+            }
+        }
+        _ => {}
+    }
+    let left = r.expires_at.saturating_sub(crate::client::now_secs());
+    s.push_str(&format!(
+        "\nGive this line to the other agent (single use, expires in {}):\n  {}\n\n",
+        super::invite::human_duration(left),
+        r.accept_command
+    ));
+    if r.handler {
+        s.push_str("Answering every message with the handler. ");
+    } else {
+        s.push_str(&format!(
+            "No --on-message: read and answer messages from another shell with\n  agentroom --home '{}' listen\n",
+            r.home.display()
+        ));
+    }
+    s.push_str("Stop with Ctrl-C or `agentroom room stop`.");
+    s
+}
+
+/// `room open --detach`: start the background room and print its invite.
+async fn detach_open(
+    home: &std::path::Path,
+    args: OpenArgs,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    if let Some(existing) = crate::room::state::read(home)? {
+        if crate::room::state::pid_alive(existing.pid) {
+            return Err(RoomError::AlreadyRunning { pid: existing.pid }.into());
+        }
+    }
+    let log = home.join(LOG_FILE);
+    let child_args = detach::child_args(std::env::args_os());
+    let mut child = detach::spawn(home, &log, &child_args)?;
+    // Tunnel URL, then the reachability probe, then the invite's publish.
+    let timeout = args.tunnel.tunnel_timeout + args.probe_timeout + Duration::from_secs(60);
+    let state = detach::wait_ready(home, &log, &mut child, timeout).await?;
+    let invite = state.invite.clone().unwrap_or_default();
+    let accept = crate::room::invite::accept_command(&invite);
+    printer.event(
+        "room_ready",
+        json!({
+            "relay_url": state.public_url,
+            "local_url": state.local_url,
+            "lan_url": state.lan_url,
+            "tunnel": state.tunnel,
+            "invite": invite,
+            "accept_command": accept,
+            "pid": state.pid,
+            "log_file": log,
+        }),
+        || {
+            Some(format!(
+                "Room running in the background (pid {}, log {}).\n  relay:  {}\n\nGive this line to the other agent (single use):\n  {accept}\n\nStatus: `agentroom room status`; stop: `agentroom room stop`.",
+                state.pid,
+                log.display(),
+                state.public_url,
+            ))
+        },
+    );
+    Ok(ExitStatus::Success)
+}
+
+async fn status(home: Option<PathBuf>, printer: Printer) -> anyhow::Result<ExitStatus> {
+    let home = home_of(home)?;
+    let st = control::status(home.dir()).await?;
+    let value = serde_json::to_value(&st)?;
+    printer.event("room_status", value, || Some(status_text(&st)));
+    Ok(if st.running { ExitStatus::Success } else { ExitStatus::Failure })
+}
+
+fn status_text(st: &control::RoomStatus) -> String {
+    let mut s = String::new();
+    match &st.room {
+        None => {
+            s.push_str("No room is running in this home.");
+            if st.stale_cleaned {
+                s.push_str(" (A stale state file from a crashed room was removed.)");
+            }
+        }
+        Some(r) => {
+            s.push_str(&format!(
+                "Room running (pid {}, up {}).\n  relay:   {}  (tunnel: {})\n  local:   {}\n",
+                r.pid,
+                super::invite::human_duration(st.uptime_secs.unwrap_or(0)),
+                r.public_url,
+                r.tunnel,
+                r.local_url,
+            ));
+            if let Some(lan) = &r.lan_url {
+                s.push_str(&format!("  LAN:     {lan}\n"));
+            }
+            match &r.on_message {
+                Some(h) => s.push_str(&format!("  handler: {h}\n")),
+                None => s.push_str("  handler: none (read messages with `agentroom listen`)\n"),
+            }
+            if let Some(l) = &r.log_file {
+                s.push_str(&format!("  log:     {}\n", l.display()));
+            }
+            match st.relay_pending {
+                Some(n) => s.push_str(&format!("  pending: {n} envelope(s) queued in the relay\n")),
+                None => s.push_str("  pending: unknown (the relay's /health did not answer)\n"),
+            }
+            if st.invite_open {
+                if let Some(i) = &r.invite {
+                    s.push_str(&format!(
+                        "  invite:  waiting for a guest:\n    {}\n",
+                        crate::room::invite::accept_command(i)
+                    ));
+                }
+            }
+        }
+    }
+    if !st.peers.is_empty() {
+        s.push_str(&format!("\nPeers ({}):\n", st.peers.len()));
+        for p in &st.peers {
+            s.push_str(&format!(
+                "  {}  {}  {}  via {}\n",
+                p.name, p.role, p.fingerprint, p.relay_url
+            ));
+        }
+    }
+    if st.outbox_pending > 0 {
+        s.push_str(&format!(
+            "Outbox: {} message(s) not yet taken by a relay.\n",
+            st.outbox_pending
+        ));
+    }
+    s.trim_end().to_owned()
+}
+
+async fn stop(
+    home: Option<PathBuf>,
+    args: StopArgs,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let home = home_of(home)?;
+    let outcome = control::stop(home.dir(), args.timeout).await?;
+    printer.event("room_stop", json!({"outcome": outcome}), || {
+        Some(
+            match outcome {
+                StopOutcome::NotRunning => "No room was running in this home.",
+                StopOutcome::Stopped => "Room stopped.",
+                StopOutcome::Killed => {
+                    "The room did not stop in time and was killed (with its tunnel)."
+                }
+            }
+            .to_owned(),
+        )
+    });
+    Ok(ExitStatus::Success)
+}
