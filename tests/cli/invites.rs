@@ -90,3 +90,25 @@ fn http_relay_urls_list_and_revoke() {
     guest.json(&["invite", "accept", inv["invite"].as_str().unwrap()]);
     let _ = pair;
 }
+
+#[test]
+fn a_second_connection_uses_the_token_fast_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(tmp.path());
+    let host = Agent::new(tmp.path(), "host");
+    host.setup();
+    let login = |_: ()| {
+        let out = host
+            .cmd()
+            .env("LOG_LEVEL", "agentroom::client=info")
+            .args(["invite", "create", "--relay", &relay.url])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stderr).unwrap()
+    };
+    assert!(login(()).contains("\"resumed\":false"), "first login signs");
+    let second = login(());
+    assert!(second.contains("\"resumed\":true"), "{second}");
+    assert!(!second.contains("v1."), "the token itself is never logged: {second}");
+}
