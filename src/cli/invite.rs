@@ -22,6 +22,7 @@ pub enum InviteCommand {
     /// Revoke an unused invite (by id or id prefix).
     Revoke {
         /// Invite id (see `invite list`).
+        #[arg(allow_hyphen_values = true)]
         id: String,
     },
     /// Accept an invite: pair with its host and say hello.
@@ -59,7 +60,7 @@ pub async fn run(
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let home = home_of(home)?;
-    let (cancel, _sig) = super::cancel_on_signals();
+    let (cancel, sig) = super::cancel_on_signals();
     let mut client = Client::open(&home, cancel.clone())?;
     let result = match cmd {
         InviteCommand::Create(args) => create(&mut client, args, printer).await,
@@ -68,7 +69,7 @@ pub async fn run(
         InviteCommand::Accept(args) => accept(&mut client, args, printer).await,
     };
     cancel.cancel();
-    result
+    super::unless_signalled(result, &sig)
 }
 
 async fn create(

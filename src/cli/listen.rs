@@ -18,9 +18,9 @@ pub struct ListenArgs {
     #[arg(long)]
     pub once: bool,
     /// Only messages from this peer (label, key or prefix).
-    #[arg(long, value_name = "PEER")]
+    #[arg(long, value_name = "PEER", allow_hyphen_values = true)]
     pub from: Option<String>,
-    /// Give up (exit 3) after this long without a message.
+    /// Stop after this long; exit 3 if no message arrived at all.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Option<Duration>,
 }

@@ -88,12 +88,17 @@ pub fn main() -> ExitCode {
         }
     };
     // Client commands talk to people on stdout; their logs default to warnings.
+    // `serve` also shows what handlers write to stderr, line by line.
     let detached = match &cli.command {
         Command::Room(room::RoomCommand::Open(a)) | Command::Host(a) => a.detached_child,
         _ => false,
     };
-    let default_level =
-        if matches!(cli.command, Command::Relay(_)) || detached { "info" } else { "warn" };
+    let default_level = match cli.command {
+        Command::Relay(_) => "info",
+        _ if detached => "info",
+        Command::Serve(_) => "warn,agentroom::handler::stderr=debug",
+        _ => "warn",
+    };
     init_tracing(default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -193,6 +198,17 @@ pub(crate) fn exit_after(signal: &std::sync::atomic::AtomicI32) -> ExitStatus {
     match signal.load(std::sync::atomic::Ordering::SeqCst) {
         0 => ExitStatus::Success,
         n => ExitStatus::Signal(n),
+    }
+}
+
+/// A one-shot command's result, unless a signal interrupted it: then 128+n.
+pub(crate) fn unless_signalled(
+    result: anyhow::Result<ExitStatus>,
+    signal: &std::sync::atomic::AtomicI32,
+) -> anyhow::Result<ExitStatus> {
+    match signal.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => result,
+        n => Ok(ExitStatus::Signal(n)),
     }
 }
 

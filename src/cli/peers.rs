@@ -29,6 +29,7 @@ pub enum PeersCommand {
     #[command(visible_alias = "rm")]
     Remove {
         /// Label, public key, or a unique prefix of the key or fingerprint.
+        #[arg(allow_hyphen_values = true)]
         peer: String,
     },
 }
@@ -40,14 +41,23 @@ pub async fn run(
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let home = home_of(home)?;
-    let (cancel, _sig) = super::cancel_on_signals();
+    let (cancel, sig) = super::cancel_on_signals();
     let mut client = Client::open(&home, cancel.clone())?;
     let result = match args.command.unwrap_or(PeersCommand::List) {
-        PeersCommand::List => list(&client, printer),
+        PeersCommand::List => {
+            // A guest may have accepted an open invite while we were offline:
+            // take in its queued hello first (best effort, bounded).
+            if !store::open_invite_relays(client.conn(), now_secs())?.is_empty() {
+                if let Err(e) = client.sync(std::time::Duration::from_secs(5)).await {
+                    tracing::debug!(error = %e, "peers: could not catch up with the relay");
+                }
+            }
+            list(&client, printer)
+        }
         PeersCommand::Remove { peer } => remove(&mut client, &peer, printer).await,
     };
     cancel.cancel();
-    result
+    super::unless_signalled(result, &sig)
 }
 
 fn list(client: &Client, printer: Printer) -> anyhow::Result<ExitStatus> {
@@ -88,7 +98,7 @@ fn list(client: &Client, printer: Printer) -> anyhow::Result<ExitStatus> {
 }
 
 async fn remove(client: &mut Client, query: &str, printer: Printer) -> anyhow::Result<ExitStatus> {
-    let peer = peers::remove(client, query)?;
+    let peer = peers::remove(client, query).await?;
     // Best effort: ask the relay to unpair and drop queued envelopes.
     let mut relay_told = false;
     if let Ok(relay) = RelayUrl::parse(&peer.relay_url) {

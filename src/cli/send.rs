@@ -16,10 +16,12 @@ use crate::client::{Client, send, store};
 #[derive(Debug, Args)]
 pub struct SendArgs {
     /// Peer: label, public key, or a unique prefix of the key or fingerprint.
+    #[arg(allow_hyphen_values = true)]
     pub peer: String,
     /// The message; `-` reads it from stdin.
+    #[arg(allow_hyphen_values = true)]
     pub text: String,
-    /// After sending, wait for the peer's next message and print it.
+    /// After sending, wait for the peer's answer (a message naming ours in `reply_to`, or its next message) and print it.
     #[arg(long)]
     pub wait_reply: bool,
     /// How long `--wait-reply` waits (e.g. 90s, 5m).
@@ -44,13 +46,16 @@ pub async fn run(
         anyhow::bail!("refusing to send an empty message");
     }
     let home = home_of(home)?;
-    let (cancel, _sig) = super::cancel_on_signals();
+    let (cancel, sig) = super::cancel_on_signals();
     let mut client = Client::open(&home, cancel.clone())?;
     let wait = args.wait_reply.then_some(args.timeout);
     let result = send::send(&mut client, &args.peer, &text, wait).await;
     cancel.cancel();
     let out = match result {
         Ok(out) => out,
+        Err(_) if sig.load(std::sync::atomic::Ordering::SeqCst) != 0 => {
+            return Ok(super::exit_after(&sig));
+        }
         Err(e) => {
             let queued = store::outbox_pending_count(client.conn()).unwrap_or(0);
             if queued > 0 && e.class() == crate::client::ErrorClass::Network {
@@ -75,6 +80,9 @@ pub async fn run(
         let message = MessageInfo::new(&reply, peer.as_ref());
         let ev = crate::client::events::Event::Received { message };
         super::listen::print_event(printer, &ev);
+    }
+    if let Some(e) = out.reply_error {
+        return Err(e.into());
     }
     Ok(ExitStatus::Success)
 }

@@ -19,10 +19,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "CMD")]
     pub on_message: String,
     /// Send this first (needs --to): opens a conversation between two bots.
-    #[arg(long, value_name = "TEXT", requires = "to")]
+    #[arg(long, value_name = "TEXT", requires = "to", allow_hyphen_values = true)]
     pub seed: Option<String>,
     /// Peer for --seed.
-    #[arg(long, value_name = "PEER", requires = "seed")]
+    #[arg(long, value_name = "PEER", requires = "seed", allow_hyphen_values = true)]
     pub to: Option<String>,
     /// Stop after handling this many messages.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]

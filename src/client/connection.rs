@@ -81,6 +81,30 @@ impl LinkError {
     }
 }
 
+/// A relay session token: a bearer secret for `resume`. Redacted in `Debug`,
+/// wiped on drop; only [`SessionToken::expose`] reveals it (to the relay and
+/// the 0600 database).
+#[derive(Clone, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+pub struct SessionToken(String);
+
+impl SessionToken {
+    /// Wrap a token.
+    pub fn new(token: String) -> Self {
+        Self(token)
+    }
+
+    /// The token itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionToken(<redacted>)")
+    }
+}
+
 /// What a link reports to its owner. Every event names its relay.
 #[derive(Debug)]
 pub enum LinkEvent {
@@ -95,7 +119,7 @@ pub enum LinkEvent {
         /// Whether the token fast path was used.
         resumed: bool,
         /// New session token (secret).
-        token: String,
+        token: SessionToken,
         /// Its expiry, unix seconds.
         token_expires_at: u64,
     },
@@ -136,41 +160,76 @@ pub struct LinkOptions {
     /// Attempts before giving up, while never connected. After a first
     /// successful login the link retries forever (until cancelled).
     pub give_up_after: u32,
+    /// Pause after another connection of this identity replaced ours. The relay
+    /// keeps one connection per identity, so a long-running `serve` yields for a
+    /// moment to a one-shot `send` from the same home instead of evicting it at
+    /// once; one-shot commands use zero and take the line back quickly.
+    pub yield_when_replaced: Duration,
 }
 
 impl Default for LinkOptions {
     fn default() -> Self {
-        Self { give_up_after: 3 }
+        Self { give_up_after: 3, yield_when_replaced: Duration::ZERO }
     }
 }
+
+impl LinkOptions {
+    /// For long-running loops (`listen`, `serve`).
+    pub fn long_running() -> Self {
+        Self { yield_when_replaced: REPLACED_YIELD, ..Self::default() }
+    }
+}
+
+/// How long a long-running link yields after being replaced (jittered ±50%).
+const REPLACED_YIELD: Duration = Duration::from_secs(3);
+/// The Down reason when another connection of ours took over.
+const REPLACED: &str = "replaced by another connection of this identity";
 
 /// The owner's side of a link.
 #[derive(Debug)]
 pub struct LinkHandle {
     relay: RelayUrl,
+    dial: RelayUrl,
     out: mpsc::Sender<ClientFrame>,
     _task: AbortOnDropHandle<()>,
 }
 
 impl LinkHandle {
-    /// Start a link task. Events go to `events`; it stops on `cancel` or drop.
+    /// Start a link task for `relay`, dialling `dial` (usually the same URL; a
+    /// loopback address when the relay runs in this process behind a tunnel).
+    /// Events name `relay`; the task stops on `cancel` or drop.
+    #[allow(clippy::too_many_arguments)]
     pub fn spawn(
         relay: RelayUrl,
+        dial: RelayUrl,
         identity: Arc<IdentityKeyPair>,
-        token: Option<String>,
+        token: Option<SessionToken>,
         options: LinkOptions,
         events: mpsc::UnboundedSender<LinkEvent>,
         cancel: CancellationToken,
     ) -> Self {
         let (out, rx) = mpsc::channel(OUT_QUEUE);
-        let actor = Actor { relay: relay.clone(), identity, token, options, events, cancel };
+        let actor = Actor {
+            relay: relay.clone(),
+            dial: dial.clone(),
+            identity,
+            token,
+            options,
+            events,
+            cancel,
+        };
         let task = AbortOnDropHandle::new(tokio::spawn(actor.run(rx)));
-        Self { relay, out, _task: task }
+        Self { relay, dial, out, _task: task }
     }
 
     /// The relay this link serves.
     pub fn relay(&self) -> &RelayUrl {
         &self.relay
+    }
+
+    /// What this link dials.
+    pub fn dial(&self) -> &RelayUrl {
+        &self.dial
     }
 
     /// Queue a frame for the socket. Returns false when the queue is full or the
@@ -183,16 +242,19 @@ impl LinkHandle {
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 struct Actor {
+    /// The relay's canonical URL: the key for tokens, peers and the outbox.
     relay: RelayUrl,
+    /// What we actually connect to (and whose authority we sign).
+    dial: RelayUrl,
     identity: Arc<IdentityKeyPair>,
-    token: Option<String>,
+    token: Option<SessionToken>,
     options: LinkOptions,
     events: mpsc::UnboundedSender<LinkEvent>,
     cancel: CancellationToken,
 }
 
 enum Login {
-    Ok { ws: Box<Ws>, pending: u64, resumed: bool, token: String, token_expires_at: u64 },
+    Ok { ws: Box<Ws>, pending: u64, resumed: bool, token: SessionToken, token_expires_at: u64 },
     TokenRejected,
 }
 
@@ -242,7 +304,10 @@ impl Actor {
                 self.emit(LinkEvent::Fatal { relay: self.relay.clone(), error });
                 return;
             }
-            let retry_in = backoff(failures);
+            let mut retry_in = backoff(failures);
+            if reason == REPLACED && !self.options.yield_when_replaced.is_zero() {
+                retry_in = retry_in.max(jitter(self.options.yield_when_replaced));
+            }
             tracing::info!(relay = %self.relay, %reason, retry_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX), "relay link down");
             self.emit(LinkEvent::Down { relay: self.relay.clone(), reason, retry_in });
             tokio::select! {
@@ -263,7 +328,7 @@ impl Actor {
 
     /// Dial, read the challenge, log in (resume first if we hold a token).
     async fn connect(&self) -> Result<Login, LinkError> {
-        let (mut ws, _resp) = tokio_tungstenite::connect_async(self.relay.as_str())
+        let (mut ws, _resp) = tokio_tungstenite::connect_async(self.dial.as_str())
             .await
             .map_err(|e| self.unreachable(e))?;
         let (versions, challenge) = match self.read_frame(&mut ws).await? {
@@ -292,10 +357,10 @@ impl Actor {
             )?;
         let resumed = self.token.is_some();
         let login = match &self.token {
-            Some(token) => ClientFrame::Resume { v, token: token.clone() },
+            Some(token) => ClientFrame::Resume { v, token: token.expose().to_owned() },
             None => {
                 let ts = super::now_secs();
-                let bytes = protocol::login_signed_bytes(&self.relay.origin(), &challenge, ts);
+                let bytes = protocol::login_signed_bytes(&self.dial.origin(), &challenge, ts);
                 let signature = *self.identity.sign(&bytes).as_bytes();
                 ClientFrame::Login { v, identity: self.identity.public(), ts, signature }
             }
@@ -305,6 +370,7 @@ impl Actor {
             .map_err(|e| self.unreachable(e))?;
         match self.read_frame(&mut ws).await? {
             ServerFrame::Welcome { token, token_expires_at, pending, .. } => {
+                let token = SessionToken::new(token);
                 Ok(Login::Ok { ws: Box::new(ws), pending, resumed, token, token_expires_at })
             }
             ServerFrame::Error {
@@ -370,7 +436,10 @@ impl Actor {
                                 Err(e) => tracing::warn!(relay = %self.relay, error = %e, "ignoring a bad frame from the relay"),
                             }
                         }
-                        Some(Ok(Message::Close(_))) => return Some("closed by relay".into()),
+                        Some(Ok(Message::Close(frame))) => {
+                            let replaced = frame.as_ref().is_some_and(|f| f.reason.contains("replaced"));
+                            return Some(if replaced { REPLACED.into() } else { "closed by relay".into() });
+                        }
                         Some(Ok(_)) => {}
                     }
                 }
@@ -397,7 +466,11 @@ impl Actor {
 /// Full-jitter exponential backoff: uniform in [d/2, d] with d = base·2^(n-1) capped.
 fn backoff(failures: u32) -> Duration {
     let exp = BACKOFF_BASE.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
-    let cap = exp.min(BACKOFF_MAX);
+    jitter(exp.min(BACKOFF_MAX))
+}
+
+/// Uniform in [d/2, d], so clients that dropped together do not return together.
+fn jitter(cap: Duration) -> Duration {
     let mut b = [0u8; 8];
     SystemRng.fill(&mut b);
     let frac = f64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])) / f64::from(u32::MAX);
@@ -425,6 +498,13 @@ pub fn install_tls_provider() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_token_is_redacted() {
+        let t = SessionToken::new("v1.secret.mac".into());
+        assert_eq!(format!("{t:?}"), "SessionToken(<redacted>)");
+        assert_eq!(t.expose(), "v1.secret.mac");
+    }
 
     #[test]
     fn backoff_grows_with_jitter_and_is_capped() {

@@ -21,10 +21,13 @@ use tokio_util::sync::CancellationToken;
 use super::connection::{LinkError, LinkEvent, LinkHandle, LinkOptions};
 use super::home::Home;
 use super::payload::Payload;
+pub use super::receive::Received;
+use super::receive::receive;
 use super::relay_url::RelayUrl;
-use super::store::{self, InboxRow, NewInbox, OutboxRow, PeerRole, PeerRow, Store};
-use super::{ClientError, now_ms, now_secs};
-use crate::crypto::{IdentityKeyPair, IdentityPublicKey, OneTimePrekey, Session, SystemRng};
+pub use super::seal::{seal_in, session_bytes};
+use super::store::{self, InboxRow, OutboxRow, PeerRow, Store};
+use super::{ClientError, now_secs};
+use crate::crypto::{IdentityKeyPair, IdentityPublicKey};
 use crate::protocol::{
     ClientFrame, DeliveryStatus, EnvelopeId, ErrorCode, InviteHash, ServerFrame,
 };
@@ -65,6 +68,8 @@ pub enum Incoming {
         row: InboxRow,
         /// False when the relay redelivered a message stored earlier and not yet consumed.
         fresh: bool,
+        /// Part of the backlog the relay announced at login (sent while we were away).
+        backlog: bool,
     },
     /// A guest accepted one of our invites (already acked).
     Paired {
@@ -117,6 +122,12 @@ pub struct Client {
     identity: Arc<IdentityKeyPair>,
     store: Store,
     links: HashMap<String, LinkHandle>,
+    dial_overrides: HashMap<String, RelayUrl>,
+    /// Relay keys served by another key's link because both dial the same place
+    /// (the relay keeps one connection per identity: two links would evict each other).
+    aliases: HashMap<String, String>,
+    /// Per relay: queued deliveries announced in `welcome` and not yet received.
+    backlog: HashMap<String, u64>,
     up: HashMap<String, bool>,
     events_tx: mpsc::UnboundedSender<LinkEvent>,
     events_rx: mpsc::UnboundedReceiver<LinkEvent>,
@@ -141,6 +152,9 @@ impl Client {
             identity: Arc::new(identity),
             store,
             links: HashMap::new(),
+            dial_overrides: HashMap::new(),
+            aliases: HashMap::new(),
+            backlog: HashMap::new(),
             up: HashMap::new(),
             events_tx,
             events_rx,
@@ -181,14 +195,29 @@ impl Client {
         self.options = options;
     }
 
+    /// Reach `relay` (the URL in invites, peers and the outbox) by dialling
+    /// `dial` instead: for a host whose relay runs in-process behind a tunnel
+    /// (`room open`), so its own traffic stays on loopback. Set before connecting.
+    pub fn set_dial_override(&mut self, relay: &RelayUrl, dial: RelayUrl) {
+        self.dial_overrides.insert(relay.as_str().to_owned(), dial);
+    }
+
     /// Start a link to `relay` unless one runs already.
     pub fn connect(&mut self, relay: &RelayUrl) -> Result<(), ClientError> {
-        if self.links.contains_key(relay.as_str()) {
+        if self.links.contains_key(self.link_key(relay.as_str())) {
             return Ok(());
         }
-        let token = store::get_token(self.store.conn(), relay.as_str(), now_secs())?;
+        let dial =
+            self.dial_overrides.get(relay.as_str()).cloned().unwrap_or_else(|| relay.clone());
+        if let Some((key, _)) = self.links.iter().find(|(_, l)| l.dial() == &dial) {
+            self.aliases.insert(relay.as_str().to_owned(), key.clone());
+            return Ok(());
+        }
+        let token = store::get_token(self.store.conn(), relay.as_str(), now_secs())?
+            .map(super::connection::SessionToken::new);
         let link = LinkHandle::spawn(
             relay.clone(),
+            dial,
             Arc::clone(&self.identity),
             token,
             self.options,
@@ -217,12 +246,21 @@ impl Client {
 
     /// Whether `relay` is logged in right now.
     pub fn is_up(&self, relay: &RelayUrl) -> bool {
-        self.up.get(relay.as_str()).copied().unwrap_or(false)
+        self.up.get(self.link_key(relay.as_str())).copied().unwrap_or(false)
+    }
+
+    /// The key of the link serving `relay`.
+    fn link_key<'a>(&'a self, relay: &'a str) -> &'a str {
+        self.aliases.get(relay).map_or(relay, String::as_str)
+    }
+
+    fn link(&self, relay: &RelayUrl) -> Option<&LinkHandle> {
+        self.links.get(self.link_key(relay.as_str()))
     }
 
     /// Ack a stored message to the relay it came through.
     pub fn ack(&self, relay: &RelayUrl, from: &IdentityPublicKey, id: &EnvelopeId) {
-        if let Some(link) = self.links.get(relay.as_str()) {
+        if let Some(link) = self.link(relay) {
             link.send(ClientFrame::Ack { id: *id, from: *from });
         }
     }
@@ -237,7 +275,7 @@ impl Client {
         self.connect(relay)?;
         self.next_rid += 1;
         let rid = format!("r{}", self.next_rid);
-        if let Some(link) = self.links.get(relay.as_str()) {
+        if let Some(link) = self.link(relay) {
             link.send(build(Some(rid.clone())));
         }
         Ok(rid)
@@ -258,13 +296,40 @@ impl Client {
         Ok(row.id)
     }
 
+    /// Our relay moved (say, a tunnel came back with a new URL): tell every peer
+    /// reached through `from`, through `from` (where they still listen), and
+    /// point them at `to` locally. Returns the envelope ids of the notices.
+    pub fn announce_relay_moved(
+        &mut self,
+        from: &RelayUrl,
+        to: &RelayUrl,
+    ) -> Result<Vec<EnvelopeId>, ClientError> {
+        let peers: Vec<PeerRow> = store::list_peers(self.store.conn())?
+            .into_iter()
+            .filter(|p| p.relay_url == from.as_str())
+            .collect();
+        let notice = Payload::RelayMoved { relay: to.to_string() };
+        let mut ids = Vec::new();
+        for peer in peers {
+            let tx = self.store.immediate()?;
+            store::set_peer_relay(&tx, &peer.pk, to.as_str())?;
+            // Sealed after the move so it is the one row still addressed to `from`.
+            let row = seal_in(&tx, &peer, &notice, None)?;
+            tx.commit().map_err(store::StoreError::from)?;
+            self.offer(&row)?;
+            ids.push(row.id);
+        }
+        self.connect(to)?;
+        Ok(ids)
+    }
+
     /// Offer an outbox row to its relay (connecting if needed; a link that is
     /// not up yet sends it on login through [`Self::flush`]).
     pub fn offer(&mut self, row: &OutboxRow) -> Result<(), ClientError> {
         let relay = RelayUrl::parse(&row.relay_url)?;
         self.connect(&relay)?;
         if self.is_up(&relay) {
-            if let Some(link) = self.links.get(relay.as_str()) {
+            if let Some(link) = self.link(&relay) {
                 link.send(send_frame(row));
             }
         }
@@ -274,7 +339,7 @@ impl Client {
     /// Re-send every pending outbox row for `relay`, oldest first.
     pub fn flush(&mut self, relay: &RelayUrl) -> Result<usize, ClientError> {
         let rows = store::outbox_pending(self.store.conn(), relay.as_str())?;
-        if let Some(link) = self.links.get(relay.as_str()) {
+        if let Some(link) = self.link(relay) {
             for row in &rows {
                 link.send(send_frame(row));
             }
@@ -302,6 +367,22 @@ impl Client {
                 return Ok(Some(incoming));
             }
         }
+    }
+
+    /// Catch up: connect to every relay we use and take in what they queued for
+    /// us while we were away (a guest's hello, say), storing and acking it. Ends
+    /// when every link is up with its backlog received, or at `timeout`.
+    pub async fn sync(&mut self, timeout: Duration) -> Result<(), ClientError> {
+        let relays = self.connect_all()?;
+        let caught_up = |c: &Self| {
+            relays.iter().all(|r| {
+                c.is_up(r) && c.backlog.get(c.link_key(r.as_str())).is_some_and(|n| *n == 0)
+            })
+        };
+        if caught_up(self) {
+            return Ok(());
+        }
+        self.wait_for(timeout, "the relay backlog", |c, _| caught_up(c).then_some(Ok(()))).await
     }
 
     /// Drive the engine until `f` picks an outcome, for one-shot commands. Text
@@ -335,9 +416,24 @@ impl Client {
         Ok(match ev {
             LinkEvent::Up { relay, pending, reconnect, resumed, token, token_expires_at } => {
                 tracing::info!(relay = %relay, resumed, pending, "logged in to relay");
-                store::put_token(self.store.conn(), relay.as_str(), &token, token_expires_at)?;
+                store::put_token(
+                    self.store.conn(),
+                    relay.as_str(),
+                    token.expose(),
+                    token_expires_at,
+                )?;
                 self.up.insert(relay.as_str().to_owned(), true);
+                self.backlog.insert(relay.as_str().to_owned(), pending);
                 self.flush(&relay)?;
+                let aliased: Vec<String> = self
+                    .aliases
+                    .iter()
+                    .filter(|(_, k)| k.as_str() == relay.as_str())
+                    .map(|(a, _)| a.clone())
+                    .collect();
+                for a in aliased {
+                    self.flush(&RelayUrl::parse(&a)?)?;
+                }
                 Some(Incoming::Up { relay, reconnect, pending })
             }
             LinkEvent::TokenRejected { relay } => {
@@ -351,6 +447,7 @@ impl Client {
             LinkEvent::Fatal { relay, error } => {
                 self.up.insert(relay.as_str().to_owned(), false);
                 self.links.remove(relay.as_str());
+                self.aliases.retain(|_, k| k.as_str() != relay.as_str());
                 Some(Incoming::Fatal(error))
             }
             LinkEvent::Frame { relay, frame } => self.on_frame(relay, frame)?,
@@ -364,7 +461,14 @@ impl Client {
     ) -> Result<Option<Incoming>, ClientError> {
         Ok(match frame {
             ServerFrame::Deliver { id, from, body, ts } => {
-                self.on_deliver(relay, id, from, &body, ts)?
+                let backlog = match self.backlog.get_mut(relay.as_str()) {
+                    Some(n) if *n > 0 => {
+                        *n -= 1;
+                        true
+                    }
+                    _ => false,
+                };
+                self.on_deliver(relay, id, from, &body, ts, backlog)?
             }
             ServerFrame::Sent { id, status } => {
                 store::outbox_sent(self.store.conn(), &id, now_secs())?;
@@ -405,14 +509,15 @@ impl Client {
         from: IdentityPublicKey,
         body: &[u8],
         ts: u64,
+        backlog: bool,
     ) -> Result<Option<Incoming>, ClientError> {
         let outcome = receive(&mut self.store, &self.identity, &relay, &id, &from, body, ts)?;
         let report = match outcome {
             Received::Stored(row) if row.state == "new" => {
-                return Ok(Some(Incoming::Message { relay, row, fresh: true }));
+                return Ok(Some(Incoming::Message { relay, row, fresh: true, backlog }));
             }
             Received::Duplicate(row) if row.state == "new" => {
-                return Ok(Some(Incoming::Message { relay, row, fresh: false }));
+                return Ok(Some(Incoming::Message { relay, row, fresh: false, backlog }));
             }
             Received::Stored(_) | Received::Duplicate(_) => None,
             Received::Paired(peer) => Some(Incoming::Paired { peer }),
@@ -455,159 +560,4 @@ fn is_permanent_send_error(code: ErrorCode) -> bool {
 /// SHA-256 of an invite id: what `invite_publish`/`invite_revoke` carry.
 pub fn invite_hash(id: &[u8; 16]) -> InviteHash {
     InviteHash(sha2::Sha256::digest(id).into())
-}
-
-/// Seal `payload` for `peer` inside the caller's transaction: advance the
-/// session, store it, and queue the envelope.
-pub fn seal_in(
-    tx: &Connection,
-    peer: &PeerRow,
-    payload: &Payload,
-    claim: Option<[u8; 16]>,
-) -> Result<OutboxRow, ClientError> {
-    let bytes = store::load_session(tx, &peer.pk)?
-        .ok_or_else(|| ClientError::UnknownPeer(peer.pk.to_b64u()))?;
-    let mut session: Session =
-        serde_json::from_slice(&bytes).map_err(|_| store::StoreError::BadRecord("session"))?;
-    let body = session.encrypt(&payload.to_bytes(), &mut SystemRng)?;
-    store::save_session(tx, &peer.pk, &session_bytes(&session))?;
-    let mut id = [0u8; 16];
-    crate::crypto::CryptoRng::fill(&mut SystemRng, &mut id);
-    let reply_to = match payload {
-        Payload::Text { reply_to, .. } => *reply_to,
-        _ => None,
-    };
-    let row = OutboxRow {
-        id: EnvelopeId(id),
-        peer: peer.pk,
-        relay_url: peer.relay_url.clone(),
-        body,
-        claim,
-    };
-    store::insert_outbox(tx, &row, reply_to.as_ref(), now_secs())?;
-    Ok(row)
-}
-
-/// Serialise a session for the database.
-pub fn session_bytes(session: &Session) -> Vec<u8> {
-    serde_json::to_vec(session).unwrap_or_default()
-}
-
-enum Received {
-    Stored(InboxRow),
-    Duplicate(InboxRow),
-    Paired(PeerRow),
-    Moved(IdentityPublicKey, RelayUrl),
-    Dropped(String),
-}
-
-/// Decrypt and store one delivery in a single IMMEDIATE transaction.
-fn receive(
-    store: &mut Store,
-    identity: &IdentityKeyPair,
-    relay: &RelayUrl,
-    id: &EnvelopeId,
-    from: &IdentityPublicKey,
-    body: &[u8],
-    ts: u64,
-) -> Result<Received, ClientError> {
-    let tx = store.immediate()?;
-    if let Some(row) = store::inbox_seen(&tx, from, id)? {
-        return Ok(Received::Duplicate(row));
-    }
-    let mut paired = None;
-    let plaintext = match store::load_session(&tx, from)? {
-        Some(bytes) => {
-            let mut session: Session = serde_json::from_slice(&bytes)
-                .map_err(|_| store::StoreError::BadRecord("session"))?;
-            match session.decrypt(body, &mut SystemRng) {
-                Ok(pt) => {
-                    store::save_session(&tx, from, &session_bytes(&session))?;
-                    pt
-                }
-                Err(e) => return Ok(Received::Dropped(format!("cannot decrypt: {e}"))),
-            }
-        }
-        None => match first_contact(&tx, identity, relay, from, body)? {
-            Ok((peer, pt)) => {
-                paired = Some(peer);
-                pt
-            }
-            Err(reason) => return Ok(Received::Dropped(reason)),
-        },
-    };
-    let now = now_secs();
-    store::touch_peer(&tx, from, now)?;
-    let payload =
-        Payload::parse(&plaintext).unwrap_or(Payload::Unknown { kind: String::from("invalid") });
-    let mut moved = None;
-    let (text, state, reply_to) = match &payload {
-        Payload::Text { text, reply_to } => (text.as_str(), "new", *reply_to),
-        Payload::RelayMoved { relay: url } => {
-            if let Ok(new_relay) = RelayUrl::parse(url) {
-                store::set_peer_relay(&tx, from, new_relay.as_str())?;
-                moved = Some(new_relay);
-            }
-            ("", "done", None)
-        }
-        Payload::Hello { .. } | Payload::Unknown { .. } => ("", "done", None),
-    };
-    let m = NewInbox { peer: from, id, kind: payload.kind(), text, reply_to, relay_ts: ts, state };
-    let row = store::insert_inbox(&tx, &m, now_ms())?;
-    tx.commit().map_err(store::StoreError::from)?;
-    Ok(match (paired, moved) {
-        (Some(peer), _) => Received::Paired(peer),
-        (None, Some(r)) => Received::Moved(*from, r),
-        (None, None) => Received::Stored(row),
-    })
-}
-
-/// A prekey message from a stranger: pair only if it claims an open invite of
-/// ours, names the authenticated sender as the guest, and decrypts.
-#[allow(clippy::type_complexity)]
-fn first_contact(
-    tx: &Connection,
-    identity: &IdentityKeyPair,
-    relay: &RelayUrl,
-    from: &IdentityPublicKey,
-    body: &[u8],
-) -> Result<Result<(PeerRow, Vec<u8>), String>, ClientError> {
-    let fields = match crate::crypto::peek_prekey(body) {
-        Ok(Some(f)) => f,
-        Ok(None) => return Ok(Err("message from an unknown sender".into())),
-        Err(e) => return Ok(Err(format!("malformed first message: {e}"))),
-    };
-    if fields.guest != *from {
-        return Ok(Err("prekey message names another identity".into()));
-    }
-    let invite_id = fields.invite_id.to_b64u();
-    let Some((invite, opk_bytes)) = store::open_invite_prekey(tx, &invite_id)? else {
-        return Ok(Err("claims an invite that is not open here (used, revoked or unknown)".into()));
-    };
-    let opk: OneTimePrekey = serde_json::from_slice(&opk_bytes)
-        .map_err(|_| store::StoreError::BadRecord("invite prekey"))?;
-    let (session, plaintext) = match Session::respond(identity, &opk, body, &mut SystemRng) {
-        Ok(r) => r,
-        Err(e) => return Ok(Err(format!("first message does not decrypt: {e}"))),
-    };
-    if session.peer() != *from {
-        return Ok(Err("prekey message names another identity".into()));
-    }
-    let label = match invite.label {
-        Some(l) if !store::label_taken(tx, &l)? => Some(l),
-        _ => None,
-    };
-    let peer = PeerRow {
-        pk: *from,
-        label,
-        role: PeerRole::Guest,
-        relay_url: RelayUrl::parse(&invite.relay_url)
-            .map_or_else(|_| relay.to_string(), |r| r.to_string()),
-        invite_id: invite_id.clone(),
-        created_at: now_secs(),
-        last_seen: None,
-    };
-    store::insert_peer(tx, &peer, &session_bytes(&session))?;
-    store::claim_invite(tx, &invite_id, from)?;
-    Ok(Ok((peer, plaintext)))
 }

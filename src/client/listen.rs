@@ -21,7 +21,7 @@ pub struct ListenOptions {
     pub once: bool,
     /// Only this peer (label, key or prefix).
     pub from: Option<String>,
-    /// Give up after this long without a message (None: forever).
+    /// Stop after this long (None: never); an error if no message came at all.
     pub timeout: Option<Duration>,
 }
 
@@ -36,12 +36,22 @@ pub async fn listen(
         Some(q) => Some(peers::resolve(client.conn(), q)?.pk),
         None => None,
     };
+    client.set_link_options(super::connection::LinkOptions::long_running());
     let mut shown = 0u64;
     if show_backlog(client, from.as_ref(), opts.once, &mut shown, emit)? {
         emit(Event::Done { count: shown, reason: "once".into() });
         return Ok(shown);
     }
-    client.connect_all()?;
+    let relays = client.connect_all()?;
+    if relays.is_empty() {
+        return Err(ClientError::NoPeers);
+    }
+    for relay in relays {
+        // Links already up (a library caller connected earlier) get no new login event.
+        if client.is_up(&relay) {
+            emit(Event::Connected { relay: relay.to_string(), pending: 0 });
+        }
+    }
     let mut poll = tokio::time::interval(INBOX_POLL);
     let deadline = opts.timeout.map(|t| tokio::time::Instant::now() + t);
     loop {
@@ -53,7 +63,13 @@ pub async fn listen(
                 }
                 continue;
             }
-            () = sleep_until(deadline) => return Err(ClientError::Timeout(opts.timeout.unwrap_or_default(), "a message")),
+            () = sleep_until(deadline) => {
+                if shown == 0 {
+                    return Err(ClientError::Timeout(opts.timeout.unwrap_or_default(), "a message"));
+                }
+                emit(Event::Done { count: shown, reason: "timeout".into() });
+                return Ok(shown);
+            }
         };
         let Some(inc) = inc else {
             emit(Event::Done { count: shown, reason: "cancelled".into() });

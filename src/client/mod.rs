@@ -32,6 +32,8 @@ pub mod invites;
 pub mod listen;
 pub mod payload;
 pub mod peers;
+pub mod receive;
+pub mod seal;
 pub mod send;
 pub mod serve;
 
@@ -76,6 +78,11 @@ pub enum ClientError {
     /// A session operation failed (a damaged session record, or key trouble).
     #[error("session error: {0}")]
     Session(#[from] crate::crypto::SessionError),
+    /// Nothing to listen to: no peers and no open invites.
+    #[error(
+        "no peers and no open invites yet: run `agentroom invite create` or `agentroom invite accept` first"
+    )]
+    NoPeers,
     /// No peer matches.
     #[error("unknown peer {0:?}: see `agentroom peers`")]
     UnknownPeer(String),
@@ -137,6 +144,7 @@ impl ClientError {
         match self {
             ClientError::Identity(identity::IdentityError::Missing(_))
             | ClientError::UnknownPeer(_)
+            | ClientError::NoPeers
             | ClientError::AmbiguousPeer(..) => ErrorClass::NoSession,
             ClientError::Link(_) | ClientError::Timeout(..) => ErrorClass::Network,
             ClientError::NoRelay | ClientError::RelayUrl(_) => ErrorClass::Usage,
@@ -144,3 +152,6 @@ impl ClientError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,6 +10,10 @@ use crate::protocol::EnvelopeId;
 /// crypto overhead) base64url-encoded must fit the relay's 64 KiB frame.
 pub const MAX_TEXT_BYTES: usize = 44 * 1024;
 
+/// Largest serialised payload (JSON escaping can grow a text): 47104 bytes seal to
+/// ~47.3 KB, ~63 KB in base64url, inside the 64 KiB frame with the `send` fields.
+pub const MAX_PAYLOAD_BYTES: usize = 46 * 1024;
+
 /// One decoded payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Payload {

@@ -48,11 +48,78 @@ fn normalise_fp(s: &str) -> String {
     s.chars().filter(char::is_ascii_hexdigit).map(|c| c.to_ascii_lowercase()).collect()
 }
 
+/// Like [`resolve`], but an unknown name first triggers a [`super::Client::sync`]:
+/// a guest that accepted our invite while we were offline is learnt from its
+/// queued hello, so `send guest …` works right after `invite create`.
+pub async fn resolve_synced(
+    client: &mut super::Client,
+    query: &str,
+) -> Result<PeerRow, ClientError> {
+    match resolve(client.conn(), query) {
+        Err(ClientError::UnknownPeer(_)) => {
+            if let Err(e) = client.sync(SYNC_TIMEOUT).await {
+                tracing::debug!(error = %e, "could not catch up with the relays");
+            }
+            resolve(client.conn(), query)
+        }
+        other => other,
+    }
+}
+
+/// How long [`resolve_synced`] waits for relays.
+const SYNC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Forget a peer locally and ask its relay to drop the pairing (best effort).
-pub fn remove(client: &mut super::Client, query: &str) -> Result<PeerRow, ClientError> {
-    let peer = resolve(client.conn(), query)?;
+pub async fn remove(client: &mut super::Client, query: &str) -> Result<PeerRow, ClientError> {
+    let peer = resolve_synced(client, query).await?;
     let tx = client.store().immediate()?;
     store::remove_peer(&tx, &peer.pk)?;
     tx.commit().map_err(store::StoreError::from)?;
     Ok(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::store::{PeerRole, Store};
+
+    fn add(store: &Store, bytes: [u8; 32], label: Option<&str>) -> IdentityPublicKey {
+        let pk = IdentityPublicKey::from_bytes(&bytes).unwrap();
+        let row = PeerRow {
+            pk,
+            label: label.map(str::to_owned),
+            role: PeerRole::Guest,
+            relay_url: "ws://r/ws".into(),
+            invite_id: "i".into(),
+            created_at: 1,
+            last_seen: None,
+        };
+        store::insert_peer(store.conn(), &row, b"{}").unwrap();
+        pk
+    }
+
+    #[test]
+    fn label_key_prefix_and_fingerprint() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let mut a = [0u8; 32];
+        a[31] = 1;
+        let mut b = [0u8; 32];
+        b[31] = 2;
+        let pa = add(&store, a, Some("alice"));
+        let pb = add(&store, b, None);
+        let c = store.conn();
+        assert_eq!(resolve(c, "alice").unwrap().pk, pa);
+        assert_eq!(resolve(c, &pb.to_b64u()).unwrap().pk, pb);
+        // Both keys start with many 'A's: a short prefix is ambiguous.
+        assert!(matches!(resolve(c, "AAAAAAAA"), Err(ClientError::AmbiguousPeer(_, 2))));
+        // A fingerprint prefix, typed with or without its spaces.
+        let fp = fingerprint(&pb);
+        assert_eq!(resolve(c, &fp[..9]).unwrap().pk, pb);
+        assert_eq!(resolve(c, &fp[..9].replace(' ', "")).unwrap().pk, pb);
+        assert!(matches!(resolve(c, "bob"), Err(ClientError::UnknownPeer(_))));
+        assert!(matches!(resolve(c, "AAA"), Err(ClientError::UnknownPeer(_))), "too short");
+        let unknown = IdentityPublicKey::from_bytes(&[9; 32]).unwrap().to_b64u();
+        assert!(matches!(resolve(c, &unknown), Err(ClientError::UnknownPeer(_))));
+    }
 }

@@ -22,10 +22,13 @@ pub struct SendOutcome {
     pub status: DeliveryStatus,
     /// The peer's answer, with `--wait-reply`.
     pub reply: Option<InboxRow>,
+    /// Why no answer came (timeout, connection lost), with `--wait-reply`. The
+    /// message itself was sent.
+    pub reply_error: Option<ClientError>,
 }
 
 /// Send `text` to the peer named `to`; optionally wait up to `wait_reply` for
-/// the next message from that peer. The message is in the outbox before the
+/// the peer's answer (see [`Progress::answers`]). The message is in the outbox before the
 /// first attempt: if the relay is unreachable it stays queued and goes out on
 /// the next connection (any command).
 pub async fn send(
@@ -34,7 +37,7 @@ pub async fn send(
     text: &str,
     wait_reply: Option<Duration>,
 ) -> Result<SendOutcome, ClientError> {
-    let peer = peers::resolve(client.conn(), to)?;
+    let peer = peers::resolve_synced(client, to).await?;
     if text.len() > MAX_TEXT_BYTES {
         return Err(ClientError::TooLarge(text.len()));
     }
@@ -47,18 +50,20 @@ pub async fn send(
             st.observe(c, inc).or_else(|| st.status.is_some().then_some(Ok(())))
         })
         .await?;
+    let mut reply_error = None;
     if let Some(limit) = wait_reply {
         if st.reply.is_none() {
-            client
+            reply_error = client
                 .wait_for(limit, "a reply", |c, inc| {
                     st.observe(c, inc).or_else(|| st.reply.is_some().then_some(Ok(())))
                 })
-                .await?;
+                .await
+                .err();
         }
     }
     let (status, reply) = (st.status, st.reply);
     let status = status.unwrap_or(DeliveryStatus::Stored);
-    Ok(SendOutcome { peer, id, status, reply })
+    Ok(SendOutcome { peer, id, status, reply, reply_error })
 }
 
 /// What a `send` has seen so far.
@@ -71,6 +76,18 @@ struct Progress {
 }
 
 impl Progress {
+    /// Whether `row` is the peer's answer: it names our message in `reply_to`,
+    /// or names none and was not already waiting at the relay when we logged in
+    /// (an agent that does not set `reply_to`). Older messages stay in the inbox
+    /// for `listen`.
+    fn answers(&self, row: &InboxRow, backlog: bool) -> bool {
+        row.peer == self.peer
+            && match row.reply_to {
+                Some(r) => r == self.id,
+                None => !backlog,
+            }
+    }
+
     /// Record `inc`; `Some(Err)` when the send failed. The reply can overtake our
     /// `sent` (the relay answers `delivered` only once the peer acked, and a
     /// handler may reply before that), so replies are caught in both phases.
@@ -80,8 +97,8 @@ impl Progress {
             Incoming::SendFailed { id, code, message } if *id == self.id => {
                 return Some(Err(ClientError::SendRefused(*code, message.clone())));
             }
-            Incoming::Message { relay, row, .. }
-                if self.want_reply && row.peer == self.peer && self.reply.is_none() =>
+            Incoming::Message { relay, row, backlog, .. }
+                if self.want_reply && self.reply.is_none() && self.answers(row, *backlog) =>
             {
                 if let Err(e) = store::inbox_done(c.conn(), row.seq) {
                     return Some(Err(e.into()));

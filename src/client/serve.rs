@@ -49,14 +49,24 @@ pub async fn serve(
     emit: &mut dyn FnMut(Event),
 ) -> Result<u64, ClientError> {
     let concurrency = opts.concurrency.max(1);
+    client.set_link_options(super::connection::LinkOptions::long_running());
     if let Some((to, text)) = &opts.seed {
-        let peer = peers::resolve(client.conn(), to)?;
+        let peer = peers::resolve_synced(client, to).await?;
         if text.len() > MAX_TEXT_BYTES {
             return Err(ClientError::TooLarge(text.len()));
         }
         client.queue(&peer, &Payload::Text { text: text.clone(), reply_to: None }, None)?;
     }
-    client.connect_all()?;
+    let relays = client.connect_all()?;
+    if relays.is_empty() {
+        return Err(ClientError::NoPeers);
+    }
+    for relay in relays {
+        // Links already up (a library caller connected earlier) get no new login event.
+        if client.is_up(&relay) {
+            emit(Event::Connected { relay: relay.to_string(), pending: 0 });
+        }
+    }
     let mut running: JoinSet<Finished> = JoinSet::new();
     let mut busy: HashSet<i64> = HashSet::new();
     let mut queue: VecDeque<InboxRow> = VecDeque::new();
@@ -94,6 +104,14 @@ pub async fn serve(
                     Incoming::Sent { id, status } => {
                         replies_in_flight.remove(&id);
                         if let Some(ev) = from_incoming(client, &Incoming::Sent { id, status }) {
+                            emit(ev);
+                        }
+                    }
+                    Incoming::SendFailed { id, code, message } => {
+                        // Refused for good: do not wait for its `sent` before stopping.
+                        replies_in_flight.remove(&id);
+                        let inc = Incoming::SendFailed { id, code, message };
+                        if let Some(ev) = from_incoming(client, &inc) {
                             emit(ev);
                         }
                     }

@@ -1,0 +1,189 @@
+//! Paired peers and their serialized ratchet sessions.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{StoreError, get_u64, to_i64, to_u64};
+use crate::crypto::IdentityPublicKey;
+
+/// Which side of the invite a peer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerRole {
+    /// The peer created the invite; we accepted it.
+    Host,
+    /// We created the invite; the peer accepted it.
+    Guest,
+}
+
+impl PeerRole {
+    fn as_str(self) -> &'static str {
+        match self {
+            PeerRole::Host => "host",
+            PeerRole::Guest => "guest",
+        }
+    }
+    /// Lowercase name.
+    pub fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+/// A paired peer (without its session).
+#[derive(Debug, Clone)]
+pub struct PeerRow {
+    /// Identity.
+    pub pk: IdentityPublicKey,
+    /// Local name.
+    pub label: Option<String>,
+    /// Their side of the invite.
+    pub role: PeerRole,
+    /// Relay we reach them through.
+    pub relay_url: String,
+    /// Invite that paired us (b64u).
+    pub invite_id: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds of their last message.
+    pub last_seen: Option<u64>,
+}
+
+impl PeerRow {
+    /// Label if set, else the short key.
+    pub fn display_name(&self) -> String {
+        self.label.clone().unwrap_or_else(|| self.pk.fmt_short())
+    }
+}
+
+const PEER_COLS: &str = "pk, label, role, relay_url, invite_id, created_at, last_seen";
+
+fn peer_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, PeerRowParts)> {
+    Ok((
+        r.get(0)?,
+        PeerRowParts {
+            label: r.get(1)?,
+            role: r.get(2)?,
+            relay_url: r.get(3)?,
+            invite_id: r.get(4)?,
+            created_at: get_u64(r, 5)?,
+            last_seen: r.get::<_, Option<i64>>(6)?.map(to_u64),
+        },
+    ))
+}
+
+struct PeerRowParts {
+    label: Option<String>,
+    role: String,
+    relay_url: String,
+    invite_id: String,
+    created_at: u64,
+    last_seen: Option<u64>,
+}
+
+fn build_peer((pk, p): (String, PeerRowParts)) -> Result<PeerRow, StoreError> {
+    let pk = IdentityPublicKey::from_b64u(&pk).map_err(|_| StoreError::BadRecord("peer"))?;
+    let role = match p.role.as_str() {
+        "host" => PeerRole::Host,
+        "guest" => PeerRole::Guest,
+        _ => return Err(StoreError::BadRecord("peer")),
+    };
+    Ok(PeerRow {
+        pk,
+        label: p.label,
+        role,
+        relay_url: p.relay_url,
+        invite_id: p.invite_id,
+        created_at: p.created_at,
+        last_seen: p.last_seen,
+    })
+}
+
+/// Every peer, oldest first.
+pub fn list_peers(conn: &Connection) -> Result<Vec<PeerRow>, StoreError> {
+    let mut stmt = conn.prepare(&format!("SELECT {PEER_COLS} FROM peers ORDER BY created_at"))?;
+    let rows = stmt.query_map([], peer_from_row)?.collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter().map(build_peer).collect()
+}
+
+/// One peer by key.
+pub fn get_peer(conn: &Connection, pk: &IdentityPublicKey) -> Result<Option<PeerRow>, StoreError> {
+    let sql = format!("SELECT {PEER_COLS} FROM peers WHERE pk = ?1");
+    conn.query_row(&sql, [pk.to_b64u()], peer_from_row).optional()?.map(build_peer).transpose()
+}
+
+/// Insert a new peer with its first session.
+pub fn insert_peer(conn: &Connection, peer: &PeerRow, session: &[u8]) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO peers (pk, label, role, relay_url, invite_id, session, created_at, last_seen)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            peer.pk.to_b64u(),
+            peer.label,
+            peer.role.as_str(),
+            peer.relay_url,
+            peer.invite_id,
+            session,
+            to_i64(peer.created_at),
+            peer.last_seen.map(to_i64)
+        ],
+    )?;
+    Ok(())
+}
+
+/// Whether `label` is taken by a peer.
+pub fn label_taken(conn: &Connection, label: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row("SELECT 1 FROM peers WHERE label = ?1", [label], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// A peer's serialized session.
+pub fn load_session(
+    conn: &Connection,
+    pk: &IdentityPublicKey,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(conn
+        .query_row("SELECT session FROM peers WHERE pk = ?1", [pk.to_b64u()], |r| r.get(0))
+        .optional()?)
+}
+
+/// Replace a peer's serialized session.
+pub fn save_session(
+    conn: &Connection,
+    pk: &IdentityPublicKey,
+    session: &[u8],
+) -> Result<(), StoreError> {
+    conn.execute("UPDATE peers SET session = ?2 WHERE pk = ?1", params![pk.to_b64u(), session])?;
+    Ok(())
+}
+
+/// Record that a peer was just heard from.
+pub fn touch_peer(conn: &Connection, pk: &IdentityPublicKey, now: u64) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE peers SET last_seen = ?2 WHERE pk = ?1",
+        params![pk.to_b64u(), to_i64(now)],
+    )?;
+    Ok(())
+}
+
+/// Point a peer at a new relay (a `relay_moved` message).
+pub fn set_peer_relay(
+    conn: &Connection,
+    pk: &IdentityPublicKey,
+    url: &str,
+) -> Result<(), StoreError> {
+    conn.execute("UPDATE peers SET relay_url = ?2 WHERE pk = ?1", params![pk.to_b64u(), url])?;
+    // Envelopes still waiting follow the peer to its new relay.
+    conn.execute(
+        "UPDATE outbox SET relay_url = ?2 WHERE peer = ?1 AND status = 'pending'",
+        params![pk.to_b64u(), url],
+    )?;
+    Ok(())
+}
+
+/// Forget a peer with its session, inbox and queued envelopes.
+pub fn remove_peer(conn: &Connection, pk: &IdentityPublicKey) -> Result<bool, StoreError> {
+    let k = pk.to_b64u();
+    conn.execute("DELETE FROM outbox WHERE peer = ?1", [&k])?;
+    conn.execute("DELETE FROM inbox WHERE peer = ?1", [&k])?;
+    Ok(conn.execute("DELETE FROM peers WHERE pk = ?1", [&k])? > 0)
+}

@@ -1,0 +1,274 @@
+//! Inbox (decrypted messages, deduplicated by `(peer, id)`), outbox (sealed
+//! envelopes until the relay has them) and resume tokens.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{StoreError, get_u64, to_i64, to_u64};
+use crate::crypto::IdentityPublicKey;
+use crate::protocol::EnvelopeId;
+
+/// A decrypted message.
+#[derive(Debug, Clone)]
+pub struct InboxRow {
+    /// Local order.
+    pub seq: i64,
+    /// Sender.
+    pub peer: IdentityPublicKey,
+    /// Sender's envelope id.
+    pub id: EnvelopeId,
+    /// Payload kind (`text`, `hello`, ...).
+    pub kind: String,
+    /// Text (empty for non-text kinds).
+    pub text: String,
+    /// The envelope this answers.
+    pub reply_to: Option<EnvelopeId>,
+    /// Relay accept time, unix ms.
+    pub relay_ts: u64,
+    /// `new` or `done`.
+    pub state: String,
+}
+
+/// A message to store.
+#[derive(Debug, Clone)]
+pub struct NewInbox<'a> {
+    /// Sender.
+    pub peer: &'a IdentityPublicKey,
+    /// Envelope id.
+    pub id: &'a EnvelopeId,
+    /// Payload kind.
+    pub kind: &'a str,
+    /// Text.
+    pub text: &'a str,
+    /// Reply-to id.
+    pub reply_to: Option<EnvelopeId>,
+    /// Relay ts (ms).
+    pub relay_ts: u64,
+    /// Initial state: `new` for messages a consumer must see, `done` otherwise.
+    pub state: &'a str,
+}
+
+/// Whether `(peer, id)` was already received (dedupe across redeliveries).
+pub fn inbox_seen(
+    conn: &Connection,
+    peer: &IdentityPublicKey,
+    id: &EnvelopeId,
+) -> Result<Option<InboxRow>, StoreError> {
+    let sql = format!("{INBOX_SELECT} WHERE peer = ?1 AND id = ?2");
+    conn.query_row(&sql, [peer.to_b64u(), id.to_b64u()], inbox_from_row).optional()?.transpose()
+}
+
+const INBOX_SELECT: &str = "SELECT seq, peer, id, kind, text, reply_to, relay_ts, state FROM inbox";
+
+#[allow(clippy::type_complexity)]
+fn inbox_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<InboxRow, StoreError>> {
+    let peer: String = r.get(1)?;
+    let id: String = r.get(2)?;
+    let reply_to: Option<String> = r.get(5)?;
+    let bad = || StoreError::BadRecord("inbox");
+    let build = || -> Result<InboxRow, StoreError> {
+        Ok(InboxRow {
+            seq: r.get(0)?,
+            peer: IdentityPublicKey::from_b64u(&peer).map_err(|_| bad())?,
+            id: EnvelopeId::from_b64u(&id).ok_or_else(bad)?,
+            kind: r.get(3)?,
+            text: r.get(4)?,
+            reply_to: reply_to.as_deref().and_then(EnvelopeId::from_b64u),
+            relay_ts: get_u64(r, 6)?,
+            state: r.get(7)?,
+        })
+    };
+    Ok(build())
+}
+
+/// Store a decrypted message; returns its row.
+pub fn insert_inbox(
+    conn: &Connection,
+    m: &NewInbox<'_>,
+    now_ms: u64,
+) -> Result<InboxRow, StoreError> {
+    conn.execute(
+        "INSERT INTO inbox (peer, id, kind, text, reply_to, relay_ts, received_at, state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            m.peer.to_b64u(),
+            m.id.to_b64u(),
+            m.kind,
+            m.text,
+            m.reply_to.map(|r| r.to_b64u()),
+            to_i64(m.relay_ts),
+            to_i64(now_ms),
+            m.state
+        ],
+    )?;
+    Ok(InboxRow {
+        seq: conn.last_insert_rowid(),
+        peer: *m.peer,
+        id: *m.id,
+        kind: m.kind.to_owned(),
+        text: m.text.to_owned(),
+        reply_to: m.reply_to,
+        relay_ts: m.relay_ts,
+        state: m.state.to_owned(),
+    })
+}
+
+/// Messages not yet consumed, in arrival order, optionally from one peer.
+pub fn inbox_new(
+    conn: &Connection,
+    from: Option<&IdentityPublicKey>,
+) -> Result<Vec<InboxRow>, StoreError> {
+    let sql =
+        format!("{INBOX_SELECT} WHERE state = 'new' AND (?1 IS NULL OR peer = ?1) ORDER BY seq");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([from.map(|p| p.to_b64u())], inbox_from_row)?;
+    rows.map(|r| r?).collect()
+}
+
+/// Mark a message consumed. Returns false if someone else already did.
+pub fn inbox_done(conn: &Connection, seq: i64) -> Result<bool, StoreError> {
+    Ok(conn.execute("UPDATE inbox SET state = 'done' WHERE seq = ?1 AND state = 'new'", [seq])? > 0)
+}
+
+/// A sealed envelope waiting for the relay.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    /// Envelope id.
+    pub id: EnvelopeId,
+    /// Recipient.
+    pub peer: IdentityPublicKey,
+    /// Relay to send through.
+    pub relay_url: String,
+    /// Sealed body.
+    pub body: Vec<u8>,
+    /// Invite claim, first contact only.
+    pub claim: Option<[u8; 16]>,
+}
+
+/// Queue an envelope (before the first attempt to send it).
+pub fn insert_outbox(
+    conn: &Connection,
+    row: &OutboxRow,
+    reply_to: Option<&EnvelopeId>,
+    now: u64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO outbox (id, peer, relay_url, body, claim, reply_to, status, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)",
+        params![
+            row.id.to_b64u(),
+            row.peer.to_b64u(),
+            row.relay_url,
+            row.body,
+            row.claim.map(|c| crate::protocol::b64::encode(&c)),
+            reply_to.map(|r| r.to_b64u()),
+            to_i64(now)
+        ],
+    )?;
+    Ok(())
+}
+
+/// Pending envelopes for one relay, oldest first.
+pub fn outbox_pending(conn: &Connection, relay_url: &str) -> Result<Vec<OutboxRow>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, peer, relay_url, body, claim FROM outbox
+         WHERE status = 'pending' AND relay_url = ?1 ORDER BY seq",
+    )?;
+    let rows = stmt.query_map([relay_url], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get::<_, Option<String>>(4)?,
+        ))
+    })?;
+    let bad = || StoreError::BadRecord("outbox");
+    rows.map(|r| {
+        let (id, peer, relay_url, body, claim) = r?;
+        Ok(OutboxRow {
+            id: EnvelopeId::from_b64u(&id).ok_or_else(bad)?,
+            peer: IdentityPublicKey::from_b64u(&peer).map_err(|_| bad())?,
+            relay_url,
+            body,
+            claim: match claim {
+                Some(c) => Some(crate::protocol::b64::decode_array::<16>(&c).ok_or_else(bad)?),
+                None => None,
+            },
+        })
+    })
+    .collect()
+}
+
+/// Number of pending envelopes (all relays).
+pub fn outbox_pending_count(conn: &Connection) -> Result<u64, StoreError> {
+    Ok(conn
+        .query_row("SELECT count(*) FROM outbox WHERE status = 'pending'", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(to_u64)?)
+}
+
+/// The relay has the envelope.
+pub fn outbox_sent(conn: &Connection, id: &EnvelopeId, now: u64) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "UPDATE outbox SET status = 'sent', sent_at = ?2 WHERE id = ?1 AND status = 'pending'",
+        params![id.to_b64u(), to_i64(now)],
+    )? > 0)
+}
+
+/// The relay refused the envelope for good.
+pub fn outbox_failed(conn: &Connection, id: &EnvelopeId, error: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE outbox SET status = 'failed', error = ?2 WHERE id = ?1 AND status = 'pending'",
+        params![id.to_b64u(), error],
+    )?;
+    Ok(())
+}
+
+/// Status of one envelope (`pending`, `sent`, `failed`) and its error.
+pub fn outbox_status(
+    conn: &Connection,
+    id: &EnvelopeId,
+) -> Result<Option<(String, Option<String>)>, StoreError> {
+    Ok(conn
+        .query_row("SELECT status, error FROM outbox WHERE id = ?1", [id.to_b64u()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?)
+}
+
+/// The stored resume token for a relay, if unexpired.
+pub fn get_token(
+    conn: &Connection,
+    relay_url: &str,
+    now: u64,
+) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT token FROM relay_tokens WHERE relay_url = ?1 AND expires_at > ?2",
+            params![relay_url, to_i64(now.saturating_add(30))],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// Keep a resume token.
+pub fn put_token(
+    conn: &Connection,
+    relay_url: &str,
+    token: &str,
+    expires_at: u64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO relay_tokens (relay_url, token, expires_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (relay_url) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at",
+        params![relay_url, token, to_i64(expires_at)],
+    )?;
+    Ok(())
+}
+
+/// Drop a resume token the relay refused.
+pub fn clear_token(conn: &Connection, relay_url: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM relay_tokens WHERE relay_url = ?1", [relay_url])?;
+    Ok(())
+}

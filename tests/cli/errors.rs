@@ -1,0 +1,147 @@
+//! One clear line and the documented exit code for each failure class.
+
+use crate::common::{Agent, Relay};
+
+#[test]
+fn no_identity_unknown_peer_and_usage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Agent::new(tmp.path(), "a");
+    let (code, stderr) = a.fails(&["whoami"]);
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("agentroom setup"), "{stderr}");
+    let (code, _) = a.fails(&["send", "bob", "hi"]);
+    assert_eq!(code, 4);
+    a.setup();
+    let (code, stderr) = a.fails(&["send", "bob", "hi"]);
+    assert_eq!(code, 4);
+    assert!(stderr.contains("unknown peer"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let (code, stderr) = a.fails(&["listen"]);
+    assert_eq!(code, 4, "nothing to listen to: {stderr}");
+    assert_eq!(a.fails(&["serve", "--on-message", "cat"]).0, 4);
+    assert_eq!(a.fails(&["send"]).0, 2);
+    // Keys and ids may start with '-': never mistaken for a flag.
+    let (code, stderr) = a.fails(&["send", "-Abc_not_a_flag", "-5 degrees"]);
+    assert_eq!(code, 4, "{stderr}");
+    assert_eq!(a.fails(&["serve"]).0, 2);
+    assert_eq!(a.fails(&["serve", "--on-message", "cat", "--seed", "hi"]).0, 2);
+    assert_eq!(a.fails(&["invite", "create", "--expires", "soon"]).0, 2);
+    assert_eq!(a.fails(&["invite", "create"]).0, 2, "no relay configured");
+    assert_eq!(a.fails(&["bogus"]).0, 2);
+    let v = &a.json(&["version"])[0];
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    // `init` is `setup`.
+    assert_eq!(a.json(&["init", "--no-probe"])[0]["created"], false);
+}
+
+#[test]
+fn unreachable_relay_is_a_network_error_with_no_partial_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Agent::new(tmp.path(), "a");
+    a.setup();
+    // Bind then drop a port: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let (code, stderr) = a.fails(&["invite", "create", "--relay", &url]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("cannot reach relay"), "{stderr}");
+    assert!(a.json(&["invite", "list"]).is_empty());
+
+    // Accepting an invite whose relay is down stores nothing either.
+    let relay_dir = tmp.path().join("relay");
+    std::fs::create_dir_all(&relay_dir).unwrap();
+    let mut relay = Relay::start(&relay_dir);
+    let invite = a.invite(&relay.url, "b");
+    relay.stop();
+    let b = Agent::new(tmp.path(), "b");
+    b.setup();
+    let (code, stderr) = b.fails(&["invite", "accept", &invite]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(b.json(&["peers"]).is_empty());
+}
+
+#[test]
+fn corrupt_state_files_fail_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(tmp.path());
+    let a = Agent::new(tmp.path(), "a");
+    a.setup();
+    a.invite(&relay.url, "x");
+    std::fs::write(a.home.join("state.db"), vec![0x5a; 16 * 1024]).unwrap();
+    let _ = std::fs::remove_file(a.home.join("state.db-wal"));
+    let _ = std::fs::remove_file(a.home.join("state.db-shm"));
+    let (code, stderr) = a.fails(&["peers"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("corrupt"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
+    let b = Agent::new(tmp.path(), "b");
+    b.setup();
+    std::fs::write(b.home.join("identity.json"), b"{\"version\":1,\"seed\":\"short\"}").unwrap();
+    let (code, stderr) = b.fails(&["whoami"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("corrupt"), "{stderr}");
+    // setup does not overwrite a damaged identity.
+    assert_eq!(b.fails(&["setup"]).0, 1);
+}
+
+#[test]
+fn signals_stop_listen_and_serve_like_a_shell() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(tmp.path());
+    let (host, guest) = (Agent::new(tmp.path(), "host"), Agent::new(tmp.path(), "guest"));
+    crate::common::pair(&relay, &host, &guest);
+    let mut serve = host.spawn(&["serve", "--on-message", "cat"]);
+    serve.wait_event("connected");
+    let kill = |pid: u32, sig: &str| {
+        std::process::Command::new("kill").args([sig, &pid.to_string()]).status().unwrap()
+    };
+    kill(serve.child.id(), "-TERM");
+    assert_eq!(serve.wait_exit(), Some(143));
+    let done = serve.seen.iter().find(|v| v["event"] == "done").unwrap();
+    assert_eq!(done["reason"], "cancelled");
+
+    let mut listen = guest.spawn(&["listen"]);
+    listen.wait_event("connected");
+    kill(listen.child.id(), "-INT");
+    assert_eq!(listen.wait_exit(), Some(130));
+}
+
+#[test]
+fn a_damaged_session_drops_its_messages_without_crashing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(tmp.path());
+    let (host, guest) = (Agent::new(tmp.path(), "host"), Agent::new(tmp.path(), "guest"));
+    crate::common::pair(&relay, &host, &guest);
+    guest.json(&["send", "host", "one"]);
+    assert!(host.json(&["listen", "--once"]).iter().any(|v| v["text"] == "one"));
+    let db = rusqlite::Connection::open(host.home.join("state.db")).unwrap();
+    db.execute("UPDATE peers SET session = x'00'", []).unwrap();
+    drop(db);
+    guest.json(&["send", "host", "two"]);
+    let lines = host.json_any(&["listen", "--timeout", "2s"]);
+    let dropped = lines.iter().find(|v| v["event"] == "dropped").expect("dropped event");
+    assert!(dropped["reason"].as_str().unwrap().contains("corrupt"), "{dropped}");
+    assert!(lines.iter().all(|v| v["event"] != "received"));
+    host.json(&["peers", "remove", "guest"]);
+}
+
+#[test]
+fn waiting_for_a_reply_that_never_comes_is_a_network_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(tmp.path());
+    let (host, guest) = (Agent::new(tmp.path(), "host"), Agent::new(tmp.path(), "guest"));
+    crate::common::pair(&relay, &host, &guest);
+    let out = guest
+        .cmd()
+        .args(["--json", "send", "host", "anyone?", "--wait-reply", "--timeout", "1s"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("timed out"));
+    // The envelope id is printed before the wait fails.
+    let sent: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sent["event"], "sent");
+    // The message itself went out: the host gets it.
+    assert!(host.json(&["listen", "--once"]).iter().any(|v| v["text"] == "anyone?"));
+}
