@@ -33,6 +33,21 @@ pub async fn create(
     ttl: Duration,
     label: Option<String>,
 ) -> Result<CreatedInvite, ClientError> {
+    let row = create_via(client, relay, relay, ttl, label).await?;
+    Ok(CreatedInvite { row })
+}
+
+/// Create an invite that names `public` (signed into the invite string) but is
+/// stored with, and published through, `local`: the same relay reached another way.
+/// `room open` uses it so the host's own link never depends on the tunnel. A refused
+/// or failed publish deletes the invite again: nothing is left behind.
+pub async fn create_via(
+    client: &mut Client,
+    public: &RelayUrl,
+    local: &RelayUrl,
+    ttl: Duration,
+    label: Option<String>,
+) -> Result<InviteRow, ClientError> {
     if let Some(l) = &label {
         if store::label_taken(client.conn(), l)? {
             return Err(ClientError::LabelTaken(l.clone()));
@@ -41,12 +56,12 @@ pub async fn create(
     let now = now_secs();
     let expires_at = now.saturating_add(ttl.as_secs());
     let (invite, opk) =
-        Invite::create(client.identity(), relay.as_str(), expires_at, &mut SystemRng)?;
+        Invite::create(client.identity(), public.as_str(), expires_at, &mut SystemRng)?;
     let id = invite.id();
     let row = InviteRow {
         id: id.to_b64u(),
         label,
-        relay_url: relay.to_string(),
+        relay_url: local.to_string(),
         encoded: invite.encode(),
         status: "open".into(),
         claimed_by: None,
@@ -55,12 +70,11 @@ pub async fn create(
     };
     let opk_bytes = zeroize::Zeroizing::new(serde_json::to_vec(&opk).unwrap_or_default());
     store::insert_invite(client.conn(), &row, &opk_bytes)?;
-    let published = publish(client, relay, &id.0, expires_at).await;
-    if let Err(e) = published {
+    if let Err(e) = publish(client, local, &id.0, expires_at).await {
         store::delete_invite(client.conn(), &row.id)?;
         return Err(e);
     }
-    Ok(CreatedInvite { row })
+    Ok(row)
 }
 
 async fn publish(

@@ -239,7 +239,7 @@ async fn supervise(
     let mut client = Client::open(home, token.clone())?;
     adopt_earlier_guests(&mut client, &local, &public)?;
     let row = tokio::select! {
-        r = invite::create(&mut client, &public, &local, opts.invite_ttl, opts.label.clone()) => r?,
+        r = crate::client::invites::create_via(&mut client, &public, &local, opts.invite_ttl, opts.label.clone()) => r?,
         () = cancel.cancelled() => return Ok(RoomEnd::Cancelled),
     };
     let mut invite_id = row.id.clone();
@@ -491,7 +491,8 @@ async fn renew_invite(
     if let Err(e) = crate::client::invites::revoke(client, old).await {
         tracing::warn!(error = %e, "could not revoke the old invite");
     }
-    invite::create(client, public, local, opts.invite_ttl, opts.label.clone()).await
+    crate::client::invites::create_via(client, public, local, opts.invite_ttl, opts.label.clone())
+        .await
 }
 
 #[cfg(test)]
