@@ -118,8 +118,12 @@ fn detach_returns_ready_and_stop_ends_it() {
     assert!(alive(pid));
     assert_eq!(session_of(pid), Some(pid), "the background room leads its own session");
     assert_eq!(state(&home).unwrap()["log_file"], home.join("room.log").display().to_string());
-    let log = std::fs::read_to_string(home.join("room.log")).unwrap();
-    assert!(log.contains("room ready"), "{log}");
+    // The room logs "room ready" just after publishing its state file, which is what
+    // the parent waits for: the line may land a moment after `--detach` returns.
+    eventually("`room ready` in room.log", || {
+        let log = std::fs::read_to_string(home.join("room.log")).unwrap_or_default();
+        log.contains("room ready").then_some(())
+    });
 
     let again = run(&home, &["room", "open", "--tunnel", "none", "--detach"]);
     assert_eq!(again.status.code(), Some(1), "a second detached room is refused");
