@@ -35,6 +35,7 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use sha2::Digest;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -142,7 +143,12 @@ async fn send(tx: &mut Tx, f: &ClientFrame) {
 
 async fn login(addr: SocketAddr, kp: &IdentityKeyPair) -> (Tx, Rx) {
     let url = format!("ws://{addr}/ws");
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await.unwrap();
+    // Same read buffer as the relay: tungstenite zero-fills the whole read buffer
+    // (128 KiB by default) before every read attempt, which would bill the load
+    // generator for memsets rather than for the protocol.
+    let config = WebSocketConfig::default().read_buffer_size(8 * 1024);
+    let (ws, _) =
+        tokio_tungstenite::connect_async_with_config(url, Some(config), true).await.unwrap();
     let (mut tx, mut rx) = ws.split();
     let challenge = match recv(&mut rx).await {
         ServerFrame::Challenge { challenge, .. } => challenge,

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use axum::serve::ListenerExt as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -150,6 +151,14 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         .map_err(|source| RelayError::Bind { addr: config.bind, source })?;
     let addr =
         listener.local_addr().map_err(|source| RelayError::Bind { addr: config.bind, source })?;
+    // Frames are small and already batched before each flush: Nagle would hold a
+    // batch back until the peer's delayed ACK (up to 40 ms on Linux), which showed
+    // up as 40-120 ms stalls at a steady 20k envelopes/s.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
+        }
+    });
     let shared = Arc::new(Shared {
         hub: hub::Hub::new(Arc::clone(&store), pairs),
         limiter: limits::ConnLimiter::new(config.max_connections, config.max_connections_per_ip),
