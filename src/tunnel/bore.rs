@@ -86,15 +86,8 @@ pub(crate) async fn supervise(
             backoff.reset();
         }
         client = loop {
-            restarts += 1;
-            let retry_in = backoff.next_delay();
-            state.send_replace(TunnelState::Down { restarts, retry_in });
-            tokio::select! {
-                () = cancel.cancelled() => {
-                    state.send_replace(TunnelState::Stopped);
-                    return;
-                }
-                () = tokio::time::sleep(retry_in) => {}
+            if !super::wait_before_restart(&mut backoff, &mut restarts, &state, &cancel).await {
+                return;
             }
             // Same port first (same URL for the peer); any port if it was taken.
             let attempt = match connect(&opts, port).await {

@@ -181,15 +181,8 @@ pub(crate) async fn supervise(
         }
         // Restart until one run prints a URL, or we are cancelled.
         running = loop {
-            restarts += 1;
-            let retry_in = backoff.next_delay();
-            state.send_replace(TunnelState::Down { restarts, retry_in });
-            tokio::select! {
-                () = cancel.cancelled() => {
-                    state.send_replace(TunnelState::Stopped);
-                    return;
-                }
-                () = tokio::time::sleep(retry_in) => {}
+            if !super::wait_before_restart(&mut backoff, &mut restarts, &state, &cancel).await {
+                return;
             }
             let attempt = match launch(&opts) {
                 Ok(r) => {

@@ -118,6 +118,27 @@ impl Backoff {
     }
 }
 
+/// Between two runs of a tunnel: count the restart, publish `Down`, and sleep the
+/// backoff delay. Returns false (with the state set to `Stopped`) if cancelled meanwhile.
+/// Shared by the cloudflared and bore supervisors.
+pub(crate) async fn wait_before_restart(
+    backoff: &mut Backoff,
+    restarts: &mut u32,
+    state: &watch::Sender<TunnelState>,
+    cancel: &CancellationToken,
+) -> bool {
+    *restarts += 1;
+    let retry_in = backoff.next_delay();
+    state.send_replace(TunnelState::Down { restarts: *restarts, retry_in });
+    tokio::select! {
+        () = cancel.cancelled() => {
+            state.send_replace(TunnelState::Stopped);
+            false
+        }
+        () = tokio::time::sleep(retry_in) => true,
+    }
+}
+
 impl Default for Backoff {
     /// 1 s doubling to 60 s (quick-tunnel creation is rate limited: hammering it
     /// only earns 429s), reset after 5 minutes up.
