@@ -51,3 +51,7 @@ pub const LIVE_ACK_WINDOW: Duration = Duration::from_millis(20);
 /// Live envelopes buffered per connection; beyond this a slow reader's envelopes go to
 /// SQLite (never dropped) and it catches up from there.
 pub const CONN_QUEUE: usize = 1024;
+/// How often long-running commands delete expired plaintext (disappearing
+/// messages, `--retain`): a message outlives its expiry by at most this. Idle
+/// sweeps only read, so a short period costs little.
+pub const HISTORY_SWEEP_INTERVAL: Duration = Duration::from_secs(1);

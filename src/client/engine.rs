@@ -135,6 +135,10 @@ pub struct Client {
     options: LinkOptions,
     next_rid: u64,
     retry: tokio::time::Interval,
+    /// `--retain`: history older than this is deleted (None: keep).
+    retain: Option<Duration>,
+    /// Deletes expired plaintext while a loop waits in [`Self::next`].
+    sweep: tokio::time::Interval,
 }
 
 impl Client {
@@ -143,7 +147,14 @@ impl Client {
         crate::crypto::init().map_err(super::identity::IdentityError::Key)?;
         super::connection::install_tls_provider();
         let identity = super::identity::load(home)?;
-        let store = Store::open(&home.db_path())?;
+        let mut store = Store::open(&home.db_path())?;
+        // Disappearing messages go at the start of every command, long-running or not.
+        super::history::sweep(&mut store, None, super::now_ms())?;
+        let mut sweep = tokio::time::interval_at(
+            tokio::time::Instant::now() + crate::defaults::HISTORY_SWEEP_INTERVAL,
+            crate::defaults::HISTORY_SWEEP_INTERVAL,
+        );
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let mut retry = tokio::time::interval(OUTBOX_RETRY);
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -162,6 +173,8 @@ impl Client {
             options: LinkOptions::default(),
             next_rid: 0,
             retry,
+            retain: None,
+            sweep,
         })
     }
 
@@ -188,6 +201,14 @@ impl Client {
     /// The cancellation token links and loops watch.
     pub fn cancel_token(&self) -> &CancellationToken {
         &self.cancel
+    }
+
+    /// Keep history for `retain` only (`--retain`); the sweep runs now and then
+    /// every [`crate::defaults::HISTORY_SWEEP_INTERVAL`] while [`Self::next`] waits.
+    pub fn set_retention(&mut self, retain: Option<Duration>) -> Result<(), ClientError> {
+        self.retain = retain;
+        super::history::sweep(&mut self.store, retain, super::now_ms())?;
+        Ok(())
     }
 
     /// Set how hard new links try before reporting [`Incoming::Fatal`].
@@ -361,6 +382,10 @@ impl Client {
                     }
                     continue;
                 }
+                _ = self.sweep.tick() => {
+                    super::history::sweep(&mut self.store, self.retain, super::now_ms())?;
+                    continue;
+                }
             };
             let Some(ev) = ev else { return Ok(None) };
             if let Some(incoming) = self.on_link_event(ev)? {
@@ -472,11 +497,13 @@ impl Client {
             }
             ServerFrame::Sent { id, status } => {
                 store::outbox_sent(self.store.conn(), &id, now_secs())?;
+                store::history_sent(self.store.conn(), &id, status, super::now_ms())?;
                 Some(Incoming::Sent { id, status })
             }
             ServerFrame::Error { code, message, id: Some(id), .. } => {
                 if is_permanent_send_error(code) {
                     store::outbox_failed(self.store.conn(), &id, code.as_str())?;
+                    store::history_failed(self.store.conn(), &id)?;
                     Some(Incoming::SendFailed { id, code, message })
                 } else {
                     tracing::warn!(

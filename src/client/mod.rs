@@ -28,6 +28,7 @@ pub fn now_ms() -> u64 {
 
 pub mod engine;
 pub mod events;
+pub mod history;
 pub mod invites;
 pub mod listen;
 pub mod payload;

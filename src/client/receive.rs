@@ -81,6 +81,18 @@ pub(super) fn receive(
     };
     let m = NewInbox { peer: from, id, kind: payload.kind(), text, reply_to, relay_ts: ts, state };
     let row = store::insert_inbox(&tx, &m, now_ms())?;
+    if let Payload::Text { text, reply_to } = &payload {
+        let h = store::NewHistory {
+            peer: from,
+            direction: store::Direction::In,
+            id,
+            text,
+            reply_to: *reply_to,
+            at: now_ms(),
+            relay_ts: Some(ts),
+        };
+        store::insert_history(&tx, &h)?;
+    }
     tx.commit().map_err(store::StoreError::from)?;
     Ok(match (paired, moved) {
         (Some(peer), _) => Received::Paired(peer),

@@ -1,5 +1,5 @@
-//! Sealing: one payload becomes one outbox row, with the session advanced in
-//! the same transaction (the caller's), so a crash can never send a message
+//! Sealing: one payload becomes one outbox row (and, for text, one history
+//! row), with the session advanced in the same transaction (the caller's), so a crash can never send a message
 //! under a ratchet state the database does not have.
 
 use rusqlite::Connection;
@@ -43,6 +43,18 @@ pub fn seal_in(
         claim,
     };
     store::insert_outbox(tx, &row, reply_to.as_ref(), now_secs())?;
+    if let Payload::Text { text, reply_to } = payload {
+        let m = store::NewHistory {
+            peer: &peer.pk,
+            direction: store::Direction::Out,
+            id: &row.id,
+            text,
+            reply_to: *reply_to,
+            at: super::now_ms(),
+            relay_ts: None,
+        };
+        store::insert_history(tx, &m)?;
+    }
     Ok(row)
 }
 

@@ -1,5 +1,6 @@
 //! The client's SQLite database (`state.db`): peers and their ratchet sessions,
-//! invites with their one-time prekeys, inbox, outbox and resume tokens.
+//! invites with their one-time prekeys, inbox, outbox, resume tokens and the
+//! conversation history.
 //!
 //! Every function takes a plain `&Connection` so it runs the same inside or
 //! outside a transaction. Flows that advance a ratchet open an IMMEDIATE
@@ -14,10 +15,12 @@ use std::time::Duration;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use rusqlite_migration::{M, Migrations};
 
+mod history;
 mod invites;
 mod peers;
 mod queues;
 
+pub use history::*;
 pub use invites::*;
 pub use peers::*;
 pub use queues::*;
@@ -26,6 +29,7 @@ pub use queues::*;
 const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../../migrations/client/0001_init.sql")),
     M::up(include_str!("../../../migrations/client/0002_inbox_lease.sql")),
+    M::up(include_str!("../../../migrations/client/0004_history.sql")),
 ];
 
 /// How long a writer waits for another process's transaction to finish.

@@ -180,9 +180,10 @@ pub fn set_peer_relay(
     Ok(())
 }
 
-/// Forget a peer with its session, inbox and queued envelopes.
+/// Forget a peer with its session, inbox, queued envelopes and history.
 pub fn remove_peer(conn: &Connection, pk: &IdentityPublicKey) -> Result<bool, StoreError> {
     let k = pk.to_b64u();
+    super::delete_peer_history(conn, pk)?;
     conn.execute("DELETE FROM outbox WHERE peer = ?1", [&k])?;
     conn.execute("DELETE FROM inbox WHERE peer = ?1", [&k])?;
     Ok(conn.execute("DELETE FROM peers WHERE pk = ?1", [&k])? > 0)
