@@ -13,6 +13,7 @@
 //! - [`relay`]: the relay server (axum HTTP + WebSocket, SQLite store-and-forward,
 //!   HMAC session tokens); embeddable via [`relay::start`].
 //! - [`mcp`]: `agentroom mcp`, the MCP stdio server (send, next_message + ack leases, invites, status).
+//! - [`service`]: `agentroom service`: the systemd user unit / launchd agent that runs a home's daemon.
 //! - [`cli`]: the `agentroom` command line (clap derive), one file per command.
 //! - [`defaults`], [`env`](mod@env): every tunable and every environment variable, once.
 //! - [`fsutil`]: private files (0600) written atomically (temp + fsync + rename).
@@ -31,4 +32,5 @@ pub mod process;
 pub mod protocol;
 pub mod relay;
 pub mod room;
+pub mod service;
 pub mod tunnel;

@@ -23,6 +23,10 @@ pub struct ListenArgs {
     /// Stop after this long; exit 3 if no message arrived at all.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Option<Duration>,
+    /// Delete history (and read messages) older than this, now and every second
+    /// while running (e.g. 30d). Default: keep everything.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub retain: Option<Duration>,
 }
 
 /// Run `listen`.
@@ -34,6 +38,7 @@ pub async fn run(
     let home = home_of(home)?;
     let (cancel, sig) = super::cancel_on_signals();
     let mut client = Client::open(&home, cancel.clone())?;
+    client.set_retention(args.retain)?;
     let opts = ListenOptions { once: args.once, from: args.from, timeout: args.timeout };
     let result = listen(&mut client, &opts, &mut |ev| print_event(printer, &ev)).await;
     cancel.cancel();

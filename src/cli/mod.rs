@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 pub mod duration;
 pub mod exit;
+pub mod history;
 pub mod invite;
 pub mod listen;
 pub mod mcp;
@@ -17,6 +18,7 @@ pub mod relay;
 pub mod room;
 pub mod send;
 pub mod serve;
+pub mod service;
 pub mod setup;
 pub mod tunnel_args;
 
@@ -62,6 +64,8 @@ pub enum Command {
     Send(send::SendArgs),
     /// Print messages as they arrive.
     Listen(listen::ListenArgs),
+    /// Show the conversation history (sent and received messages).
+    History(history::HistoryArgs),
     /// Answer every message with a handler command (stdin → stdout).
     Serve(serve::ServeArgs),
     /// Serve the agentroom tools to an MCP host (Claude Code, Cursor, ...) on stdio.
@@ -73,6 +77,9 @@ pub enum Command {
     Room(room::RoomCommand),
     /// Same as `room open`.
     Host(room::OpenArgs),
+    /// Run this home's daemon at login: a systemd user unit or a launchd agent.
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
     /// Print the version.
     Version,
 }
@@ -126,10 +133,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Peers(args) => peers::run(home, args, printer).await,
         Command::Send(args) => send::run(home, args, printer).await,
         Command::Listen(args) => listen::run(home, args, printer).await,
+        Command::History(args) => history::run(home, args, printer),
         Command::Serve(args) => serve::run(home, args, printer).await,
         Command::Relay(args) => relay::run(args, cli.json, home).await,
         Command::Room(cmd) => room::run(home, cmd, printer).await,
         Command::Host(args) => room::open(home, args, printer).await,
+        Command::Service(cmd) => service::run(home, cmd, printer),
         Command::Mcp => mcp::run(home).await,
         Command::Version => {
             printer.event(

@@ -1,4 +1,5 @@
-//! `agentroom peers [list]` and `agentroom peers remove PEER`.
+//! `agentroom peers [list]`, `agentroom peers remove PEER` and
+//! `agentroom peers set PEER --expire 1h|off`.
 
 use std::path::PathBuf;
 
@@ -7,7 +8,7 @@ use serde_json::json;
 
 use super::{ExitStatus, Printer, home_of};
 use crate::client::relay_url::RelayUrl;
-use crate::client::{Client, Incoming, now_secs, peers, store};
+use crate::client::{Client, Incoming, history, now_secs, peers, store};
 use crate::crypto::fingerprint;
 use crate::protocol::ClientFrame;
 
@@ -32,6 +33,38 @@ pub enum PeersCommand {
         #[arg(allow_hyphen_values = true)]
         peer: String,
     },
+    /// Change a peer's settings.
+    Set {
+        /// Label, public key, or a unique prefix of the key or fingerprint.
+        #[arg(allow_hyphen_values = true)]
+        peer: String,
+        /// Disappearing messages: delete this peer's messages (history, read
+        /// inbox, sent envelopes) this long after each was sent or received
+        /// (e.g. 1h, 7d), existing ones included; `off` keeps them.
+        #[arg(long, value_parser = parse_expire, value_name = "DURATION|off")]
+        expire: Expire,
+    },
+}
+
+/// A `--expire` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expire {
+    /// Keep messages.
+    Off,
+    /// Delete them this long after.
+    After(std::time::Duration),
+}
+
+/// Parse `--expire`: a duration of at least one second, or `off`.
+pub fn parse_expire(input: &str) -> Result<Expire, String> {
+    if input.trim() == "off" {
+        return Ok(Expire::Off);
+    }
+    let d = super::duration::parse_duration(input)?;
+    if d.as_secs() == 0 {
+        return Err(format!("--expire {input:?} is under a second: use at least 1s, or off"));
+    }
+    Ok(Expire::After(d))
 }
 
 /// Run `peers`.
@@ -55,6 +88,7 @@ pub async fn run(
             list(&client, printer)
         }
         PeersCommand::Remove { peer } => remove(&mut client, &peer, printer).await,
+        PeersCommand::Set { peer, expire } => set(&client, &peer, expire, printer),
     };
     cancel.cancel();
     super::unless_signalled(result, &sig)
@@ -68,6 +102,7 @@ fn list(client: &Client, printer: Printer) -> anyhow::Result<ExitStatus> {
     let now = now_secs();
     for p in rows {
         let fp = fingerprint(&p.pk);
+        let expire = history::expiry(client.conn(), &p.pk)?;
         printer.event(
             "peer",
             json!({
@@ -78,14 +113,21 @@ fn list(client: &Client, printer: Printer) -> anyhow::Result<ExitStatus> {
                 "relay": p.relay_url,
                 "paired_at": p.created_at,
                 "last_seen": p.last_seen,
+                "expire_secs": expire.map(|d| d.as_secs()),
             }),
             || {
                 let seen = p.last_seen.map_or_else(
                     || "never".to_owned(),
                     |t| format!("{} ago", super::invite::human_duration(now.saturating_sub(t))),
                 );
+                let expire = expire.map_or_else(String::new, |d| {
+                    format!(
+                        "  messages expire after {}",
+                        super::invite::human_duration(d.as_secs())
+                    )
+                });
                 Some(format!(
-                    "{:<12} {}  {}  {}  last seen {seen}\n             {fp}",
+                    "{:<12} {}  {}  {}  last seen {seen}{expire}\n             {fp}",
                     p.label.as_deref().unwrap_or("-"),
                     p.pk.to_b64u(),
                     p.role.name(),
@@ -94,6 +136,38 @@ fn list(client: &Client, printer: Printer) -> anyhow::Result<ExitStatus> {
             },
         );
     }
+    Ok(ExitStatus::Success)
+}
+
+fn set(
+    client: &Client,
+    query: &str,
+    expire: Expire,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let peer = peers::resolve(client.conn(), query)?;
+    let expiry = match expire {
+        Expire::Off => None,
+        Expire::After(d) => Some(d),
+    };
+    if !history::set_expiry(client.conn(), &peer.pk, expiry)? {
+        return Err(crate::client::ClientError::UnknownPeer(query.to_owned()).into());
+    }
+    let secs = history::expiry(client.conn(), &peer.pk)?.map(|d| d.as_secs());
+    printer.event(
+        "peer_updated",
+        json!({"pk": peer.pk.to_b64u(), "label": peer.label, "expire_secs": secs}),
+        || {
+            Some(match secs {
+                Some(s) => format!(
+                    "Messages with {} now expire after {}.",
+                    peer.display_name(),
+                    super::invite::human_duration(s)
+                ),
+                None => format!("Messages with {} are kept.", peer.display_name()),
+            })
+        },
+    );
     Ok(ExitStatus::Success)
 }
 

@@ -33,6 +33,10 @@ pub struct ServeArgs {
     /// Kill the handler's whole process group after this long.
     #[arg(long, visible_alias = "handler-timeout", value_parser = parse_duration, default_value = "120s", value_name = "DURATION")]
     pub timeout: Duration,
+    /// Delete history (and read messages) older than this, now and every second
+    /// while running (e.g. 30d). Default: keep everything.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub retain: Option<Duration>,
 }
 
 /// Run `serve` until Ctrl-C or `--max-turns`.
@@ -47,6 +51,7 @@ pub async fn run(
     let home = home_of(home)?;
     let (cancel, sig) = super::cancel_on_signals();
     let mut client = Client::open(&home, cancel.clone())?;
+    client.set_retention(args.retain)?;
     let opts = ServeOptions {
         handler: HandlerCommand { command: args.on_message, timeout: args.timeout },
         seed: args.seed.zip(args.to).map(|(text, to)| (to, text)),
