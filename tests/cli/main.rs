@@ -7,5 +7,6 @@
 mod common;
 mod errors;
 mod handlers;
+mod history;
 mod invites;
 mod messaging;
