@@ -10,3 +10,4 @@ mod handlers;
 mod history;
 mod invites;
 mod messaging;
+mod service;
