@@ -192,6 +192,37 @@ mod tests {
     }
 
     #[test]
+    fn expired_text_leaves_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let mut store = Store::open(&path).unwrap();
+        let a = peer(&store, 1, "a");
+        let m = NewHistory {
+            peer: &a,
+            direction: Direction::In,
+            id: &EnvelopeId([1; 16]),
+            text: "the-launch-code-is-4815162342",
+            reply_to: None,
+            relay_ts: None,
+            at: 1_000,
+        };
+        store::insert_history(store.conn(), &m).unwrap();
+        let checkpoint = |s: &Store| {
+            s.conn().query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+        };
+        checkpoint(&store);
+        let has = || {
+            let bytes = std::fs::read(&path).unwrap();
+            bytes.windows(29).any(|w| w == b"the-launch-code-is-4815162342")
+        };
+        assert!(has(), "the text is in the file before");
+        set_expiry(store.conn(), &a, Some(Duration::from_secs(1))).unwrap();
+        assert_eq!(sweep(&mut store, None, 2_000).unwrap().history, 1);
+        checkpoint(&store);
+        assert!(!has(), "secure_delete overwrote it");
+    }
+
+    #[test]
     fn sweep_deletes_exactly_what_is_past_its_time() {
         let (_d, mut store) = open();
         let (a, b) = (peer(&store, 1, "a"), peer(&store, 2, "b"));

@@ -88,6 +88,9 @@ impl Store {
         // before we ack the relay (exactly-once depends on it).
         conn.pragma_update(None, "journal_mode", "WAL").map_err(corrupt)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(corrupt)?;
+        // Deleted rows (expired or retained-out plaintext) are overwritten, not
+        // just unlinked, so disappearing messages leave the file too.
+        conn.pragma_update(None, "secure_delete", "ON").map_err(corrupt)?;
         let check: String =
             conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(corrupt)?;
         if check != "ok" {
