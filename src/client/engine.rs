@@ -211,6 +211,14 @@ impl Client {
         Ok(())
     }
 
+    /// Delete expired messages. Housekeeping: a busy database is tried again
+    /// at the next tick rather than stopping the loop.
+    fn sweep_expired(&mut self) {
+        if let Err(e) = super::history::sweep(&mut self.store, self.retain, super::now_ms()) {
+            tracing::warn!(error = %e, "could not delete expired messages; retrying");
+        }
+    }
+
     /// Set how hard new links try before reporting [`Incoming::Fatal`].
     pub fn set_link_options(&mut self, options: LinkOptions) {
         self.options = options;
@@ -383,7 +391,7 @@ impl Client {
                     continue;
                 }
                 _ = self.sweep.tick() => {
-                    super::history::sweep(&mut self.store, self.retain, super::now_ms())?;
+                    self.sweep_expired();
                     continue;
                 }
             };
