@@ -147,9 +147,7 @@ impl Client {
         crate::crypto::init().map_err(super::identity::IdentityError::Key)?;
         super::connection::install_tls_provider();
         let identity = super::identity::load(home)?;
-        let mut store = Store::open(&home.db_path())?;
-        // Disappearing messages go at the start of every command, long-running or not.
-        super::history::sweep(&mut store, None, super::now_ms())?;
+        let store = Store::open(&home.db_path())?;
         let mut sweep = tokio::time::interval_at(
             tokio::time::Instant::now() + crate::defaults::HISTORY_SWEEP_INTERVAL,
             crate::defaults::HISTORY_SWEEP_INTERVAL,
@@ -158,7 +156,7 @@ impl Client {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let mut retry = tokio::time::interval(OUTBOX_RETRY);
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        Ok(Self {
+        let mut client = Self {
             home: home.clone(),
             identity: Arc::new(identity),
             store,
@@ -175,7 +173,10 @@ impl Client {
             retry,
             retain: None,
             sweep,
-        })
+        };
+        // Disappearing messages go at the start of every command, long-running or not.
+        client.sweep_expired();
+        Ok(client)
     }
 
     /// The home this client runs in.

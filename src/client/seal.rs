@@ -1,6 +1,7 @@
 //! Sealing: one payload becomes one outbox row (and, for text, one history
-//! row), with the session advanced in the same transaction (the caller's), so a crash can never send a message
-//! under a ratchet state the database does not have.
+//! row), with the session advanced in the same transaction (the caller's), so
+//! a crash can never send a message under a ratchet state the database does
+//! not have.
 
 use rusqlite::Connection;
 
