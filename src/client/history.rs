@@ -272,6 +272,11 @@ mod tests {
         let s = sweep(&mut store, Some(Duration::from_secs(1)), 106_000).unwrap();
         assert_eq!(s.history, 1);
         assert!(history(store.conn(), &HistoryFilter::default()).unwrap().is_empty());
+        assert_eq!(
+            store::inbox_new(store.conn(), None).unwrap().len(),
+            1,
+            "unread is never pruned"
+        );
         assert!(
             !set_expiry(store.conn(), &IdentityPublicKey::from_bytes(&[9; 32]).unwrap(), None)
                 .unwrap()

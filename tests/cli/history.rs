@@ -109,6 +109,12 @@ fn history_keeps_both_directions_on_both_sides() {
     assert_eq!(code, 4, "{err}");
     let (_, err) = guest.fails(&["--json", "history", "--format", "md"]);
     assert!(err.contains("--json and --format md exclude each other"), "{err}");
+
+    // Forgetting a peer forgets its history.
+    drop(serve);
+    host.json(&["peers", "remove", "guest"]);
+    assert!(history(&host, &[]).is_empty());
+    assert_eq!(rows(&host.home, &gpk), (0, 0, 0));
 }
 
 #[test]
