@@ -34,7 +34,7 @@ static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// The file could not be read.
-    #[error("CA file {path}: {source}")]
+    #[error("CA file {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -49,7 +49,7 @@ pub enum TlsError {
         path: PathBuf,
     },
     /// A certificate in the file is not a usable trust anchor.
-    #[error("CA file {path}: unusable certificate: {source}")]
+    #[error("CA file {path}: unusable certificate")]
     BadCertificate {
         /// The file.
         path: PathBuf,

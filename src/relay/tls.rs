@@ -21,7 +21,7 @@ const RELOAD_POLL: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 pub enum TlsConfigError {
     /// A file could not be read.
-    #[error("TLS file {path}: {source}")]
+    #[error("TLS file {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -42,7 +42,7 @@ pub enum TlsConfigError {
         path: PathBuf,
     },
     /// The key is of an unsupported type, or does not belong to the certificate.
-    #[error("TLS key {path} does not fit the certificate: {source}")]
+    #[error("TLS key {path} does not fit the certificate")]
     Mismatch {
         /// The key file.
         path: PathBuf,
@@ -143,4 +143,37 @@ fn load_pair(cert_path: &Path, key_path: &Path) -> Result<Arc<CertifiedKey>, Tls
     let certified = CertifiedKey::new(chain, signer);
     certified.keys_match().map_err(mismatch)?;
     Ok(Arc::new(certified))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (c, k) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    #[test]
+    fn loads_a_pair_and_refuses_a_key_of_another_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c1, k1) = pair(dir.path(), "one");
+        let (_, k2) = pair(dir.path(), "two");
+        let certs = TlsCerts::load(&c1, &k1).unwrap();
+        assert!(matches!(TlsCerts::load(&c1, &k2), Err(TlsConfigError::Mismatch { .. })));
+        assert!(matches!(TlsCerts::load(&c1, &c1), Err(TlsConfigError::NoKey { .. })));
+        assert!(matches!(TlsCerts::load(&k1, &k1), Err(TlsConfigError::NoCertificate { .. })));
+        // A reload that fails keeps serving the previous pair.
+        std::fs::write(&k1, "garbage").unwrap();
+        assert!(certs.reload().is_err());
+        let before = Arc::clone(&certs.current.read().unwrap());
+        assert!(!before.cert.is_empty());
+    }
 }

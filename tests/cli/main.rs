@@ -9,3 +9,5 @@ mod errors;
 mod handlers;
 mod invites;
 mod messaging;
+mod tls_fixtures;
+mod wss;
