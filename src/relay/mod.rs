@@ -175,7 +175,13 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     });
     let opts = accept::AcceptOptions {
         header_read_timeout: shared.config.header_read_timeout,
-        max_unupgraded_per_ip: shared.config.max_unupgraded_per_ip,
+        // Behind a trusted proxy every connection has the proxy's address, and the
+        // proxy reads slow clients' headers itself: only the timeout applies then.
+        max_unupgraded_per_ip: if shared.config.trust_proxy {
+            usize::MAX
+        } else {
+            shared.config.max_unupgraded_per_ip
+        },
         tls: certs.as_ref().map(tls::TlsCerts::server_config),
     };
     if let Some(c) = &certs {
