@@ -85,6 +85,16 @@ impl RelayArgs {
 /// Run the relay until SIGINT/SIGTERM, then shut down gracefully.
 pub async fn run(args: RelayArgs, json: bool, home: Option<PathBuf>) -> anyhow::Result<ExitStatus> {
     let config = args.config(home.as_deref())?;
+    if config.tls.is_some()
+        && args.tunnel.choice(super::tunnel_args::TunnelChoice::None)
+            == super::tunnel_args::TunnelChoice::Cloudflared
+    {
+        anyhow::bail!(
+            "--tls-cert cannot be combined with --tunnel cloudflared: cloudflared terminates TLS \
+             itself and reaches the relay over plain HTTP (drop --tls-cert; --tunnel bore passes \
+             the relay's TLS through)"
+        );
+    }
     // Handlers first: a SIGTERM that arrives right after the startup line must
     // still mean a graceful shutdown, not the default instant death.
     let signals = Signals::install()?;

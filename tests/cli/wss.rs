@@ -165,3 +165,71 @@ fn untrusted_wrong_host_and_expired_certificates_are_refused_clearly_and_store_n
     assert!(!success && stderr.contains("no PEM certificate"), "{stderr}");
     assert!(ok(&guest, None, &["peers"]).is_empty());
 }
+
+/// bore's fixed control port, and the lock every test using it holds (see tests/room/bore.rs).
+const BORE_CONTROL_PORT: u16 = 7835;
+const BORE_LOCK: &str = "/tmp/agentroom-bore-7835.lock";
+
+#[test]
+fn relay_serving_tls_through_a_bore_tunnel_announces_wss_and_pairs() {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(BORE_LOCK)
+        .unwrap();
+    lock.lock().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut server = bore_cli::server::Server::new(20000..=60000, Some("wss-bore-secret"));
+    server.set_bind_addr(std::net::Ipv4Addr::LOCALHOST.into());
+    server.set_bind_tunnels(std::net::Ipv4Addr::LOCALHOST.into());
+    let bore = rt.spawn(async move { server.listen().await.map_err(|e| e.to_string()) });
+    crate::tls_fixtures::wait_listening(BORE_CONTROL_PORT);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = tmp.path().join("pki");
+    let ca = Ca::new(&pki, "bore");
+    // bore announces its own host: the certificate names it.
+    let leaf = ca.leaf(&pki, "relay", &["127.0.0.1"], false);
+    let mut cmd = std::process::Command::new(crate::common::BIN);
+    cmd.args(["relay", "--json", "--port", "0", "--tunnel", "bore", "--bore-server", "127.0.0.1"])
+        .arg("--db")
+        .arg(tmp.path().join("relay.db"))
+        .arg("--tls-cert")
+        .arg(&leaf.cert)
+        .arg("--tls-key")
+        .arg(&leaf.key)
+        .env("AGENTROOM_HOME", tmp.path().join("relay-home"))
+        .env("BORE_SECRET", "wss-bore-secret")
+        .env("LOG_LEVEL", "warn")
+        .env_remove("HMAC_SECRET");
+    let mut relay = Bg::spawn(cmd);
+    let ready = relay.wait_event("tunnel_ready");
+    let url = ready["relay_url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with("wss://127.0.0.1:"), "{ready}");
+    let (host, guest) = (Agent::new(tmp.path(), "host"), Agent::new(tmp.path(), "guest"));
+    pair_and_talk(&url, &ca.pem, &host, &guest);
+    drop(relay);
+    bore.abort();
+}
+
+#[test]
+fn relay_tls_with_a_cloudflared_tunnel_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = tmp.path().join("pki");
+    let leaf = Ca::new(&pki, "cf").leaf(&pki, "relay", &["localhost"], false);
+    let out = assert_cmd::Command::new(crate::common::BIN)
+        .args(["relay", "--port", "0", "--tunnel", "cloudflared", "--db"])
+        .arg(tmp.path().join("relay.db"))
+        .arg("--tls-cert")
+        .arg(&leaf.cert)
+        .arg("--tls-key")
+        .arg(&leaf.key)
+        .timeout(crate::common::DEADLINE)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("cannot be combined with --tunnel cloudflared"), "{stderr}");
+    assert!(!tmp.path().join("relay.db").exists(), "refused before opening anything");
+}
