@@ -121,9 +121,8 @@ pub(crate) async fn serve(
     }
     drop(listener);
     conns.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, conns.wait()).await.is_err() {
-        tracing::debug!("HTTP requests still in flight at shutdown were dropped");
-    }
+    // Each connection ends within SHUTDOWN_GRACE of the cancellation by itself.
+    conns.wait().await;
 }
 
 fn is_resource_exhaustion(e: &std::io::Error) -> bool {
@@ -143,7 +142,12 @@ async fn connection(
         None => http(tcp, peer, router, opts, stop).await,
         Some(config) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(config));
-            match tokio::time::timeout(opts.header_read_timeout, acceptor.accept(tcp)).await {
+            let handshake = tokio::time::timeout(opts.header_read_timeout, acceptor.accept(tcp));
+            let handshake = tokio::select! {
+                () = stop.cancelled() => return,
+                r = handshake => r,
+            };
+            match handshake {
                 Ok(Ok(tls)) => http(tls, peer, router, opts, stop).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -179,7 +183,13 @@ async fn http<I>(
         r = conn.as_mut() => r,
         () = stop.cancelled() => {
             conn.as_mut().graceful_shutdown();
-            conn.await
+            match tokio::time::timeout(SHUTDOWN_GRACE, conn).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::debug!(%peer, "HTTP request still in flight at shutdown dropped");
+                    return;
+                }
+            }
         }
     };
     if let Err(e) = result {

@@ -2,7 +2,10 @@
 //! key or a plaintext (PROTOCOL.md §3).
 //!
 //! - [`config`]: [`RelayConfig`] from defaults and the environment.
-//! - `server`: axum on one port (`/ws`, `/health`, `/metrics`).
+//! - `server`: axum routes on one port (`/ws`, `/health`, `/metrics`).
+//! - `accept`: the accept loop in front of them: TLS, header-read timeout,
+//!   per-address cap before the upgrade, back-off when descriptors run out.
+//! - [`tls`]: the relay's own certificate, reloaded on SIGHUP or file change.
 //! - `conn`: one actor per WebSocket (frames, backpressure, pings); `login` is its
 //!   first phase, `commit` answers senders once their envelope is on disk.
 //! - `auth`: challenge signatures and HMAC session tokens.
