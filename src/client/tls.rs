@@ -78,6 +78,9 @@ pub enum TlsFailure {
     NotYetValid,
     /// The relay's certificate was revoked.
     Revoked,
+    /// The server did not answer with TLS at all (a plain `ws://` relay, or another
+    /// service on that port).
+    NotTls,
     /// Another certificate or handshake failure.
     Other(rustls::Error),
 }
@@ -103,6 +106,10 @@ impl std::fmt::Display for TlsFailure {
                 "the relay's TLS certificate is not valid yet; check this machine's clock",
             ),
             Self::Revoked => f.write_str("the relay's TLS certificate was revoked"),
+            Self::NotTls => f.write_str(
+                "the server did not answer with TLS: if the relay serves plain WebSocket, use \
+                 ws:// (or check the port)",
+            ),
             Self::Other(e) => write!(f, "TLS handshake failed: {e}"),
         }
     }
@@ -111,8 +118,11 @@ impl std::fmt::Display for TlsFailure {
 impl TlsFailure {
     /// Classify a rustls error; `host` is the host name the client dialled.
     pub fn from_rustls(e: &rustls::Error, host: &str) -> Self {
-        let rustls::Error::InvalidCertificate(cert) = e else {
-            return Self::Other(e.clone());
+        let cert = match e {
+            rustls::Error::InvalidCertificate(cert) => cert,
+            // A plain HTTP answer parsed as a TLS record.
+            rustls::Error::InvalidMessage(_) => return Self::NotTls,
+            _ => return Self::Other(e.clone()),
         };
         match cert {
             CertificateError::UnknownIssuer => Self::UnknownIssuer,

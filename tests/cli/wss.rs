@@ -151,6 +151,13 @@ fn untrusted_wrong_host_and_expired_certificates_are_refused_clearly_and_store_n
     }
     assert!(ok(&host, None, &["invite", "list"]).is_empty(), "a refused invite was stored");
 
+    // wss:// to a relay that speaks plain WebSocket.
+    std::fs::create_dir_all(tmp.path().join("plain")).unwrap();
+    let plain = crate::common::Relay::start(&tmp.path().join("plain"));
+    let url = format!("wss://localhost:{}/ws", plain.port);
+    let (success, _, stderr) = run(&host, None, &["invite", "create", "--relay", &url]);
+    assert!(!success && stderr.contains("did not answer with TLS"), "{stderr}");
+
     // A guest that does not trust the relay's CA: the accept fails and pairs nothing.
     let v = &ok(&host, Some(&ca.pem), &["invite", "create", "--relay", &good_url])[0];
     let invite = v["invite"].as_str().unwrap().to_owned();
