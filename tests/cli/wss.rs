@@ -199,7 +199,9 @@ fn relay_serving_tls_through_a_bore_tunnel_announces_wss_and_pairs() {
     // bore announces its own host: the certificate names it.
     let leaf = ca.leaf(&pki, "relay", &["127.0.0.1"], false);
     let mut cmd = std::process::Command::new(crate::common::BIN);
-    cmd.args(["relay", "--json", "--port", "0", "--tunnel", "bore", "--bore-server", "127.0.0.1"])
+    cmd.arg("--ca-file")
+        .arg(&ca.pem)
+        .args(["relay", "--json", "--port", "0", "--tunnel", "bore", "--bore-server", "127.0.0.1"])
         .arg("--db")
         .arg(tmp.path().join("relay.db"))
         .arg("--tls-cert")
