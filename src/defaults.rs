@@ -40,6 +40,11 @@ pub const RATE_LIMIT_BURST: u32 = 1000;
 pub const MAX_CONNECTIONS: usize = 4096;
 /// Connections per client address: a whole NAT of agents, but not one runaway script.
 pub const MAX_CONNECTIONS_PER_IP: usize = 64;
+/// A client must finish its TLS handshake and request headers within this (slowloris).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections per address still in the TLS handshake or request headers: a browser
+/// opens six, an honest NAT a few dozen at once; more is a slowloris.
+pub const MAX_UNUPGRADED_PER_IP: usize = 32;
 /// An online recipient that acks within this window spares the envelope a disk write;
 /// later, the envelope is committed first. A loopback or LAN round trip is well under
 /// a millisecond, but a loaded relay queues frames for a few ms, and every spill costs

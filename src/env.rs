@@ -21,6 +21,8 @@ pub const TRUST_PROXY: &str = "TRUST_PROXY";
 pub const RATE_LIMIT_DISABLED: &str = "RATE_LIMIT_DISABLED";
 /// Log level filter (`error`, `warn`, `info`, `debug`, `trace`, or an env-filter string).
 pub const LOG_LEVEL: &str = "LOG_LEVEL";
+/// Client: a PEM file of extra CA certificates to trust for `wss://` relays (`--ca-file`).
+pub const AGENTROOM_CA_FILE: &str = "AGENTROOM_CA_FILE";
 /// Client: state directory (default `~/.config/agentroom`).
 pub const AGENTROOM_HOME: &str = "AGENTROOM_HOME";
 /// Tunnel: path to the cloudflared binary.
@@ -39,6 +41,14 @@ pub const AGENTROOM_REPLY_TO: &str = "AGENTROOM_REPLY_TO";
 pub const MAX_FRAME_BYTES: &str = "MAX_FRAME_BYTES";
 /// Relay: relay-wide connection cap.
 pub const MAX_CONNECTIONS: &str = "MAX_CONNECTIONS";
+/// Relay: milliseconds a client has for its TLS handshake and request headers (default 10000).
+pub const HEADER_READ_TIMEOUT_MS: &str = "HEADER_READ_TIMEOUT_MS";
+/// Relay: connections per address not yet upgraded to a WebSocket (default 32).
+pub const MAX_UNUPGRADED_PER_IP: &str = "MAX_UNUPGRADED_PER_IP";
+/// Relay: PEM certificate chain to serve TLS with (`--tls-cert`; needs `TLS_KEY_FILE`).
+pub const TLS_CERT_FILE: &str = "TLS_CERT_FILE";
+/// Relay: PEM private key for `TLS_CERT_FILE` (`--tls-key`).
+pub const TLS_KEY_FILE: &str = "TLS_KEY_FILE";
 /// Relay: connections per client address.
 pub const MAX_CONNECTIONS_PER_IP: &str = "MAX_CONNECTIONS_PER_IP";
 /// Tunnel: the bore server's shared secret for `--tunnel bore` (keeps it out of `ps`).

@@ -9,9 +9,11 @@
 //! - [`tunnel`]: cloudflared/bore tunnel supervisor (restart with backoff, verified cloudflared install).
 //! - [`room`]: `room open/status/stop`: the relay, a tunnel, an invite and a handler together.
 //! - [`client`]: the agent side: identity, SQLite state, relay links, invites,
-//!   messaging and the serve loop (exactly-once handling).
-//! - [`relay`]: the relay server (axum HTTP + WebSocket, SQLite store-and-forward,
-//!   HMAC session tokens); embeddable via [`relay::start`].
+//!   messaging and the serve loop (exactly-once handling); `client::tls` is the one
+//!   place that decides which `wss://` certificates are trusted.
+//! - [`relay`]: the relay server (axum HTTP + WebSocket behind its own accept loop,
+//!   optional TLS, SQLite store-and-forward, HMAC session tokens); embeddable via
+//!   [`relay::start`].
 //! - [`mcp`]: `agentroom mcp`, the MCP stdio server (send, next_message + ack leases, invites, status).
 //! - [`service`]: `agentroom service`: the systemd user unit / launchd agent that runs a home's daemon.
 //! - [`cli`]: the `agentroom` command line (clap derive), one file per command.

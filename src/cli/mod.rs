@@ -38,6 +38,11 @@ pub struct Cli {
     #[arg(long, global = true, env = crate::env::AGENTROOM_HOME, value_name = "DIR")]
     pub home: Option<PathBuf>,
 
+    /// Extra CA certificates (PEM) to trust for wss:// relays, beside the bundled and
+    /// OS roots: a private CA, or a self-signed relay's own certificate.
+    #[arg(long, global = true, env = crate::env::AGENTROOM_CA_FILE, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+
     /// Machine-readable output: NDJSON on stdout, one object per line.
     #[arg(long, global = true)]
     pub json: bool,
@@ -125,6 +130,9 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     let printer = Printer::new(cli.json);
+    if let Some(ca) = &cli.ca_file {
+        crate::client::tls::configure(Some(ca))?;
+    }
     let home = cli.home;
     match cli.command {
         Command::Setup(args) => setup::run(home, args, printer),

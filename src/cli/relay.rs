@@ -33,6 +33,13 @@ pub struct RelayArgs {
     /// Connections per client address.
     #[arg(long, env = crate::env::MAX_CONNECTIONS_PER_IP, value_name = "N")]
     pub max_connections_per_ip: Option<usize>,
+    /// Serve TLS (wss://, https://) with this PEM certificate chain; needs --tls-key.
+    /// Reloaded on SIGHUP and when the file changes.
+    #[arg(long, env = crate::env::TLS_CERT_FILE, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = crate::env::TLS_KEY_FILE, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// `--tunnel [cloudflared|bore|none]`: a public URL for this relay (room engineer).
     #[command(flatten)]
     pub tunnel: super::tunnel_args::TunnelArgs,
@@ -68,6 +75,9 @@ impl RelayArgs {
         if let Some(v) = self.max_connections_per_ip {
             c.max_connections_per_ip = v;
         }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            c.tls = Some(relay::TlsFiles { cert: cert.clone(), key: key.clone() });
+        }
         Ok(c)
     }
 }
@@ -75,13 +85,24 @@ impl RelayArgs {
 /// Run the relay until SIGINT/SIGTERM, then shut down gracefully.
 pub async fn run(args: RelayArgs, json: bool, home: Option<PathBuf>) -> anyhow::Result<ExitStatus> {
     let config = args.config(home.as_deref())?;
+    if config.tls.is_some()
+        && args.tunnel.choice(super::tunnel_args::TunnelChoice::None)
+            == super::tunnel_args::TunnelChoice::Cloudflared
+    {
+        anyhow::bail!(
+            "--tls-cert cannot be combined with --tunnel cloudflared: cloudflared terminates TLS \
+             itself and reaches the relay over plain HTTP (drop --tls-cert; --tunnel bore passes \
+             the relay's TLS through)"
+        );
+    }
     // Handlers first: a SIGTERM that arrives right after the startup line must
     // still mean a graceful shutdown, not the default instant death.
     let signals = Signals::install()?;
     let handle = relay::start(config).await?;
     let addr = handle.local_addr();
-    let url = format!("ws://{addr}/ws");
-    let health = format!("http://{addr}/health");
+    let url = handle.ws_url();
+    let http = if handle.serves_tls() { "https" } else { "http" };
+    let health = format!("{http}://{addr}/health");
     if json {
         let line = serde_json::json!({
             "event": "listening", "url": url, "health": health, "port": addr.port(),
@@ -95,7 +116,7 @@ pub async fn run(args: RelayArgs, json: bool, home: Option<PathBuf>) -> anyhow::
         let _ = std::io::stdout().flush();
     }
     let tunnel = super::tunnel_args::start_for_relay(&args.tunnel, &handle, home, json).await?;
-    let signal = signals.wait().await;
+    let signal = signals.wait(&handle).await;
     tracing::info!(signal, "shutting down");
     if let Some(t) = tunnel {
         t.shutdown().await;
@@ -104,10 +125,12 @@ pub async fn run(args: RelayArgs, json: bool, home: Option<PathBuf>) -> anyhow::
     Ok(ExitStatus::Success)
 }
 
-/// SIGTERM and SIGINT, caught from the moment they are installed.
+/// SIGTERM and SIGINT (stop) and SIGHUP (reload TLS), caught from the moment
+/// they are installed.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -116,13 +139,22 @@ impl Signals {
         Ok(Self {
             term: signal(SignalKind::terminate()).context("installing SIGTERM handler")?,
             int: signal(SignalKind::interrupt()).context("installing SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("installing SIGHUP handler")?,
         })
     }
 
-    async fn wait(mut self) -> &'static str {
-        tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
+    /// Wait for a stop signal; reload the TLS certificate on each SIGHUP meanwhile.
+    async fn wait(mut self, relay: &relay::RelayHandle) -> &'static str {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return "SIGTERM",
+                _ = self.int.recv() => return "SIGINT",
+                _ = self.hup.recv() => {
+                    if let Err(e) = relay.reload_tls() {
+                        tracing::warn!(error = %e, "SIGHUP: cannot reload TLS; keeping the previous certificate");
+                    }
+                }
+            }
         }
     }
 }

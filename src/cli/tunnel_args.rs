@@ -103,7 +103,15 @@ pub async fn start_for_relay(
             .await?;
     let mut changes = tunnel.subscribe();
     changes.borrow_and_update();
-    if let Some(url) = tunnel.public_url() {
+    // bore forwards raw TCP: a relay serving TLS itself is reached over https/wss.
+    let tls = relay.serves_tls();
+    let scheme = move |mut url: url::Url| {
+        if tls {
+            let _ = url.set_scheme("https");
+        }
+        url
+    };
+    if let Some(url) = tunnel.public_url().map(scheme) {
         announce(printer, choice, &url, "tunnel_ready");
         if let Err(e) = crate::tunnel::probe_health(&url, crate::room::stack::PROBE_TIMEOUT).await {
             printer
@@ -112,7 +120,7 @@ pub async fn start_for_relay(
     }
     tokio::spawn(async move {
         while changes.changed().await.is_ok() {
-            let url = changes.borrow_and_update().url().cloned();
+            let url = changes.borrow_and_update().url().cloned().map(scheme);
             if let Some(url) = url {
                 tracing::info!(%url, "tunnel restarted with a new public URL");
                 announce(printer, choice, &url, "tunnel_url_changed");

@@ -57,6 +57,14 @@ pub enum LinkError {
         /// What failed (no secrets).
         reason: String,
     },
+    /// The TLS handshake failed (untrusted issuer, wrong host name, expired...).
+    #[error("cannot reach relay {url}: {failure}")]
+    Tls {
+        /// Relay URL.
+        url: String,
+        /// What was wrong with the certificate, and what to do.
+        failure: super::tls::TlsFailure,
+    },
     /// The relay refused our login (`auth_failed`, clock skew, wrong origin).
     #[error("relay {url} refused the login: {code} ({message})")]
     Refused {
@@ -80,7 +88,12 @@ pub enum LinkError {
 impl LinkError {
     /// Whether retrying can help.
     fn is_transient(&self) -> bool {
-        matches!(self, LinkError::Unreachable { .. })
+        matches!(self, LinkError::Unreachable { .. } | LinkError::Tls { .. })
+    }
+
+    /// Whether the TLS handshake failed.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, LinkError::Tls { .. })
     }
 }
 
@@ -294,7 +307,9 @@ impl Actor {
                         Some(reason) => reason,
                     }
                 }
-                Ok(Err(e)) if !e.is_transient() => {
+                // A certificate refused before any login will not fix itself by retrying:
+                // say so at once. After a login it may be a proxy being renewed: retry.
+                Ok(Err(e)) if !e.is_transient() || (!ever_up && e.is_tls()) => {
                     self.emit(LinkEvent::Fatal { relay: self.relay.clone(), error: e });
                     return;
                 }
@@ -336,10 +351,18 @@ impl Actor {
         // relay measured the same). No Nagle: frames are small and latency matters.
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
             .read_buffer_size(READ_BUFFER_BYTES);
-        let (mut ws, _resp) =
-            tokio_tungstenite::connect_async_with_config(self.dial.as_str(), Some(config), true)
-                .await
-                .map_err(|e| self.unreachable(e))?;
+        let connector = tokio_tungstenite::Connector::Rustls(super::tls::client_config());
+        let (mut ws, _resp) = tokio_tungstenite::connect_async_tls_with_config(
+            self.dial.as_str(),
+            Some(config),
+            true,
+            Some(connector),
+        )
+        .await
+        .map_err(|e| match super::tls::TlsFailure::from_ws(&e, &self.dial.host()) {
+            Some(failure) => LinkError::Tls { url: self.relay.to_string(), failure },
+            None => self.unreachable(e),
+        })?;
         let (versions, challenge) = match self.read_frame(&mut ws).await? {
             ServerFrame::Challenge { protocol, versions, challenge, .. } => {
                 if protocol != PROTOCOL_LABEL {

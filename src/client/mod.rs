@@ -9,6 +9,7 @@ pub mod home;
 pub mod identity;
 pub mod relay_url;
 pub mod store;
+pub mod tls;
 
 /// Unix seconds now.
 pub fn now_secs() -> u64 {

@@ -56,6 +56,11 @@ impl RelayUrl {
         self.url.as_str()
     }
 
+    /// The host (lowercase), as TLS checks it against the certificate.
+    pub fn host(&self) -> String {
+        self.url.host_str().unwrap_or_default().to_ascii_lowercase()
+    }
+
     /// The authority signed at login (PROTOCOL.md §3.2): lowercase host, plus
     /// `:port` unless it is the scheme's default; equal to the `Host` header sent.
     pub fn origin(&self) -> String {

@@ -95,6 +95,21 @@ pub struct RelayConfig {
     pub live_ack_window: Duration,
     /// Live envelopes buffered per connection before overflow goes to SQLite.
     pub conn_queue: usize,
+    /// TLS handshake plus request headers must arrive within this.
+    pub header_read_timeout: Duration,
+    /// Connections per address not yet upgraded to a WebSocket.
+    pub max_unupgraded_per_ip: usize,
+    /// Serve TLS with this certificate chain and key (PEM files); `None` = plain.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The relay's own TLS certificate chain and private key, both PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 impl RelayConfig {
@@ -120,6 +135,9 @@ impl RelayConfig {
             ping_interval: defaults::PING_INTERVAL,
             live_ack_window: defaults::LIVE_ACK_WINDOW,
             conn_queue: defaults::CONN_QUEUE,
+            header_read_timeout: defaults::HEADER_READ_TIMEOUT,
+            max_unupgraded_per_ip: defaults::MAX_UNUPGRADED_PER_IP,
+            tls: None,
         }
     }
 
@@ -177,6 +195,25 @@ impl RelayConfig {
         if let Some(ms) = parse::<u64>(&get, env::LIVE_ACK_WINDOW_MS)? {
             c.live_ack_window = Duration::from_millis(ms);
         }
+        if let Some(ms) = parse::<u64>(&get, env::HEADER_READ_TIMEOUT_MS)? {
+            if ms == 0 {
+                return Err(ConfigError::Invalid { var: env::HEADER_READ_TIMEOUT_MS });
+            }
+            c.header_read_timeout = Duration::from_millis(ms);
+        }
+        if let Some(v) = parse::<usize>(&get, env::MAX_UNUPGRADED_PER_IP)? {
+            if v == 0 {
+                return Err(ConfigError::Invalid { var: env::MAX_UNUPGRADED_PER_IP });
+            }
+            c.max_unupgraded_per_ip = v;
+        }
+        let file = |var| get(var).filter(|s| !s.trim().is_empty()).map(PathBuf::from);
+        c.tls = match (file(env::TLS_CERT_FILE), file(env::TLS_KEY_FILE)) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => return Err(ConfigError::Invalid { var: env::TLS_KEY_FILE }),
+            (None, Some(_)) => return Err(ConfigError::Invalid { var: env::TLS_CERT_FILE }),
+        };
         c.trust_proxy = flag(env::TRUST_PROXY)?;
         c.rate_limit = !flag(env::RATE_LIMIT_DISABLED)?;
         c.hmac_secret = secret(&get, env::HMAC_SECRET)?;

@@ -2,7 +2,10 @@
 //! key or a plaintext (PROTOCOL.md §3).
 //!
 //! - [`config`]: [`RelayConfig`] from defaults and the environment.
-//! - `server`: axum on one port (`/ws`, `/health`, `/metrics`).
+//! - `server`: axum routes on one port (`/ws`, `/health`, `/metrics`).
+//! - `accept`: the accept loop in front of them: TLS, header-read timeout,
+//!   per-address cap before the upgrade, back-off when descriptors run out.
+//! - [`tls`]: the relay's own certificate, reloaded on SIGHUP or file change.
 //! - `conn`: one actor per WebSocket (frames, backpressure, pings); `login` is its
 //!   first phase, `commit` answers senders once their envelope is on disk.
 //! - `auth`: challenge signatures and HMAC session tokens.
@@ -17,10 +20,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use axum::serve::ListenerExt as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod accept;
 mod auth;
 mod commit;
 pub mod config;
@@ -32,9 +35,10 @@ pub mod metrics;
 mod queries;
 mod server;
 mod store;
+pub mod tls;
 
 pub use auth::{AuthError, SecretFileError};
-pub use config::{ConfigError, HmacSecret, RelayConfig};
+pub use config::{ConfigError, HmacSecret, RelayConfig, TlsFiles};
 pub use metrics::Metrics;
 pub use store::StoreError;
 
@@ -65,6 +69,9 @@ pub enum RelayError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS certificate or key could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsConfigError),
     /// A blocking setup task died.
     #[error("relay setup task failed")]
     Setup,
@@ -109,6 +116,7 @@ pub struct RelayHandle {
     addr: SocketAddr,
     shared: Arc<Shared>,
     server: Option<tokio::task::JoinHandle<()>>,
+    tls: Option<Arc<tls::TlsCerts>>,
 }
 
 impl std::fmt::Debug for RelayHandle {
@@ -120,6 +128,11 @@ impl std::fmt::Debug for RelayHandle {
 /// Open the database, bind, and serve in the background.
 pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     crate::crypto::init()?;
+    accept::raise_fd_limit();
+    let certs = match &config.tls {
+        Some(f) => Some(tls::TlsCerts::load(&f.cert, &f.key)?),
+        None => None,
+    };
     let metrics = Arc::new(Metrics::default());
     let current = match &config.hmac_secret {
         Some(s) => s.clone(),
@@ -151,14 +164,6 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         .map_err(|source| RelayError::Bind { addr: config.bind, source })?;
     let addr =
         listener.local_addr().map_err(|source| RelayError::Bind { addr: config.bind, source })?;
-    // Frames are small and already batched before each flush: Nagle would hold a
-    // batch back until the peer's delayed ACK (up to 40 ms on Linux), which showed
-    // up as 40-120 ms stalls at a steady 20k envelopes/s.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
-        }
-    });
     let shared = Arc::new(Shared {
         hub: hub::Hub::new(Arc::clone(&store), pairs),
         limiter: limits::ConnLimiter::new(config.max_connections, config.max_connections_per_ip),
@@ -171,17 +176,24 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         started: Instant::now(),
         next_conn_id: AtomicU64::new(1),
     });
-    let app =
-        server::router(Arc::clone(&shared)).into_make_service_with_connect_info::<SocketAddr>();
-    let token = shared.shutdown.clone();
-    let server = tokio::spawn(async move {
-        let r = axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await;
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "relay server stopped with an error");
-        }
-    });
+    let opts = accept::AcceptOptions {
+        header_read_timeout: shared.config.header_read_timeout,
+        // Behind a trusted proxy every connection has the proxy's address, and the
+        // proxy reads slow clients' headers itself: only the timeout applies then.
+        max_unupgraded_per_ip: if shared.config.trust_proxy {
+            usize::MAX
+        } else {
+            shared.config.max_unupgraded_per_ip
+        },
+        tls: certs.as_ref().map(tls::TlsCerts::server_config),
+    };
+    if let Some(c) = &certs {
+        tokio::spawn(Arc::clone(c).watch(shared.shutdown.clone()));
+    }
+    let app = server::router(Arc::clone(&shared));
+    let server = tokio::spawn(accept::serve(listener, app, opts, shared.shutdown.clone()));
     tracing::info!(%addr, "relay listening");
-    Ok(RelayHandle { addr, shared, server: Some(server) })
+    Ok(RelayHandle { addr, shared, server: Some(server), tls: certs })
 }
 
 impl RelayHandle {
@@ -190,9 +202,21 @@ impl RelayHandle {
         self.addr
     }
 
-    /// `ws://addr/ws`.
+    /// `ws://addr/ws`, or `wss://addr/ws` when the relay serves TLS itself.
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
+        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
+        format!("{scheme}://{}/ws", self.addr)
+    }
+
+    /// Whether the relay serves TLS itself.
+    pub fn serves_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Read the TLS certificate and key again (SIGHUP); without TLS, nothing.
+    /// On error the previous certificate stays in use.
+    pub fn reload_tls(&self) -> Result<(), tls::TlsConfigError> {
+        self.tls.as_ref().map_or(Ok(()), |c| c.reload())
     }
 
     /// Live counters.

@@ -417,10 +417,11 @@ pub async fn probe_health(public_url: &Url, timeout: Duration) -> Result<(), Tun
         last: ProbeFailure::None,
     })?;
     let deadline = Instant::now() + timeout;
-    let client = reqwest::Client::builder().build().map_err(|e| TunnelError::Unreachable {
-        url: url.clone(),
-        timeout,
-        last: ProbeFailure::Transport(e),
+    // The same trust as every relay link (bundled roots, OS store, --ca-file): a relay
+    // serving TLS itself through bore may have a private CA.
+    let tls = (*crate::client::tls::client_config()).clone();
+    let client = reqwest::Client::builder().use_preconfigured_tls(tls).build().map_err(|e| {
+        TunnelError::Unreachable { url: url.clone(), timeout, last: ProbeFailure::Transport(e) }
     })?;
     let mut last = ProbeFailure::None;
     loop {

@@ -11,3 +11,5 @@ mod history;
 mod invites;
 mod messaging;
 mod service;
+mod tls_fixtures;
+mod wss;

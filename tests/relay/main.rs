@@ -10,3 +10,4 @@ mod errors;
 mod login;
 mod process;
 mod schema;
+mod slow;
