@@ -8,4 +8,5 @@ mod common;
 mod errors;
 mod handlers;
 mod invites;
+mod logs;
 mod messaging;
