@@ -51,6 +51,15 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The database file (or its -wal/-shm) could not be created or made 0600.
+    #[error("cannot make {path} private (mode 0600)")]
+    Private {
+        /// The database file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The store thread has stopped (relay shutting down).
     #[error("store is closed")]
     Closed,
@@ -183,9 +192,13 @@ pub(crate) struct StoreOptions {
 
 fn open_db(path: &Path) -> Result<Connection, StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
+        crate::fsutil::create_private_dir(dir)
             .map_err(|source| StoreError::Dir { path: dir.to_path_buf(), source })?;
     }
+    // Pairings, invites and queued ciphertext: 0600 from the first byte, -wal and
+    // -shm too, whatever the umask.
+    crate::fsutil::private_sqlite_files(path)
+        .map_err(|source| StoreError::Private { path: path.to_path_buf(), source })?;
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // One owner: the relay keeps routing state in memory, so a second process on

@@ -6,6 +6,7 @@
 
 mod common;
 mod errors;
+mod files;
 mod handlers;
 mod invites;
 mod logs;
