@@ -355,6 +355,10 @@ pub enum ErrorCode {
     InviteClaimed,
     /// The host revoked the invite.
     InviteRevoked,
+    /// `invite_publish` beyond `MAX_INVITES_PER_PK` open invites of this identity.
+    InviteQuota,
+    /// `invite_publish` with `expires_at` further ahead than the relay allows (30 days).
+    InviteTtlTooLong,
     /// The recipient already has `MAX_PENDING_MSGS` envelopes waiting.
     QueueFull,
     /// The same envelope id was reused with a different body or recipient.
@@ -401,6 +405,8 @@ impl ErrorCode {
             ErrorCode::InviteExpired => "invite_expired",
             ErrorCode::InviteClaimed => "invite_claimed",
             ErrorCode::InviteRevoked => "invite_revoked",
+            ErrorCode::InviteQuota => "invite_quota",
+            ErrorCode::InviteTtlTooLong => "invite_ttl_too_long",
             ErrorCode::QueueFull => "queue_full",
             ErrorCode::Conflict => "conflict",
             ErrorCode::ShuttingDown => "shutting_down",

@@ -26,6 +26,7 @@ pub(super) fn close_frame(code: ErrorCode) -> Message {
     let (c, reason) = match code {
         ErrorCode::ShuttingDown => (close_code::AWAY, "relay shutting down"),
         ErrorCode::TooManyConnections => (close_code::AGAIN, "too many connections"),
+        ErrorCode::RateLimited => (close_code::AGAIN, "too many logins from this address"),
         ErrorCode::Unknown => (close_code::NORMAL, "replaced by a newer connection"),
         _ => (close_code::POLICY, code.as_str()),
     };
@@ -49,6 +50,7 @@ pub(super) async fn login(
     ws: &mut WebSocket,
     shared: &Shared,
     origin: Option<&str>,
+    ip: std::net::IpAddr,
 ) -> Option<LoggedIn> {
     let mut challenge = [0u8; 32];
     SystemRng.fill(&mut challenge);
@@ -100,6 +102,14 @@ pub(super) async fn login(
                 continue;
             }
         };
+        let attempt = matches!(frame, ClientFrame::Login { .. } | ClientFrame::Resume { .. });
+        if attempt
+            && shared.logins.as_ref().is_some_and(|l| !l.allow(ip, std::time::Instant::now()))
+        {
+            tracing::info!(%ip, "login refused: rate limited");
+            fatal(ws, shared, ErrorCode::RateLimited, "too many logins from this address").await;
+            return None;
+        }
         let now = now_secs();
         let result = match frame {
             ClientFrame::Login { v, identity, ts, signature } => {

@@ -113,6 +113,8 @@ pub(crate) enum PublishOutcome {
     Published,
     /// The hash belongs to another host's invite.
     Conflict,
+    /// A new invite, but the host already has the allowed number open.
+    Quota,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -147,6 +149,7 @@ enum Cmd {
         host: IdentityPublicKey,
         hash: InviteHash,
         expires_at: u64,
+        max_open: u64,
         reply: Reply<PublishOutcome>,
     },
     RevokeInvite {
@@ -207,8 +210,11 @@ fn open_db(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    Migrations::new(vec![M::up(include_str!("../../migrations/relay/001_init.sql"))])
-        .to_latest(&mut conn)?;
+    Migrations::new(vec![
+        M::up(include_str!("../../migrations/relay/001_init.sql")),
+        M::up(include_str!("../../migrations/relay/003_invites_by_host.sql")),
+    ])
+    .to_latest(&mut conn)?;
     Ok(conn)
 }
 
@@ -288,13 +294,16 @@ impl Store {
         flatten(self.call(|reply| Cmd::Pending { recipient, reply }).await)
     }
 
+    /// Publish (or refresh) an invite; a new one only while `host` has fewer than
+    /// `max_open` open invites.
     pub(crate) async fn publish(
         &self,
         host: IdentityPublicKey,
         hash: InviteHash,
         expires_at: u64,
+        max_open: u64,
     ) -> Result<PublishOutcome, StoreError> {
-        flatten(self.call(|reply| Cmd::Publish { host, hash, expires_at, reply }).await)
+        flatten(self.call(|reply| Cmd::Publish { host, hash, expires_at, max_open, reply }).await)
     }
 
     /// `false` when `host` has no such invite.
@@ -555,8 +564,8 @@ fn apply(
         Cmd::Pending { recipient, reply } => {
             defer(out, reply, Ok(counts.get(&recipient).copied().unwrap_or(0)));
         }
-        Cmd::Publish { host, hash, expires_at, reply } => {
-            defer(out, reply, publish(tx, host, hash, expires_at));
+        Cmd::Publish { host, hash, expires_at, max_open, reply } => {
+            defer(out, reply, publish(tx, host, hash, expires_at, max_open));
         }
         Cmd::RevokeInvite { host, hash, reply } => {
             let r = tx
