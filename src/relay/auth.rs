@@ -161,7 +161,6 @@ pub(crate) fn load_or_create_secret(path: &Path) -> Result<HmacSecret, SecretFil
                 crate::fsutil::create_private_dir(dir).map_err(err)?;
             }
             crate::fsutil::write_private_atomic(path, text.as_bytes()).map_err(err)?;
-            #[allow(clippy::expect_used)]
             Ok(HmacSecret::new(key.to_vec()).expect("32 random bytes meet the 32-byte minimum"))
         }
         Err(e) => Err(err(e)),

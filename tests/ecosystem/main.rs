@@ -8,6 +8,7 @@
 mod cli_lines;
 mod docker;
 mod env_example;
+mod fallbacks;
 mod handlers;
 mod install;
 
