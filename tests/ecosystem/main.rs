@@ -11,6 +11,7 @@ mod env_example;
 mod fallbacks;
 mod handlers;
 mod install;
+mod msrv;
 
 use std::path::{Path, PathBuf};
 
