@@ -12,6 +12,7 @@ use crate::client::*;
 const PROBE_LOGINS: usize = 1000;
 
 #[tokio::test]
+#[allow(clippy::print_stderr)] // the probe's figure, for the report
 async fn rapid_logins_from_one_address_are_rate_limited() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
