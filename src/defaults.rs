@@ -36,7 +36,7 @@ pub const PENDING_SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
 pub const RATE_LIMIT_PER_SEC: u32 = 200;
 /// Token-bucket burst: a reconnect flushing a backlog of acks passes untouched.
 pub const RATE_LIMIT_BURST: u32 = 1000;
-/// Login attempts (`login` or `resume`) one client address may burst: a whole NAT of
+/// Login attempts (`login`, or a `resume` that fails) one client address may burst: a whole NAT of
 /// agents (`MAX_CONNECTIONS_PER_IP`) reconnecting at once after a relay restart.
 pub const LOGIN_BURST: u32 = 64;
 /// Sustained login attempts per second per address once the burst is spent. An agent

@@ -45,6 +45,17 @@ async fn fatal(ws: &mut WebSocket, shared: &Shared, code: ErrorCode, msg: &str) 
     let _ = ws.send(close_frame(code)).await;
 }
 
+const LOGIN_RATE_MESSAGE: &str = "too many logins from this address; retry later";
+
+/// Take one login attempt from `ip`'s budget; `true` when it is spent.
+fn over_login_rate(shared: &Shared, ip: std::net::IpAddr) -> bool {
+    let over = shared.logins.as_ref().is_some_and(|l| !l.allow(ip, std::time::Instant::now()));
+    if over {
+        tracing::info!(%ip, "login refused: rate limited");
+    }
+    over
+}
+
 /// Challenge, then wait for a valid `login` or `resume` within the login timeout.
 pub(super) async fn login(
     ws: &mut WebSocket,
@@ -102,12 +113,12 @@ pub(super) async fn login(
                 continue;
             }
         };
-        let attempt = matches!(frame, ClientFrame::Login { .. } | ClientFrame::Resume { .. });
-        if attempt
-            && shared.logins.as_ref().is_some_and(|l| !l.allow(ip, std::time::Instant::now()))
-        {
-            tracing::info!(%ip, "login refused: rate limited");
-            fatal(ws, shared, ErrorCode::RateLimited, "too many logins from this address").await;
+        // A signature check is the work worth limiting; a valid resume costs one HMAC
+        // and is how every CLI command reconnects, so only logins and failed resumes
+        // take from the address's budget.
+        let is_login = matches!(frame, ClientFrame::Login { .. });
+        if is_login && over_login_rate(shared, ip) {
+            fatal(ws, shared, ErrorCode::RateLimited, LOGIN_RATE_MESSAGE).await;
             return None;
         }
         let now = now_secs();
@@ -150,6 +161,10 @@ pub(super) async fn login(
         };
         return match result {
             Ok(me) => Some(me),
+            Err(_) if !is_login && over_login_rate(shared, ip) => {
+                fatal(ws, shared, ErrorCode::RateLimited, LOGIN_RATE_MESSAGE).await;
+                None
+            }
             Err(e) => {
                 tracing::info!(reason = %e, "login refused");
                 let code = if e == AuthError::TokenExpired {

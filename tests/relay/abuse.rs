@@ -23,12 +23,18 @@ async fn rapid_logins_from_one_address_are_rate_limited() {
     let kp = identity(1);
     let started = std::time::Instant::now();
     let (mut ok, mut limited) = (0usize, 0usize);
+    let mut first_token = String::new();
     for _ in 0..PROBE_LOGINS {
         let mut c = Client::connect(addr, &kp).await;
         let f = c.login_frame(now());
         c.send(&f).await;
         match c.recv().await {
-            ServerFrame::Welcome { .. } => ok += 1,
+            ServerFrame::Welcome { token, .. } => {
+                ok += 1;
+                if first_token.is_empty() {
+                    first_token = token;
+                }
+            }
             ServerFrame::Error { code: ErrorCode::RateLimited, .. } => {
                 limited += 1;
                 // Then a close the client can tell apart: 1013, try again later.
@@ -51,6 +57,14 @@ async fn rapid_logins_from_one_address_are_rate_limited() {
     assert!(ok >= burst, "the burst of {burst} must pass, got {ok}");
     assert!((ok as f64) <= burst as f64 + secs * f64::from(rate) + 1.0, "{ok} in {secs:.1} s");
     assert!(limited > 0);
+    // A valid resume is not an attempt: it still passes with the budget spent.
+    let mut fresh = Client::connect(addr, &kp).await;
+    fresh.send(&ClientFrame::Resume { v: 1, token: first_token.clone() }).await;
+    assert!(matches!(fresh.recv().await, ServerFrame::Welcome { .. }));
+    // A failed one is, and is refused as such.
+    let mut bad = Client::connect(addr, &kp).await;
+    bad.send(&ClientFrame::Resume { v: 1, token: "v1.forged.token".into() }).await;
+    bad.expect_error(ErrorCode::RateLimited).await;
     relay.shutdown().await;
 }
 
