@@ -36,6 +36,24 @@ pub const PENDING_SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
 pub const RATE_LIMIT_PER_SEC: u32 = 200;
 /// Token-bucket burst: a reconnect flushing a backlog of acks passes untouched.
 pub const RATE_LIMIT_BURST: u32 = 1000;
+/// Login attempts (`login`, or a `resume` that fails) one client address may burst: a whole NAT of
+/// agents (`MAX_CONNECTIONS_PER_IP`) reconnecting at once after a relay restart.
+pub const LOGIN_BURST: u32 = 64;
+/// Sustained login attempts per second per address once the burst is spent. An agent
+/// logs in once per connection and reconnects with a backoff of a second or more, so
+/// one a second is ample for a NAT's worth of them, while a script trying keys,
+/// tokens or just burning signature checks gets 64 tries and then one a second
+/// (1,000 rapid logins: about 65 pass). IPv6 addresses count per /64, the block one
+/// host is usually given.
+pub const LOGIN_RATE_PER_SEC: u32 = 1;
+/// Open (unclaimed, unrevoked, unexpired) invites one identity may have on a relay:
+/// the TypeScript relay's quota. An agent needs one per pending guest; 20 unclaimed
+/// at once means something is minting them in a loop.
+pub const MAX_INVITES_PER_PK: u64 = 20;
+/// Furthest `expires_at` a relay accepts on `invite_publish`, from now: a month is
+/// far beyond any real handover (the default is a day), and keeps a host from
+/// parking invite rows forever (`expires_at = 2^53-1` was accepted).
+pub const MAX_INVITE_TTL: Duration = Duration::from_secs(30 * 86_400);
 /// Relay-wide connection cap: each costs ~20 KiB, so 4096 stay well under 100 MiB.
 pub const MAX_CONNECTIONS: usize = 4096;
 /// Connections per client address: a whole NAT of agents, but not one runaway script.

@@ -17,7 +17,9 @@ pub const MAX_PENDING_MSGS: &str = "MAX_PENDING_MSGS";
 pub const PENDING_TTL_DAYS: &str = "PENDING_TTL_DAYS";
 /// Relay: trust `X-Forwarded-For` / `X-Forwarded-Host` (only behind your own proxy).
 pub const TRUST_PROXY: &str = "TRUST_PROXY";
-/// Relay: `1` disables per-identity rate limits (benchmarks only).
+/// Relay: open invites one identity may have at once (default 20; beyond: `invite_quota`).
+pub const MAX_INVITES_PER_PK: &str = "MAX_INVITES_PER_PK";
+/// Relay: `1` disables the per-identity frame and per-address login rate limits (benchmarks only).
 pub const RATE_LIMIT_DISABLED: &str = "RATE_LIMIT_DISABLED";
 /// Log level filter (`error`, `warn`, `info`, `debug`, `trace`, or an env-filter string).
 pub const LOG_LEVEL: &str = "LOG_LEVEL";

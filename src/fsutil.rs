@@ -27,6 +27,39 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Create `dir` and any missing parents with mode 0700 (whatever the umask); a
+/// directory that exists is left alone (an operator's `/var/lib/…` is theirs).
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.exists() {
+        return Ok(());
+    }
+    // DirBuilder's mode is still masked by the umask, which only removes bits: 0700
+    // stays 0700 or tighter under any umask, 000 included.
+    fs::DirBuilder::new().recursive(true).mode(PRIVATE_DIR_MODE).create(dir)
+}
+
+/// Make a SQLite database private before it is opened: create `path` 0600 if
+/// missing, and bring it and any `-wal`, `-shm` or `-journal` beside it (left by an
+/// older version or a crash) down to 0600. SQLite creates those side files with the
+/// database file's own mode, so they are born 0600 from then on.
+pub fn private_sqlite_files(path: &Path) -> io::Result<()> {
+    OpenOptions::new().create(true).append(true).mode(PRIVATE_FILE_MODE).open(path)?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut name = path.as_os_str().to_os_string();
+        name.push(suffix);
+        let file = Path::new(&name);
+        match fs::metadata(file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                fs::set_permissions(file, fs::Permissions::from_mode(PRIVATE_FILE_MODE))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Write `bytes` to `path` atomically with mode 0600 (temp file + fsync + rename + dir fsync).
 pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -67,6 +100,20 @@ mod tests {
         let names: Vec<_> =
             fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn sqlite_files_are_created_and_tightened_to_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("x.db");
+        let wal = dir.path().join("x.db-wal");
+        fs::write(&wal, b"").unwrap();
+        fs::set_permissions(&wal, fs::Permissions::from_mode(0o644)).unwrap();
+        private_sqlite_files(&db).unwrap();
+        for f in [&db, &wal] {
+            assert_eq!(fs::metadata(f).unwrap().permissions().mode() & 0o777, 0o600, "{f:?}");
+        }
+        assert!(!dir.path().join("x.db-shm").exists(), "only existing side files are touched");
     }
 
     #[test]

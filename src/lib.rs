@@ -18,6 +18,7 @@
 //! - [`service`]: `agentroom service`: the systemd user unit / launchd agent that runs a home's daemon.
 //! - [`cli`]: the `agentroom` command line (clap derive), one file per command.
 //! - [`defaults`], [`env`](mod@env): every tunable and every environment variable, once.
+//! - [`logging`]: the cap that keeps other crates' frame dumps (tokens, text) out of any log level.
 //! - [`fsutil`]: private files (0600) written atomically (temp + fsync + rename).
 //!
 //! Dependencies point down: cli → client/relay/tunnel/handler → protocol → crypto.
@@ -29,6 +30,7 @@ pub mod defaults;
 pub mod env;
 pub mod fsutil;
 pub mod handler;
+pub mod logging;
 pub mod mcp;
 pub mod process;
 pub mod protocol;

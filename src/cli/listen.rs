@@ -49,7 +49,8 @@ pub async fn run(
 /// Print one listen/serve event: NDJSON, or a human line for the ones people
 /// care about (messages and replies on stdout; connection changes on stderr).
 pub(crate) fn print_event(printer: Printer, ev: &Event) {
-    let value = serde_json::to_value(ev).unwrap_or_default();
+    let value =
+        serde_json::to_value(ev).expect("events are structs with string keys: always serialise");
     let name = value.get("event").and_then(|v| v.as_str()).unwrap_or("event").to_owned();
     let mut fields = value;
     if let Some(obj) = fields.as_object_mut() {

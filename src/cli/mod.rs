@@ -234,9 +234,12 @@ pub(crate) fn home_of(home: Option<PathBuf>) -> Result<crate::client::home::Home
     Ok(crate::client::home::Home::resolve(home)?)
 }
 
-/// Logs: JSON lines on stderr, level from `LOG_LEVEL` (default `default_level`).
+/// Logs: JSON lines on stderr, level from `LOG_LEVEL` (default `default_level`),
+/// under [`crate::logging::secret_safe_cap`] whatever `LOG_LEVEL` asks for.
 fn init_tracing(default_level: &str) {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = std::env::var(crate::env::LOG_LEVEL)
         .ok()
         .and_then(|v| EnvFilter::try_new(v).ok())
@@ -246,6 +249,8 @@ fn init_tracing(default_level: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_current_span(false)
+        .finish()
+        .with(crate::logging::secret_safe_cap())
         .try_init();
 }
 

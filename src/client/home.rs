@@ -103,7 +103,8 @@ impl Home {
     pub fn save_config(&self, config: &Config) -> Result<(), HomeError> {
         self.ensure()?;
         let path = self.config_path();
-        let mut bytes = serde_json::to_vec_pretty(config).unwrap_or_default();
+        let mut bytes =
+            serde_json::to_vec_pretty(config).expect("the config is strings: always serialises");
         bytes.push(b'\n');
         fsutil::write_private_atomic(&path, &bytes).map_err(|source| HomeError::Io { path, source })
     }

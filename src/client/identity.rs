@@ -86,7 +86,10 @@ pub fn load_or_create(home: &Home) -> Result<(IdentityKeyPair, bool), IdentityEr
         public: pair.public().to_b64u(),
         created_at: super::now_secs(),
     };
-    let bytes = Zeroizing::new(serde_json::to_vec_pretty(&file).unwrap_or_default());
+    // Never write an empty identity file in place of a key: fail loudly instead.
+    let bytes = Zeroizing::new(
+        serde_json::to_vec_pretty(&file).expect("an identity file is strings and integers"),
+    );
     let path = home.identity_path();
     fsutil::write_private_atomic(&path, &bytes)
         .map_err(|source| super::home::HomeError::Io { path, source })?;

@@ -68,7 +68,9 @@ pub async fn create_via(
         expires_at,
         created_at: now,
     };
-    let opk_bytes = zeroize::Zeroizing::new(serde_json::to_vec(&opk).unwrap_or_default());
+    let opk_bytes = zeroize::Zeroizing::new(
+        serde_json::to_vec(&opk).expect("a one-time prekey is hex strings: always serialises"),
+    );
     store::insert_invite(client.conn(), &row, &opk_bytes)?;
     if let Err(e) = publish(client, local, &id.0, expires_at).await {
         store::delete_invite(client.conn(), &row.id)?;

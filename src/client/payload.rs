@@ -82,7 +82,7 @@ impl Payload {
             Payload::RelayMoved { relay } => Wire { relay: Some(relay.clone()), ..empty },
             Payload::Unknown { .. } => empty,
         };
-        serde_json::to_vec(&wire).unwrap_or_default()
+        serde_json::to_vec(&wire).expect("a payload is strings and options: always serialises")
     }
 
     /// Parse decrypted bytes. `None` when they are not a payload at all (not

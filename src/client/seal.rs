@@ -62,5 +62,8 @@ pub fn seal_in(
 /// Serialise a session for the database.
 /// The bytes hold ratchet secrets: wiped when dropped.
 pub fn session_bytes(session: &Session) -> zeroize::Zeroizing<Vec<u8>> {
-    zeroize::Zeroizing::new(serde_json::to_vec(session).unwrap_or_default())
+    // An empty blob here would overwrite the ratchet state in the database.
+    zeroize::Zeroizing::new(
+        serde_json::to_vec(session).expect("a session is keys, counters and maps with string keys"),
+    )
 }

@@ -148,6 +148,12 @@ pub struct Invite {
     signature: Signature,
 }
 
+/// The u16 length prefix of a relay URL. `create` and `parse` refuse URLs longer
+/// than [`MAX_RELAY_URL_LEN`], so every `Invite` fits.
+fn url_len(url: &[u8]) -> u16 {
+    u16::try_from(url.len()).expect("invite URLs are at most MAX_RELAY_URL_LEN (2048) bytes")
+}
+
 /// crypto-v1 signed_bytes: label || id || host || opk || u64be(exp) || u16be(len) || url.
 pub(crate) fn signed_bytes(
     id: &InviteId,
@@ -163,8 +169,7 @@ pub(crate) fn signed_bytes(
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(opk_pub);
     out.extend_from_slice(&expires_at.to_be_bytes());
-    // Callers bound url.len() by MAX_RELAY_URL_LEN < u16::MAX.
-    out.extend_from_slice(&u16::try_from(url.len()).unwrap_or(u16::MAX).to_be_bytes());
+    out.extend_from_slice(&url_len(url).to_be_bytes());
     out.extend_from_slice(url);
     out
 }
@@ -215,7 +220,7 @@ impl Invite {
         bin.extend_from_slice(self.host.as_bytes());
         bin.extend_from_slice(&self.opk_pub);
         bin.extend_from_slice(&self.expires_at.to_be_bytes());
-        bin.extend_from_slice(&u16::try_from(url.len()).unwrap_or(u16::MAX).to_be_bytes());
+        bin.extend_from_slice(&url_len(url).to_be_bytes());
         bin.extend_from_slice(url);
         bin.extend_from_slice(self.signature.as_bytes());
         format!("{INVITE_PREFIX}{}", URL_SAFE_NO_PAD.encode(bin))

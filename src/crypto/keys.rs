@@ -96,8 +96,10 @@ impl IdentityKeyPair {
 
     /// Detached, deterministic Ed25519 signature over `msg`.
     pub fn sign(&self, msg: &[u8]) -> Signature {
-        // Signing with a well-formed 64-byte key cannot fail in libsodium.
-        Signature(sodium::ed25519_sign(&self.secret, msg).unwrap_or([0u8; 64]))
+        Signature(
+            sodium::ed25519_sign(&self.secret, msg)
+                .expect("libsodium signs with a well-formed 64-byte Ed25519 key"),
+        )
     }
 }
 

@@ -126,7 +126,7 @@ pub(crate) fn aead_open(
     if ciphertext.len() < AEAD_TAG_LEN {
         return None;
     }
-    let key = x::Key::from_bytes(key).ok()?;
+    let key = x::Key::from_bytes(key).expect("an XChaCha20-Poly1305 key is 32 bytes");
     let nonce = x::Nonce::from_bytes(*nonce);
     x::decrypt(ciphertext, Some(aad), &nonce, &key).ok()
 }

@@ -325,7 +325,7 @@ impl AgentroomServer {
             })
             .collect();
         let room = match crate::room::control::status(self.home.dir()).await {
-            Ok(s) => serde_json::to_value(s).unwrap_or_default(),
+            Ok(s) => serde_json::to_value(s).expect("room status is strings and integers"),
             Err(e) => serde_json::json!({"error": e.to_string()}),
         };
         Ok(Json(StatusResult {

@@ -355,6 +355,10 @@ pub enum ErrorCode {
     InviteClaimed,
     /// The host revoked the invite.
     InviteRevoked,
+    /// `invite_publish` beyond `MAX_INVITES_PER_PK` open invites of this identity.
+    InviteQuota,
+    /// `invite_publish` with `expires_at` further ahead than the relay allows (30 days).
+    InviteTtlTooLong,
     /// The recipient already has `MAX_PENDING_MSGS` envelopes waiting.
     QueueFull,
     /// The same envelope id was reused with a different body or recipient.
@@ -401,6 +405,8 @@ impl ErrorCode {
             ErrorCode::InviteExpired => "invite_expired",
             ErrorCode::InviteClaimed => "invite_claimed",
             ErrorCode::InviteRevoked => "invite_revoked",
+            ErrorCode::InviteQuota => "invite_quota",
+            ErrorCode::InviteTtlTooLong => "invite_ttl_too_long",
             ErrorCode::QueueFull => "queue_full",
             ErrorCode::Conflict => "conflict",
             ErrorCode::ShuttingDown => "shutting_down",
@@ -446,7 +452,8 @@ pub fn decode_server_frame(text: &str, max: usize) -> Result<ServerFrame, FrameE
 
 /// Encode any frame as compact JSON. Serialising these types cannot fail.
 pub fn encode_frame<T: Serialize>(frame: &T) -> String {
-    serde_json::to_string(frame).unwrap_or_else(|_| String::from("{}"))
+    serde_json::to_string(frame)
+        .expect("frames are structs and enums with string keys: serialising cannot fail")
 }
 
 #[cfg(test)]
@@ -499,9 +506,112 @@ mod tests {
         assert!(matches!(f, ServerFrame::Error { code: ErrorCode::Unknown, .. }));
     }
 
+    /// A valid encoding of every frame type: the starting points for mutation.
+    fn valid_encodings() -> Vec<String> {
+        let client = [
+            ClientFrame::Login { v: 1, identity: pk(1), ts: 1_700_000_000, signature: [7; 64] },
+            ClientFrame::Resume { v: 1, token: "v1.abc.def".into() },
+            ClientFrame::Send {
+                id: EnvelopeId([1; 16]),
+                to: pk(2),
+                body: vec![9; 40],
+                claim: Some(InviteIdClaim([3; 16])),
+            },
+            ClientFrame::Ack { id: EnvelopeId([1; 16]), from: pk(3) },
+            ClientFrame::InvitePublish {
+                rid: Some("r".into()),
+                invite: InviteHash([4; 32]),
+                expires_at: 1_800_000_000,
+            },
+            ClientFrame::InviteRevoke { rid: None, invite: InviteHash([5; 32]) },
+            ClientFrame::PeerRevoke { rid: Some("p".into()), peer: pk(4) },
+            ClientFrame::Ping { rid: None },
+        ];
+        let server = [
+            ServerFrame::Challenge {
+                protocol: crate::protocol::PROTOCOL_LABEL.into(),
+                versions: vec![1],
+                challenge: [9; 32],
+                max_frame: 65_536,
+            },
+            ServerFrame::Welcome {
+                identity: pk(1),
+                token: "v1.abc.def".into(),
+                token_expires_at: 2,
+                pending: 3,
+                server_time: 1,
+            },
+            ServerFrame::Sent { id: EnvelopeId([1; 16]), status: DeliveryStatus::Delivered },
+            ServerFrame::Deliver { id: EnvelopeId([1; 16]), from: pk(2), body: vec![5; 9], ts: 1 },
+            ServerFrame::Ok { rid: Some("r".into()) },
+            ServerFrame::Presence { peer: pk(2), online: false },
+            ServerFrame::Pong { rid: Some("x".into()) },
+            ServerFrame::Error {
+                code: ErrorCode::Conflict,
+                message: "m".into(),
+                id: Some(EnvelopeId([1; 16])),
+                rid: Some("r".into()),
+            },
+        ];
+        let mut out: Vec<String> = client.iter().map(encode_frame).collect();
+        out.extend(server.iter().map(encode_frame));
+        out
+    }
+
+    /// Bytes that change a JSON document's meaning when inserted or swapped in.
+    const JSON_BYTES: &[u8] = b"{}[]\",:-.0123456789eEnulltrfs\\ _A\xff";
+
+    /// One mutation: (kind, position, byte, length).
+    fn mutate(b: &mut Vec<u8>, (kind, at, byte, n): (u8, prop::sample::Index, u8, usize)) {
+        let len = b.len();
+        let i = at.index(len + 1);
+        let j = (i + n).min(len);
+        let jb = JSON_BYTES[usize::from(byte) % JSON_BYTES.len()];
+        match kind % 6 {
+            0 if i < len => b[i] ^= 1 << (byte % 8),
+            1 if i < len => b[i] = jb,
+            2 => b.insert(i, jb),
+            3 => drop(b.drain(i..j)),
+            4 => b.truncate(i),
+            _ => {
+                let copy = b[i..j].to_vec();
+                b.splice(i..i, copy);
+            }
+        }
+    }
+
     proptest! {
+        /// Valid encodings of every frame, mutated (bit flips, JSON bytes put in or
+        /// swapped, ranges cut or doubled, truncation): decoding never panics, under
+        /// a tight and a loose size limit, and whatever still decodes re-encodes to
+        /// the same frame.
         #[test]
-        fn decode_never_panics(s in ".{0,300}") {
+        fn decode_never_panics(
+            pick in any::<prop::sample::Index>(),
+            muts in prop::collection::vec(
+                (any::<u8>(), any::<prop::sample::Index>(), any::<u8>(), 1usize..24),
+                0..6,
+            ),
+        ) {
+            let all = valid_encodings();
+            let mut b = all[pick.index(all.len())].clone().into_bytes();
+            for m in muts {
+                mutate(&mut b, m);
+            }
+            let s = String::from_utf8_lossy(&b);
+            for max in [256, 1 << 20] {
+                if let Ok(f) = decode_client_frame(&s, max) {
+                    prop_assert_eq!(decode_client_frame(&encode_frame(&f), usize::MAX).unwrap(), f);
+                }
+                if let Ok(f) = decode_server_frame(&s, max) {
+                    prop_assert_eq!(decode_server_frame(&encode_frame(&f), usize::MAX).unwrap(), f);
+                }
+            }
+        }
+
+        /// Arbitrary short strings too (what the old test did).
+        #[test]
+        fn decode_arbitrary_text_never_panics(s in ".{0,300}") {
             let _ = decode_client_frame(&s, 256);
             let _ = decode_server_frame(&s, 256);
         }

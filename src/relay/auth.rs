@@ -1,6 +1,5 @@
 //! Login by signed challenge and HMAC session tokens (PROTOCOL.md §3.2).
 
-use std::io::Write as _;
 use std::path::Path;
 
 use hmac::{KeyInit, Mac};
@@ -157,23 +156,12 @@ pub(crate) fn load_or_create_secret(path: &Path) -> Result<HmacSecret, SecretFil
             let mut key = zeroize::Zeroizing::new(vec![0u8; 32]);
             SystemRng.fill(&mut key);
             let text = zeroize::Zeroizing::new(hex::encode(&*key));
-            let tmp = path.with_extension("hmac.tmp");
-            {
-                use std::os::unix::fs::OpenOptionsExt as _;
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .mode(0o600)
-                    .open(&tmp)
-                    .map_err(err)?;
-                f.write_all(text.as_bytes()).map_err(err)?;
-                f.sync_all().map_err(err)?;
+            // The key sits beside the database: its directory may not exist yet.
+            if let Some(dir) = path.parent() {
+                crate::fsutil::create_private_dir(dir).map_err(err)?;
             }
-            std::fs::rename(&tmp, path).map_err(err)?;
-            HmacSecret::new(key.to_vec()).ok_or_else(|| {
-                err(std::io::Error::new(std::io::ErrorKind::InvalidData, "key too short"))
-            })
+            crate::fsutil::write_private_atomic(path, text.as_bytes()).map_err(err)?;
+            Ok(HmacSecret::new(key.to_vec()).expect("32 random bytes meet the 32-byte minimum"))
         }
         Err(e) => Err(err(e)),
     }

@@ -79,6 +79,14 @@ pub struct RelayConfig {
     pub rate_per_sec: u32,
     /// Burst size of the token bucket.
     pub rate_burst: u32,
+    /// Login attempts per second per client address (with `rate_limit`).
+    pub login_rate_per_sec: u32,
+    /// Login attempts one address may burst (with `rate_limit`).
+    pub login_burst: u32,
+    /// Open invites one identity may have at once.
+    pub max_invites_per_pk: u64,
+    /// Furthest an invite's `expires_at` may lie in the future.
+    pub max_invite_ttl: Duration,
     /// Relay-wide connection cap.
     pub max_connections: usize,
     /// Connections per client address.
@@ -127,6 +135,10 @@ impl RelayConfig {
             rate_limit: true,
             rate_per_sec: defaults::RATE_LIMIT_PER_SEC,
             rate_burst: defaults::RATE_LIMIT_BURST,
+            login_rate_per_sec: defaults::LOGIN_RATE_PER_SEC,
+            login_burst: defaults::LOGIN_BURST,
+            max_invites_per_pk: defaults::MAX_INVITES_PER_PK,
+            max_invite_ttl: defaults::MAX_INVITE_TTL,
             max_connections: defaults::MAX_CONNECTIONS,
             max_connections_per_ip: defaults::MAX_CONNECTIONS_PER_IP,
             hmac_secret: None,
@@ -185,6 +197,9 @@ impl RelayConfig {
                 return Err(ConfigError::Invalid { var: env::MAX_FRAME_BYTES });
             }
             c.max_frame = v;
+        }
+        if let Some(v) = parse(&get, env::MAX_INVITES_PER_PK)? {
+            c.max_invites_per_pk = v;
         }
         if let Some(v) = parse(&get, env::MAX_CONNECTIONS)? {
             c.max_connections = v;
@@ -267,6 +282,7 @@ mod tests {
             ("PORT", "0"),
             ("AGENTROOM_DB", "/tmp/x.db"),
             ("MAX_PENDING_MSGS", "7"),
+            ("MAX_INVITES_PER_PK", "3"),
             ("RATE_LIMIT_DISABLED", "1"),
             ("TRUST_PROXY", "true"),
             ("HMAC_SECRET", "0123456789abcdef0123456789abcdef"),
@@ -274,6 +290,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.bind.port(), 0);
         assert_eq!(c.max_pending, 7);
+        assert_eq!(c.max_invites_per_pk, 3);
         assert!(!c.rate_limit && c.trust_proxy);
         assert!(c.hmac_secret.is_some());
         assert_eq!(format!("{:?}", c.hmac_secret), "Some(HmacSecret(<redacted>))");

@@ -68,7 +68,7 @@ pub(crate) async fn run(mut ws: WebSocket, shared: Arc<Shared>, acc: Accepted) {
             )))
             .await;
         let _ = ws.send(close_frame(ErrorCode::TooManyConnections)).await;
-    } else if let Some(me) = login(&mut ws, &shared, acc.origin.as_deref()).await {
+    } else if let Some(me) = login(&mut ws, &shared, acc.origin.as_deref(), acc.ip).await {
         tracing::debug!(peer = %me.identity.fmt_short(), ip = %acc.ip, "logged in");
         m.sessions.fetch_add(1, Ordering::Relaxed);
         Session::run(ws, &shared, me).await;
@@ -439,12 +439,18 @@ impl<'a> Session<'a> {
         invite: InviteHash,
         expires_at: u64,
     ) -> Result<(), Exit> {
-        if expires_at <= now_secs() {
+        let now = now_secs();
+        if expires_at <= now {
             return self
                 .send_error(ErrorCode::InviteExpired, "expires_at is in the past", None, rid)
                 .await;
         }
-        match self.shared.store.publish(self.me, invite, expires_at).await {
+        if expires_at > now.saturating_add(self.shared.config.max_invite_ttl.as_secs()) {
+            let msg = "expires_at is further ahead than this relay keeps invites";
+            return self.send_error(ErrorCode::InviteTtlTooLong, msg, None, rid).await;
+        }
+        let max_open = self.shared.config.max_invites_per_pk;
+        match self.shared.store.publish(self.me, invite, expires_at, max_open).await {
             Ok(PublishOutcome::Published) => {
                 self.feed(encode_frame(&ServerFrame::Ok { rid }).into()).await
             }
@@ -456,6 +462,10 @@ impl<'a> Session<'a> {
                     rid,
                 )
                 .await
+            }
+            Ok(PublishOutcome::Quota) => {
+                let msg = "too many open invites for this identity; revoke or let some expire";
+                self.send_error(ErrorCode::InviteQuota, msg, None, rid).await
             }
             Err(_) => self.send_error(ErrorCode::Internal, "storage fault", None, rid).await,
         }

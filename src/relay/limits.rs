@@ -1,4 +1,5 @@
-//! Connection caps (relay-wide and per address) and the per-identity token bucket.
+//! Connection caps (relay-wide and per address), the per-address login rate and the
+//! per-identity token bucket.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -68,6 +69,12 @@ impl TokenBucket {
         Self { rate: f64::from(rate), burst: f64::from(burst), tokens: f64::from(burst), last: now }
     }
 
+    /// Whether the bucket has refilled to its burst by `now` (it is then as good as new).
+    fn is_full(&self, now: Instant) -> bool {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens + dt * self.rate >= self.burst
+    }
+
     /// Take one token; `false` means the frame must be refused.
     pub(crate) fn take(&mut self, now: Instant) -> bool {
         let dt = now.saturating_duration_since(self.last).as_secs_f64();
@@ -79,6 +86,44 @@ impl TokenBucket {
         } else {
             false
         }
+    }
+}
+
+/// Login attempts per client address: one token bucket each. IPv6 addresses share
+/// the bucket of their /64, since one host usually holds a whole /64.
+#[derive(Debug)]
+pub(crate) struct LoginLimiter {
+    rate: u32,
+    burst: u32,
+    buckets: Mutex<HashMap<IpAddr, TokenBucket>>,
+}
+
+/// Buckets kept before full (idle) ones are dropped: an idle bucket is the same as
+/// a new one, so forgetting it changes nothing but memory.
+const LOGIN_BUCKETS_BEFORE_PRUNE: usize = 4096;
+
+impl LoginLimiter {
+    /// `None` when rate limits are off.
+    pub(crate) fn new(enabled: bool, rate: u32, burst: u32) -> Option<Self> {
+        enabled.then(|| Self { rate, burst, buckets: Mutex::new(HashMap::new()) })
+    }
+
+    /// Take one login attempt for `ip`; `false` means refuse it.
+    pub(crate) fn allow(&self, ip: IpAddr, now: Instant) -> bool {
+        let key = match ip {
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+                IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into())
+            }
+            IpAddr::V6(v6) => IpAddr::V4(v6.to_ipv4_mapped().expect("checked in the arm above")),
+            v4 => v4,
+        };
+        // A poisoned lock only means another thread panicked mid-update of a
+        // counter; the map is still usable.
+        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if buckets.len() >= LOGIN_BUCKETS_BEFORE_PRUNE {
+            buckets.retain(|_, b| !b.is_full(now));
+        }
+        buckets.entry(key).or_insert_with(|| TokenBucket::new(self.rate, self.burst, now)).take(now)
     }
 }
 
@@ -129,6 +174,32 @@ mod tests {
         assert!(b.take(t0) && b.take(t0));
         assert!(!b.take(t0));
         assert!(b.take(t0 + Duration::from_millis(150)));
+    }
+
+    #[test]
+    fn logins_limited_per_address_and_per_ipv6_64() {
+        let t0 = Instant::now();
+        let l = LoginLimiter::new(true, 1, 3).unwrap();
+        let a: IpAddr = "2001:db8::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8::ffff:2".parse().unwrap();
+        let other: IpAddr = "2001:db8:0:1::1".parse().unwrap();
+        assert!(l.allow(a, t0) && l.allow(same_64, t0) && l.allow(a, t0));
+        assert!(!l.allow(same_64, t0), "the /64 shares one bucket");
+        assert!(l.allow(other, t0), "another /64 has its own");
+        assert!(l.allow(a, t0 + Duration::from_millis(1100)), "refills at the rate");
+        assert!(LoginLimiter::new(false, 1, 3).is_none());
+    }
+
+    #[test]
+    fn idle_login_buckets_are_pruned() {
+        let t0 = Instant::now();
+        let l = LoginLimiter::new(true, 1, 2).unwrap();
+        for i in 0..u32::try_from(LOGIN_BUCKETS_BEFORE_PRUNE).unwrap() {
+            assert!(l.allow(IpAddr::from(i.to_be_bytes()), t0));
+        }
+        let later = t0 + Duration::from_secs(5);
+        assert!(l.allow([10, 9, 9, 9].into(), later));
+        assert_eq!(l.buckets.lock().unwrap().len(), 1, "refilled buckets are forgotten");
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub(super) fn close_frame(code: ErrorCode) -> Message {
     let (c, reason) = match code {
         ErrorCode::ShuttingDown => (close_code::AWAY, "relay shutting down"),
         ErrorCode::TooManyConnections => (close_code::AGAIN, "too many connections"),
+        ErrorCode::RateLimited => (close_code::AGAIN, "too many logins from this address"),
         ErrorCode::Unknown => (close_code::NORMAL, "replaced by a newer connection"),
         _ => (close_code::POLICY, code.as_str()),
     };
@@ -44,11 +45,23 @@ async fn fatal(ws: &mut WebSocket, shared: &Shared, code: ErrorCode, msg: &str) 
     let _ = ws.send(close_frame(code)).await;
 }
 
+const LOGIN_RATE_MESSAGE: &str = "too many logins from this address; retry later";
+
+/// Take one login attempt from `ip`'s budget; `true` when it is spent.
+fn over_login_rate(shared: &Shared, ip: std::net::IpAddr) -> bool {
+    let over = shared.logins.as_ref().is_some_and(|l| !l.allow(ip, std::time::Instant::now()));
+    if over {
+        tracing::info!(%ip, "login refused: rate limited");
+    }
+    over
+}
+
 /// Challenge, then wait for a valid `login` or `resume` within the login timeout.
 pub(super) async fn login(
     ws: &mut WebSocket,
     shared: &Shared,
     origin: Option<&str>,
+    ip: std::net::IpAddr,
 ) -> Option<LoggedIn> {
     let mut challenge = [0u8; 32];
     SystemRng.fill(&mut challenge);
@@ -100,6 +113,14 @@ pub(super) async fn login(
                 continue;
             }
         };
+        // A signature check is the work worth limiting; a valid resume costs one HMAC
+        // and is how every CLI command reconnects, so only logins and failed resumes
+        // take from the address's budget.
+        let is_login = matches!(frame, ClientFrame::Login { .. });
+        if is_login && over_login_rate(shared, ip) {
+            fatal(ws, shared, ErrorCode::RateLimited, LOGIN_RATE_MESSAGE).await;
+            return None;
+        }
         let now = now_secs();
         let result = match frame {
             ClientFrame::Login { v, identity, ts, signature } => {
@@ -140,6 +161,10 @@ pub(super) async fn login(
         };
         return match result {
             Ok(me) => Some(me),
+            Err(_) if !is_login && over_login_rate(shared, ip) => {
+                fatal(ws, shared, ErrorCode::RateLimited, LOGIN_RATE_MESSAGE).await;
+                None
+            }
             Err(e) => {
                 tracing::info!(reason = %e, "login refused");
                 let code = if e == AuthError::TokenExpired {

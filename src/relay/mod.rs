@@ -85,6 +85,8 @@ pub(crate) struct Shared {
     pub(crate) hub: hub::Hub,
     pub(crate) keys: auth::TokenKeys,
     pub(crate) limiter: Arc<limits::ConnLimiter>,
+    /// Per-address login attempts; `None` with `RATE_LIMIT_DISABLED`.
+    pub(crate) logins: Option<limits::LoginLimiter>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
     pub(crate) started: Instant,
@@ -167,6 +169,11 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     let shared = Arc::new(Shared {
         hub: hub::Hub::new(Arc::clone(&store), pairs),
         limiter: limits::ConnLimiter::new(config.max_connections, config.max_connections_per_ip),
+        logins: limits::LoginLimiter::new(
+            config.rate_limit,
+            config.login_rate_per_sec,
+            config.login_burst,
+        ),
         config,
         metrics,
         store,

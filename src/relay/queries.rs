@@ -104,8 +104,25 @@ pub(super) fn publish(
     host: IdentityPublicKey,
     hash: InviteHash,
     expires_at: u64,
+    max_open: u64,
 ) -> Result<PublishOutcome, StoreError> {
     let exp = i64::try_from(expires_at).unwrap_or(i64::MAX);
+    let known: bool =
+        tx.query_row("SELECT EXISTS (SELECT 1 FROM invites WHERE hash = ?1)", [hash.0], |r| {
+            r.get(0)
+        })?;
+    if !known {
+        let now = i64::try_from(super::now_secs()).unwrap_or(i64::MAX);
+        let open: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM invites WHERE host = ?1 AND claimed_by IS NULL \
+             AND revoked = 0 AND expires_at > ?2",
+            params![host.as_bytes(), now],
+            |r| r.get(0),
+        )?;
+        if u64::try_from(open).unwrap_or(0) >= max_open {
+            return Ok(PublishOutcome::Quota);
+        }
+    }
     let n = tx.execute(
         "INSERT OR IGNORE INTO invites (hash, host, expires_at) VALUES (?1, ?2, ?3)",
         params![hash.0, host.as_bytes(), exp],

@@ -51,6 +51,15 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The database file (or its -wal/-shm) could not be created or made 0600.
+    #[error("cannot make {path} private (mode 0600)")]
+    Private {
+        /// The database file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The store thread has stopped (relay shutting down).
     #[error("store is closed")]
     Closed,
@@ -104,6 +113,8 @@ pub(crate) enum PublishOutcome {
     Published,
     /// The hash belongs to another host's invite.
     Conflict,
+    /// A new invite, but the host already has the allowed number open.
+    Quota,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -138,6 +149,7 @@ enum Cmd {
         host: IdentityPublicKey,
         hash: InviteHash,
         expires_at: u64,
+        max_open: u64,
         reply: Reply<PublishOutcome>,
     },
     RevokeInvite {
@@ -183,9 +195,13 @@ pub(crate) struct StoreOptions {
 
 fn open_db(path: &Path) -> Result<Connection, StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
+        crate::fsutil::create_private_dir(dir)
             .map_err(|source| StoreError::Dir { path: dir.to_path_buf(), source })?;
     }
+    // Pairings, invites and queued ciphertext: 0600 from the first byte, -wal and
+    // -shm too, whatever the umask.
+    crate::fsutil::private_sqlite_files(path)
+        .map_err(|source| StoreError::Private { path: path.to_path_buf(), source })?;
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // One owner: the relay keeps routing state in memory, so a second process on
@@ -194,8 +210,11 @@ fn open_db(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    Migrations::new(vec![M::up(include_str!("../../migrations/relay/001_init.sql"))])
-        .to_latest(&mut conn)?;
+    Migrations::new(vec![
+        M::up(include_str!("../../migrations/relay/001_init.sql")),
+        M::up(include_str!("../../migrations/relay/003_invites_by_host.sql")),
+    ])
+    .to_latest(&mut conn)?;
     Ok(conn)
 }
 
@@ -275,13 +294,16 @@ impl Store {
         flatten(self.call(|reply| Cmd::Pending { recipient, reply }).await)
     }
 
+    /// Publish (or refresh) an invite; a new one only while `host` has fewer than
+    /// `max_open` open invites.
     pub(crate) async fn publish(
         &self,
         host: IdentityPublicKey,
         hash: InviteHash,
         expires_at: u64,
+        max_open: u64,
     ) -> Result<PublishOutcome, StoreError> {
-        flatten(self.call(|reply| Cmd::Publish { host, hash, expires_at, reply }).await)
+        flatten(self.call(|reply| Cmd::Publish { host, hash, expires_at, max_open, reply }).await)
     }
 
     /// `false` when `host` has no such invite.
@@ -542,8 +564,8 @@ fn apply(
         Cmd::Pending { recipient, reply } => {
             defer(out, reply, Ok(counts.get(&recipient).copied().unwrap_or(0)));
         }
-        Cmd::Publish { host, hash, expires_at, reply } => {
-            defer(out, reply, publish(tx, host, hash, expires_at));
+        Cmd::Publish { host, hash, expires_at, max_open, reply } => {
+            defer(out, reply, publish(tx, host, hash, expires_at, max_open));
         }
         Cmd::RevokeInvite { host, hash, reply } => {
             let r = tx

@@ -6,9 +6,11 @@
 
 mod common;
 mod errors;
+mod files;
 mod handlers;
 mod history;
 mod invites;
+mod logs;
 mod messaging;
 mod service;
 mod tls_fixtures;

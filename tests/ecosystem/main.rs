@@ -8,8 +8,10 @@
 mod cli_lines;
 mod docker;
 mod env_example;
+mod fallbacks;
 mod handlers;
 mod install;
+mod msrv;
 
 use std::path::{Path, PathBuf};
 

@@ -4,6 +4,7 @@
 // Helpers outside #[test] fns are test code too.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::cast_possible_truncation)]
 
+mod abuse;
 mod client;
 mod delivery;
 mod errors;

@@ -8,7 +8,6 @@
 //! together with the message it produced or consumed: two processes sharing a
 //! home (say `listen` and `send`) then never work from a stale session.
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -74,13 +73,9 @@ impl Store {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             crate::fsutil::ensure_private_dir(dir).map_err(open_err)?;
         }
-        // Create the file ourselves so it is 0600 from its first byte.
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(crate::fsutil::PRIVATE_FILE_MODE)
-            .open(path)
-            .map_err(open_err)?;
+        // Create the file ourselves so it is 0600 from its first byte (its -wal and
+        // -shm inherit that mode); tighten files an older version left looser.
+        crate::fsutil::private_sqlite_files(path).map_err(open_err)?;
         let corrupt = |e: rusqlite::Error| classify(e, path);
         let mut conn = Connection::open(path).map_err(corrupt)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(corrupt)?;

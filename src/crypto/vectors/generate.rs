@@ -1,14 +1,16 @@
-//! Generators: fixed inputs in, vector entries out.
+//! Generators: fixed inputs in, vector entries out. `salt` prefixes every label the
+//! inputs are derived from: `""` gives the committed files, anything else a different
+//! but equally valid set (what another implementation's vectors look like to us).
 
 use super::*;
 
 // ---------- generators ----------
 
-pub(super) fn gen_kdf_rk() -> Vec<KdfRk> {
+pub(super) fn gen_kdf_rk(salt: &str) -> Vec<KdfRk> {
     (0..4)
         .map(|i| {
-            let rk = RootKey::from_bytes(det("kdf_rk/rk", i));
-            let dh = det("kdf_rk/dh_out", i);
+            let rk = RootKey::from_bytes(det_s(salt, "kdf_rk/rk", i));
+            let dh = det_s(salt, "kdf_rk/dh_out", i);
             let (next, ck) = kdf_rk(&rk, &dh);
             KdfRk {
                 rk: h(rk.as_bytes()),
@@ -20,13 +22,13 @@ pub(super) fn gen_kdf_rk() -> Vec<KdfRk> {
         .collect()
 }
 
-pub(super) fn gen_kdf_ck() -> Vec<KdfCk> {
+pub(super) fn gen_kdf_ck(salt: &str) -> Vec<KdfCk> {
     // Entry 0 starts from all zeros; the rest continue one chain, as a ratchet would.
     let mut out = Vec::new();
     let mut ck = ChainKey::from_bytes([0; 32]);
     for i in 0..4 {
         if i == 1 {
-            ck = ChainKey::from_bytes(det("kdf_ck/ck", 1));
+            ck = ChainKey::from_bytes(det_s(salt, "kdf_ck/ck", 1));
         }
         let (next, mk) = kdf_ck(&ck);
         out.push(KdfCk { ck: h(ck.as_bytes()), ck_next: h(next.as_bytes()), mk: h(mk.as_bytes()) });
@@ -35,7 +37,7 @@ pub(super) fn gen_kdf_ck() -> Vec<KdfCk> {
     out
 }
 
-pub(super) fn gen_aead() -> Vec<AeadVec> {
+pub(super) fn gen_aead(salt: &str) -> Vec<AeadVec> {
     let cases: [(usize, usize, Vec<u8>); 4] = [
         (64, 40, b"hello, agentroom".to_vec()),
         (64, 40, Vec::new()),
@@ -47,16 +49,16 @@ pub(super) fn gen_aead() -> Vec<AeadVec> {
         .enumerate()
         .map(|(i, (ad_len, hdr_len, pt))| {
             let i = u32::try_from(i).expect("few cases");
-            let mk = MessageKey::from_bytes(det("aead/mk", i));
-            let ad: Vec<u8> = det("aead/ad", i)
+            let mk = MessageKey::from_bytes(det_s(salt, "aead/mk", i));
+            let ad: Vec<u8> = det_s(salt, "aead/ad", i)
                 .iter()
-                .chain(det("aead/ad2", i).iter())
+                .chain(det_s(salt, "aead/ad2", i).iter())
                 .copied()
                 .take(ad_len)
                 .collect();
-            let header: Vec<u8> = det("aead/header", i)
+            let header: Vec<u8> = det_s(salt, "aead/header", i)
                 .iter()
-                .chain(det("aead/header2", i).iter())
+                .chain(det_s(salt, "aead/header2", i).iter())
                 .copied()
                 .take(hdr_len)
                 .collect();
@@ -72,7 +74,7 @@ pub(super) fn gen_aead() -> Vec<AeadVec> {
         .collect()
 }
 
-pub(super) fn gen_invite() -> Vec<InviteVec> {
+pub(super) fn gen_invite(salt: &str) -> Vec<InviteVec> {
     let cases = [
         (1_767_225_600u64, "wss://relay.example.com/ws"),
         ((1u64 << 53) - 1, "https://a-long-tunnel-name.trycloudflare.com"),
@@ -83,9 +85,9 @@ pub(super) fn gen_invite() -> Vec<InviteVec> {
         .enumerate()
         .map(|(i, (expires_at, url))| {
             let i = u32::try_from(i).expect("few cases");
-            let seed = det("invite/host_seed", i);
+            let seed = det_s(salt, "invite/host_seed", i);
             let host = IdentityKeyPair::from_seed(&seed).expect("seed");
-            let mut rng = RecordingRng::new(&format!("invite/rng/{i}"));
+            let mut rng = RecordingRng::new(&format!("{salt}invite/rng/{i}"));
             let (invite, _opk) = Invite::create(&host, url, expires_at, &mut rng).expect("create");
             InviteVec {
                 host_seed: h(seed),
@@ -101,13 +103,13 @@ pub(super) fn gen_invite() -> Vec<InviteVec> {
         .collect()
 }
 
-pub(super) fn gen_x3dh() -> Vec<X3dhVec> {
+pub(super) fn gen_x3dh(salt: &str) -> Vec<X3dhVec> {
     (0..3)
         .map(|i| {
-            let guest_seed = det("x3dh/guest_seed", i);
-            let host_seed = det("x3dh/host_seed", i);
-            let opk_priv = det("x3dh/opk_priv", i);
-            let ek_priv = det("x3dh/ek_priv", i);
+            let guest_seed = det_s(salt, "x3dh/guest_seed", i);
+            let host_seed = det_s(salt, "x3dh/host_seed", i);
+            let opk_priv = det_s(salt, "x3dh/opk_priv", i);
+            let ek_priv = det_s(salt, "x3dh/ek_priv", i);
             let guest = IdentityKeyPair::from_seed(&guest_seed).expect("seed");
             let host = IdentityKeyPair::from_seed(&host_seed).expect("seed");
             let opk = DhKeyPair::from_secret(opk_priv).expect("opk");
@@ -243,17 +245,17 @@ fn plaintext_for(i: usize, k: usize, from: Party) -> Vec<u8> {
     }
 }
 
-pub(super) fn gen_session() -> Vec<SessionVec> {
+pub(super) fn gen_session(salt: &str) -> Vec<SessionVec> {
     scripts()
         .into_iter()
         .enumerate()
         .map(|(i, script)| {
-            let label = |what: &str| format!("session/{i}/{what}");
+            let label = |what: &str| format!("{salt}session/{i}/{what}");
             let ix = u32::try_from(i).expect("few");
-            let guest_seed = det("session/guest_seed", ix);
-            let host_seed = det("session/host_seed", ix);
-            let opk_priv = det("session/opk_priv", ix);
-            let ek_priv = det("session/ek_priv", ix);
+            let guest_seed = det_s(salt, "session/guest_seed", ix);
+            let host_seed = det_s(salt, "session/host_seed", ix);
+            let opk_priv = det_s(salt, "session/opk_priv", ix);
+            let ek_priv = det_s(salt, "session/ek_priv", ix);
             let guest_id = IdentityKeyPair::from_seed(&guest_seed).expect("seed");
             let host_id = IdentityKeyPair::from_seed(&host_seed).expect("seed");
             let opk = DhKeyPair::from_secret(opk_priv).expect("opk");

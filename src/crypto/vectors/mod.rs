@@ -1,9 +1,12 @@
 //! Known-answer vectors: `protocol/vectors/*.json` (format pinned by crypto-v1).
 //!
-//! `AGENTROOM_REGEN_VECTORS=1 cargo test --lib crypto::vectors` rewrites the files from
-//! the fixed inputs below; without it the test only checks. The check recomputes every
-//! field of every entry from that entry's own inputs (not from the generator), and
-//! replays each session transcript in `deliver_order` with the listed ratchet keys.
+//! Two separate kinds of test. The *checks* (`kdf_rk_vectors` …) recompute every field
+//! of every entry from that entry's own inputs and replay each session transcript in
+//! `deliver_order` with the listed ratchet keys, and nothing else: a conforming file
+//! made by another implementation passes (`checks_accept_valid_vectors_made_elsewhere`).
+//! `generator_reproduces_committed_vectors` is the one test comparing the files with
+//! this crate's generator; `AGENTROOM_REGEN_VECTORS=1 cargo test --lib crypto::vectors`
+//! rewrites them from the fixed inputs.
 
 mod check;
 mod generate;
@@ -15,7 +18,7 @@ use check::{
 use generate::{gen_aead, gen_invite, gen_kdf_ck, gen_kdf_rk, gen_session, gen_x3dh};
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -180,75 +183,171 @@ struct SessionVec {
 }
 
 fn load<T: for<'de> Deserialize<'de>>(name: &str) -> Vec<T> {
-    let path = vectors_dir().join(name);
+    load_from(&vectors_dir(), name)
+}
+
+fn load_from<T: for<'de> Deserialize<'de>>(dir: &Path, name: &str) -> Vec<T> {
+    let path = dir.join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-/// Write (under the env var) or compare the generator's output with the file, then
-/// check every entry of the file from its inputs.
-fn run<T, F>(name: &str, generated: Vec<T>, check: F)
-where
-    T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug,
-    F: Fn(&T),
-{
-    if std::env::var_os(REGEN_ENV).is_some_and(|v| v == "1") {
-        let mut text = serde_json::to_string_pretty(&generated).expect("json");
-        text.push('\n');
-        std::fs::create_dir_all(vectors_dir()).expect("mkdir");
-        std::fs::write(vectors_dir().join(name), text).expect("write vectors");
-    }
-    let from_file: Vec<T> = load(name);
-    assert!(from_file.len() >= 3, "{name}: fewer than 3 entries");
-    assert!(
-        from_file == generated,
-        "{name} differs from the generator; regenerate with {REGEN_ENV}=1"
-    );
-    for entry in &from_file {
+/// Deterministic 32 bytes for the generators: [`det`] of `salt || label`.
+fn det_s(salt: &str, label: &str, i: u32) -> [u8; 32] {
+    det(&format!("{salt}{label}"), i)
+}
+
+/// One vector file: its name, the generator (by salt) and the per-entry check.
+/// Each file in `dir` is checked by recomputation only: any file whose entries are
+/// right passes, whoever made it.
+struct VectorFile {
+    name: &'static str,
+    /// Generate the entries with `salt` and serialise them as the file's JSON.
+    generate: fn(&str) -> String,
+    /// Load `name` from a directory and check every entry from its own inputs.
+    check: fn(&Path),
+}
+
+fn json<T: Serialize>(entries: &[T]) -> String {
+    let mut text = serde_json::to_string_pretty(entries).expect("vector entries serialise");
+    text.push('\n');
+    text
+}
+
+fn check_all<T: for<'de> Deserialize<'de>>(dir: &Path, name: &str, check: impl Fn(&T)) {
+    let entries: Vec<T> = load_from(dir, name);
+    assert!(entries.len() >= 3, "{name}: fewer than 3 entries");
+    for entry in &entries {
         check(entry);
     }
 }
 
+fn check_session_entry(v: &SessionVec) {
+    let stats = check_session(v);
+    assert!(v.messages.len() >= 12);
+    assert!(v.messages.iter().any(|m| m.from == Party::Guest));
+    assert!(v.messages.iter().any(|m| m.from == Party::Host));
+    assert!(stats.ratchet_steps >= 3, "only {} DH ratchet steps", stats.ratchet_steps);
+    assert!(stats.stored_key_decrypts >= 1);
+    assert!(has_reversed_pair(v));
+    let mut seen = v.deliver_order.clone();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), v.deliver_order.len(), "an index delivered twice");
+}
+
+const FILES: [VectorFile; 6] = [
+    VectorFile {
+        name: "kdf_rk.json",
+        generate: |salt| json(&gen_kdf_rk(salt)),
+        check: |dir| check_all(dir, "kdf_rk.json", check_kdf_rk),
+    },
+    VectorFile {
+        name: "kdf_ck.json",
+        generate: |salt| json(&gen_kdf_ck(salt)),
+        check: |dir| check_all(dir, "kdf_ck.json", check_kdf_ck),
+    },
+    VectorFile {
+        name: "aead.json",
+        generate: |salt| json(&gen_aead(salt)),
+        check: |dir| check_all(dir, "aead.json", check_aead),
+    },
+    VectorFile {
+        name: "invite.json",
+        generate: |salt| json(&gen_invite(salt)),
+        check: |dir| check_all(dir, "invite.json", check_invite),
+    },
+    VectorFile {
+        name: "x3dh.json",
+        generate: |salt| json(&gen_x3dh(salt)),
+        check: |dir| check_all(dir, "x3dh.json", check_x3dh),
+    },
+    VectorFile {
+        name: "session.json",
+        generate: |salt| json(&gen_session(salt)),
+        check: |dir| check_all(dir, "session.json", check_session_entry),
+    },
+];
+
+fn file(name: &str) -> &'static VectorFile {
+    FILES.iter().find(|f| f.name == name).expect("a listed vector file")
+}
+
 #[test]
 fn kdf_rk_vectors() {
-    run("kdf_rk.json", gen_kdf_rk(), check_kdf_rk);
+    (file("kdf_rk.json").check)(&vectors_dir());
 }
 
 #[test]
 fn kdf_ck_vectors() {
-    run("kdf_ck.json", gen_kdf_ck(), check_kdf_ck);
+    (file("kdf_ck.json").check)(&vectors_dir());
 }
 
 #[test]
 fn aead_vectors() {
-    run("aead.json", gen_aead(), check_aead);
+    (file("aead.json").check)(&vectors_dir());
 }
 
 #[test]
 fn invite_vectors() {
-    run("invite.json", gen_invite(), check_invite);
+    (file("invite.json").check)(&vectors_dir());
 }
 
 #[test]
 fn x3dh_vectors() {
-    run("x3dh.json", gen_x3dh(), check_x3dh);
+    (file("x3dh.json").check)(&vectors_dir());
 }
 
 #[test]
 fn session_vectors() {
-    run("session.json", gen_session(), |v: &SessionVec| {
-        let stats = check_session(v);
-        assert!(v.messages.len() >= 12);
-        assert!(v.messages.iter().any(|m| m.from == Party::Guest));
-        assert!(v.messages.iter().any(|m| m.from == Party::Host));
-        assert!(stats.ratchet_steps >= 3, "only {} DH ratchet steps", stats.ratchet_steps);
-        assert!(stats.stored_key_decrypts >= 1);
-        assert!(has_reversed_pair(v));
-        let mut seen = v.deliver_order.clone();
-        seen.sort_unstable();
-        seen.dedup();
-        assert_eq!(seen.len(), v.deliver_order.len(), "an index delivered twice");
-    });
+    (file("session.json").check)(&vectors_dir());
+}
+
+/// Separately from the checks above: the committed files are exactly what the
+/// generator makes (`AGENTROOM_REGEN_VECTORS=1` rewrites them first).
+#[test]
+fn generator_reproduces_committed_vectors() {
+    let regen = std::env::var_os(REGEN_ENV).is_some_and(|v| v == "1");
+    for f in &FILES {
+        let generated = (f.generate)("");
+        let path = vectors_dir().join(f.name);
+        if regen {
+            std::fs::create_dir_all(vectors_dir()).expect("mkdir");
+            std::fs::write(&path, &generated).expect("write vectors");
+        }
+        let committed = std::fs::read_to_string(&path).expect("committed vector file");
+        assert!(
+            committed == generated,
+            "{} differs from the generator; regenerate with {REGEN_ENV}=1",
+            f.name
+        );
+    }
+}
+
+/// The checks accept vector files made elsewhere: entries generated from other
+/// inputs (another salt) are all different from the committed ones, yet pass.
+#[test]
+fn checks_accept_valid_vectors_made_elsewhere() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for f in &FILES {
+        let other = (f.generate)("elsewhere/");
+        assert_ne!(other, (f.generate)(""), "{}: the salt changes the entries", f.name);
+        std::fs::write(dir.path().join(f.name), other).expect("write");
+        (f.check)(dir.path());
+    }
+}
+
+/// And they still catch a wrong entry: one flipped output digit fails.
+#[test]
+fn checks_reject_a_wrong_entry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut entries = gen_kdf_rk("elsewhere/");
+    let last = entries[1].ck.pop().expect("hex");
+    entries[1].ck.push(if last == '0' { '1' } else { '0' });
+    std::fs::write(dir.path().join("kdf_rk.json"), json(&entries)).expect("write");
+    let check = file("kdf_rk.json").check;
+    let result = std::panic::catch_unwind(|| check(dir.path()));
+    assert!(result.is_err(), "a wrong ck must fail the check");
 }
 
 /// The string form of invite.json entry 0, as given in PROTOCOL.md §2.3 (computed
