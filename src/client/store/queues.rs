@@ -208,10 +208,12 @@ pub fn outbox_pending_count(conn: &Connection) -> Result<u64, StoreError> {
         .map(to_u64)?)
 }
 
-/// The relay has the envelope.
+/// The relay has the envelope: its ciphertext is no longer needed (the relay
+/// stores or delivers it from here on), so it is dropped with the status change
+/// and the outbox stays small however long the home runs.
 pub fn outbox_sent(conn: &Connection, id: &EnvelopeId, now: u64) -> Result<bool, StoreError> {
     Ok(conn.execute(
-        "UPDATE outbox SET status = 'sent', sent_at = ?2 WHERE id = ?1 AND status = 'pending'",
+        "UPDATE outbox SET status = 'sent', sent_at = ?2, body = X'' WHERE id = ?1 AND status = 'pending'",
         params![id.to_b64u(), to_i64(now)],
     )? > 0)
 }
