@@ -27,6 +27,7 @@ pub mod config;
 mod conn;
 mod hub;
 mod limits;
+mod lock;
 mod login;
 pub mod metrics;
 mod queries;
@@ -35,6 +36,7 @@ mod store;
 
 pub use auth::{AuthError, SecretFileError};
 pub use config::{ConfigError, HmacSecret, RelayConfig};
+pub use lock::{LockError, lock_file_path};
 pub use metrics::Metrics;
 pub use store::StoreError;
 
@@ -65,6 +67,18 @@ pub enum RelayError {
         #[source]
         source: std::io::Error,
     },
+    /// The database directory could not be created.
+    #[error("cannot create the relay's directory {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another relay uses this database (or its lock file is unusable).
+    #[error(transparent)]
+    Lock(#[from] LockError),
     /// A blocking setup task died.
     #[error("relay setup task failed")]
     Setup,
@@ -109,6 +123,8 @@ pub struct RelayHandle {
     addr: SocketAddr,
     shared: Arc<Shared>,
     server: Option<tokio::task::JoinHandle<()>>,
+    /// Held until the handle is gone: one relay per database.
+    _lock: lock::DbLock,
 }
 
 impl std::fmt::Debug for RelayHandle {
@@ -120,6 +136,15 @@ impl std::fmt::Debug for RelayHandle {
 /// Open the database, bind, and serve in the background.
 pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     crate::crypto::init()?;
+    // A fresh machine has no home yet: make the database's directory, private,
+    // as `room open` does for its home. An existing directory is left as it is.
+    if let Some(dir) = config.db_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            crate::fsutil::ensure_private_dir(dir)
+                .map_err(|source| RelayError::Dir { path: dir.display().to_string(), source })?;
+        }
+    }
+    let mut db_lock = lock::DbLock::acquire(&config.db_path)?;
     let metrics = Arc::new(Metrics::default());
     let current = match &config.hmac_secret {
         Some(s) => s.clone(),
@@ -151,6 +176,7 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         .map_err(|source| RelayError::Bind { addr: config.bind, source })?;
     let addr =
         listener.local_addr().map_err(|source| RelayError::Bind { addr: config.bind, source })?;
+    db_lock.record_port(addr.port())?;
     // Frames are small and already batched before each flush: Nagle would hold a
     // batch back until the peer's delayed ACK (up to 40 ms on Linux), which showed
     // up as 40-120 ms stalls at a steady 20k envelopes/s.
@@ -181,7 +207,7 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         }
     });
     tracing::info!(%addr, "relay listening");
-    Ok(RelayHandle { addr, shared, server: Some(server) })
+    Ok(RelayHandle { addr, shared, server: Some(server), _lock: db_lock })
 }
 
 impl RelayHandle {
