@@ -177,9 +177,12 @@ impl Default for LinkOptions {
 }
 
 impl LinkOptions {
-    /// For long-running loops (`listen`, `serve`).
+    /// For long-running loops (`listen`, `serve`, `room open`): a relay that is
+    /// down (at start too: a room restarting, a laptop waking up) is retried
+    /// with backoff and reported as `Down`, never given up on; only the
+    /// caller's own bounds (`--once`, `--timeout`, cancellation) end the wait.
     pub fn long_running() -> Self {
-        Self { yield_when_replaced: REPLACED_YIELD, ..Self::default() }
+        Self { give_up_after: u32::MAX, yield_when_replaced: REPLACED_YIELD }
     }
 }
 

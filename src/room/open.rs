@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::invite;
+use super::restart;
 use super::stack::RoomStack;
 use super::state::{self, RoomState, STATE_VERSION};
 use super::{RoomError, control::now_unix};
@@ -170,8 +171,9 @@ pub async fn run(
     drop(pair);
     let mut relay = opts.relay.clone();
     relay.db_path = home.dir().join(super::RELAY_DB);
+    let last_port = restart::last_port(&home)?;
     let stack = tokio::select! {
-        s = RoomStack::start(relay, opts.tunnel.clone()) => s?,
+        s = restart::start_stack(relay, opts.tunnel.clone(), last_port) => s?,
         () = cancel.cancelled() => return Ok(RoomEnd::Cancelled),
     };
     let result = supervise(&opts, &stack, &cancel, &events).await;
@@ -237,6 +239,8 @@ async fn supervise(
 
     let token = cancel.child_token();
     let mut client = Client::open(home, token.clone())?;
+    let previous = restart::remember(&client, stack.local_addr().port(), &local, &public)?;
+    restart::revoke_stale_invites(&client, &previous, &local, &public)?;
     adopt_earlier_guests(&mut client, &local, &public)?;
     let row = tokio::select! {
         r = crate::client::invites::create_via(&mut client, &public, &local, opts.invite_ttl, opts.label.clone()) => r?,

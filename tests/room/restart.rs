@@ -1,0 +1,188 @@
+//! Day two (issue 10): restarting a room, a relay that is down at start, one relay
+//! per database, and a fresh machine.
+
+use std::time::Instant;
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+use crate::fixtures::{
+    RoomProc, echo_handler, guest_accepts, guest_round_trip, public_key, run, run_ok,
+};
+
+fn port_of(url: &str) -> u16 {
+    url.trim_end_matches("/ws").rsplit(':').next().unwrap().parse().unwrap()
+}
+
+fn json_lines(out: &str) -> Vec<Value> {
+    out.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+/// Ten `room open` / Ctrl-C cycles in one home: the relay port is reused, so the
+/// guest paired in the first run reaches every later one, and each message gets
+/// its reply. Prints the time per cycle (the figure in the report).
+#[test]
+fn ten_room_open_ctrl_c_cycles_keep_the_guest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, guest) = (dir.path().join("host"), dir.path().join("guest"));
+    let handler = echo_handler();
+    let args = ["room", "open", "--tunnel", "none", "--on-message", handler.as_str()];
+    let mut first_url = None;
+    let mut host_pk = String::new();
+    let started = Instant::now();
+    for cycle in 0..10 {
+        let mut room = RoomProc::start(&home, &args, &[]);
+        let ready = room.wait_event("room_ready");
+        let url = ready["local_url"].as_str().unwrap().to_owned();
+        match &first_url {
+            None => {
+                guest_accepts(&guest, ready["invite"].as_str().unwrap());
+                room.wait_event("paired");
+                host_pk = public_key(&home);
+                first_url = Some(url);
+            }
+            Some(first) => assert_eq!(&url, first, "cycle {cycle}: the room's port is reused"),
+        }
+        let text = format!("message {cycle}");
+        assert_eq!(guest_round_trip(&guest, &host_pk, &text), format!("echo: {text}"));
+        room.signal(Signal::SIGINT);
+        assert_eq!(room.wait_exit(), 130, "cycle {cycle}");
+    }
+    let took = started.elapsed();
+    println!(
+        "figure: 10 room open/Ctrl-C cycles with a round trip each: {:.1} s total, {:.0} ms per cycle",
+        took.as_secs_f64(),
+        took.as_secs_f64() * 100.0
+    );
+}
+
+/// The room's last port is taken by another program: the new room binds another,
+/// revokes the stopped room's unaccepted invite (its URL is dead) instead of
+/// dialling it forever, and serves a guest through its fresh invite.
+#[test]
+fn a_restart_on_a_new_port_revokes_the_dead_invite_and_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, guest) = (dir.path().join("host"), dir.path().join("guest"));
+    let handler = echo_handler();
+    let args = ["room", "open", "--tunnel", "none", "--on-message", handler.as_str()];
+    let mut first = RoomProc::start(&home, &args, &[]);
+    let ready = first.wait_event("room_ready");
+    let old_id = ready["invite_id"].as_str().unwrap().to_owned();
+    let old_port = port_of(ready["local_url"].as_str().unwrap());
+    first.signal(Signal::SIGINT);
+    assert_eq!(first.wait_exit(), 130);
+
+    let _squatter = std::net::TcpListener::bind(("127.0.0.1", old_port)).unwrap();
+    let mut second = RoomProc::start(&home, &args, &[]);
+    let ready2 = second.wait_event("room_ready");
+    assert_ne!(port_of(ready2["local_url"].as_str().unwrap()), old_port);
+    let invites = json_lines(&run_ok(&home, &["--json", "invite", "list"]));
+    let old = invites.iter().find(|v| v["id"] == old_id.as_str()).expect("old invite listed");
+    assert_eq!(old["status"], "revoked", "{invites:?}");
+
+    guest_accepts(&guest, ready2["invite"].as_str().unwrap());
+    let reply = guest_round_trip(&guest, &public_key(&home), "after the move");
+    assert_eq!(reply, "echo: after the move");
+    assert!(second.child.try_wait().unwrap().is_none(), "the second room keeps running");
+    second.signal(Signal::SIGTERM);
+    assert_eq!(second.wait_exit(), 143);
+}
+
+/// `serve` and `listen` started while the relay is down report `disconnect` with
+/// `retry_in_ms` and keep trying; once the room is back, messages flow.
+#[test]
+fn serve_and_listen_wait_for_a_relay_that_is_down_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, guest) = (dir.path().join("host"), dir.path().join("guest"));
+    let args = ["room", "open", "--tunnel", "none"];
+    let mut room = RoomProc::start(&home, &args, &[]);
+    let ready = room.wait_event("room_ready");
+    guest_accepts(&guest, ready["invite"].as_str().unwrap());
+    let guest_pk = public_key(&guest);
+    // The host takes in the guest's hello, so it knows the guest before the relay stops.
+    run_ok(&home, &["--json", "peers"]);
+    room.signal(Signal::SIGINT);
+    assert_eq!(room.wait_exit(), 130);
+
+    // serve, relay down.
+    let handler = echo_handler();
+    let mut serve = RoomProc::start(&guest, &["serve", "--on-message", &handler], &[]);
+    let down = serve.wait_event("disconnect");
+    assert!(down["retry_in_ms"].as_u64().is_some(), "{down}");
+    assert!(serve.child.try_wait().unwrap().is_none(), "serve keeps waiting");
+    let mut room = RoomProc::start(&home, &args, &[]);
+    room.wait_event("room_ready");
+    run_ok(&home, &["send", &guest_pk, "are you there"]);
+    serve.wait_event("replied");
+    let out = run_ok(&home, &["--json", "listen", "--once", "--timeout", "60s"]);
+    assert!(out.contains(r#""text":"echo: are you there""#), "{out}");
+    serve.signal(Signal::SIGINT);
+    assert_eq!(serve.wait_exit(), 130);
+    room.signal(Signal::SIGINT);
+    assert_eq!(room.wait_exit(), 130);
+
+    // listen, relay down.
+    let mut listen = RoomProc::start(&guest, &["listen", "--once"], &[]);
+    let down = listen.wait_event("disconnect");
+    assert!(down["retry_in_ms"].as_u64().is_some(), "{down}");
+    let mut room = RoomProc::start(&home, &args, &[]);
+    room.wait_event("room_ready");
+    run_ok(&home, &["send", &guest_pk, "back again"]);
+    let got = listen.wait_event("received");
+    assert_eq!(got["text"], "back again");
+    assert_eq!(listen.wait_exit(), 0);
+    room.signal(Signal::SIGINT);
+    assert_eq!(room.wait_exit(), 130);
+}
+
+/// One relay per database: a standalone relay on the room's `relay.db` is refused
+/// with a message naming the room (its pid and port), and changes nothing.
+#[test]
+fn a_second_relay_on_the_same_database_names_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("host");
+    let mut room = RoomProc::start(&home, &["room", "open", "--tunnel", "none"], &[]);
+    let ready = room.wait_event("room_ready");
+    let port = port_of(ready["local_url"].as_str().unwrap());
+    let out = run(&home, &["relay", "--port", "0"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another relay already uses")
+            && err.contains(&format!("pid {}, port {port}", room.pid())),
+        "{err}"
+    );
+    assert!(room.child.try_wait().unwrap().is_none(), "the room is untouched");
+    room.signal(Signal::SIGINT);
+    assert_eq!(room.wait_exit(), 130);
+}
+
+/// `agentroom relay` on a fresh machine creates its home (0700) instead of failing
+/// on the HMAC secret file.
+#[test]
+fn a_standalone_relay_creates_its_home() {
+    use std::io::BufRead as _;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("fresh/home");
+    let mut relay = std::process::Command::new(crate::fixtures::bin())
+        .arg("--home")
+        .arg(&home)
+        .args(["--json", "relay", "--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(relay.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let _ = relay.kill();
+    let out = relay.wait_with_output().unwrap();
+    assert!(
+        line.contains(r#""event":"listening""#),
+        "{line}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::fs::metadata(&home).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    assert!(home.join("relay.db").exists());
+}
