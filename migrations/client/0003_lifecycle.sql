@@ -12,7 +12,10 @@ CREATE TABLE settings (
 -- The process group of the handler working on this message (serve / room open),
 -- NULL when none runs. A run killed with -9 leaves it set: the next run ends that
 -- group before handling the message again, so an orphan never runs beside it.
+-- handler_start is the group leader's start time (/proc, clock ticks), so a reused
+-- PID is never mistaken for the orphan.
 ALTER TABLE inbox ADD COLUMN handler_pgid INTEGER;
+ALTER TABLE inbox ADD COLUMN handler_start INTEGER;
 
 -- The newest signed relay update applied for this peer (its `seq`, unix ms); an
 -- update that is not newer is refused, so an old string cannot be replayed.

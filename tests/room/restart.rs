@@ -186,3 +186,45 @@ fn a_standalone_relay_creates_its_home() {
     assert_eq!(mode & 0o777, 0o700);
     assert!(home.join("relay.db").exists());
 }
+
+/// `kill -9` of `room open` while a handler runs: the handler's shell dies with it
+/// (parent-death signal), and the restarted room ends what is left of that group
+/// (a background child) before it runs the message again, so no orphan runs beside it.
+#[test]
+fn kill_9_leaves_no_orphaned_handler_running_beside_the_rerun() {
+    use crate::fixtures::{alive, eventually, live_group_members, wait_groups_gone};
+    let dir = tempfile::tempdir().unwrap();
+    let (home, guest) = (dir.path().join("host"), dir.path().join("guest"));
+    let runs = dir.path().join("runs");
+    let handler = format!("echo $$ >> '{}'; sleep 600 & wait", runs.display());
+    let args = ["room", "open", "--tunnel", "none", "--on-message", handler.as_str()];
+    let mut room = RoomProc::start(&home, &args, &[]);
+    let ready = room.wait_event("room_ready");
+    guest_accepts(&guest, ready["invite"].as_str().unwrap());
+    run_ok(&guest, &["send", &public_key(&home), "work on this"]);
+    let read_runs = || -> Vec<i32> {
+        std::fs::read_to_string(&runs)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    };
+    let first = eventually("the handler to start", || read_runs().first().copied());
+    eventually("the handler's background child", || {
+        (live_group_members(first).len() >= 2).then_some(())
+    });
+    room.signal(Signal::SIGKILL);
+    room.wait_exit();
+    eventually("the handler's shell to die with the room", || (!alive(first)).then_some(()));
+    assert!(!live_group_members(first).is_empty(), "the background child is orphaned for now");
+
+    let mut again = RoomProc::start(&home, &args, &[]);
+    again.wait_event("room_ready");
+    let second = eventually("the message to run again", || read_runs().get(1).copied());
+    assert_ne!(second, first);
+    assert!(wait_groups_gone(&[first]).is_empty(), "the orphaned group was ended");
+    assert!(alive(second), "the re-run is the one handler running");
+    again.signal(Signal::SIGINT);
+    assert_eq!(again.wait_exit(), 130);
+    assert!(wait_groups_gone(&[second]).is_empty());
+}

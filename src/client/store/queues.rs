@@ -124,9 +124,47 @@ pub fn inbox_new(
     rows.map(|r| r?).collect()
 }
 
-/// Mark a message consumed. Returns false if someone else already did.
+/// Mark a message consumed (and no longer worked on). Returns false if someone
+/// else already did.
 pub fn inbox_done(conn: &Connection, seq: i64) -> Result<bool, StoreError> {
-    Ok(conn.execute("UPDATE inbox SET state = 'done' WHERE seq = ?1 AND state = 'new'", [seq])? > 0)
+    Ok(conn.execute(
+        "UPDATE inbox SET state = 'done', handler_pgid = NULL, handler_start = NULL
+         WHERE seq = ?1 AND state = 'new'",
+        [seq],
+    )? > 0)
+}
+
+/// Record the handler process group working on a message (see
+/// `process::end_orphaned_group`).
+pub fn inbox_set_handler(
+    conn: &Connection,
+    seq: i64,
+    pgid: i32,
+    leader_start: Option<u64>,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE inbox SET handler_pgid = ?2, handler_start = ?3 WHERE seq = ?1",
+        params![seq, pgid, leader_start.map(to_i64)],
+    )?;
+    Ok(())
+}
+
+/// The handler group an earlier run recorded for a message, cleared as it is read.
+pub fn inbox_take_handler(
+    conn: &Connection,
+    seq: i64,
+) -> Result<Option<(i32, Option<u64>)>, StoreError> {
+    let found: Option<(Option<i32>, Option<i64>)> = conn
+        .query_row("SELECT handler_pgid, handler_start FROM inbox WHERE seq = ?1", [seq], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let Some((Some(pgid), start)) = found else { return Ok(None) };
+    conn.execute(
+        "UPDATE inbox SET handler_pgid = NULL, handler_start = NULL WHERE seq = ?1",
+        [seq],
+    )?;
+    Ok(Some((pgid, start.map(to_u64))))
 }
 
 /// A sealed envelope waiting for the relay.
