@@ -52,7 +52,18 @@ pub(super) fn receive(
                     store::save_session(&tx, from, &session_bytes(&session))?;
                     pt
                 }
-                Err(e) => return Ok(Received::Dropped(format!("cannot decrypt: {e}"))),
+                // A known peer that removed us and accepted a new invite of ours:
+                // its prekey message starts a new session, which replaces the old
+                // one once it is verified (our invite, open, naming the sender) and
+                // decrypts. Anything else stays undecryptable.
+                Err(e) => match first_contact(&tx, identity, relay, from, body)? {
+                    Ok((peer, pt)) => {
+                        tracing::info!(peer = %from.fmt_short(), "peer paired again through a new invite");
+                        paired = Some(peer);
+                        pt
+                    }
+                    Err(_) => return Ok(Received::Dropped(format!("cannot decrypt: {e}"))),
+                },
             }
         }
         None => match first_contact(&tx, identity, relay, from, body)? {
@@ -89,8 +100,9 @@ pub(super) fn receive(
     })
 }
 
-/// A prekey message from a stranger: pair only if it claims an open invite of
-/// ours, names the authenticated sender as the guest, and decrypts.
+/// A prekey message from a stranger (or from a known peer whose session it does
+/// not fit: re-pairing): pair only if it claims an open invite of ours, names the
+/// authenticated sender as the guest, and decrypts. Nothing is written otherwise.
 #[allow(clippy::type_complexity)]
 fn first_contact(
     tx: &Connection,
@@ -120,6 +132,7 @@ fn first_contact(
     if session.peer() != *from {
         return Ok(Err("prekey message names another identity".into()));
     }
+    let known = store::get_peer(tx, from)?;
     let label = match invite.label {
         Some(l) if !store::label_taken(tx, &l)? => Some(l),
         _ => None,
@@ -134,7 +147,10 @@ fn first_contact(
         created_at: now_secs(),
         last_seen: None,
     };
-    store::insert_peer(tx, &peer, &session_bytes(&session))?;
+    match known {
+        Some(_) => store::replace_peer(tx, &peer, &session_bytes(&session))?,
+        None => store::insert_peer(tx, &peer, &session_bytes(&session))?,
+    }
     store::claim_invite(tx, &invite_id, from)?;
     Ok(Ok((peer, plaintext)))
 }
