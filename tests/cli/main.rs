@@ -8,4 +8,5 @@ mod common;
 mod errors;
 mod handlers;
 mod invites;
+mod lifecycle;
 mod messaging;
