@@ -107,6 +107,11 @@ pub enum ClientError {
     /// The relay refused the invite claim (already used, revoked, unknown, expired).
     #[error("invite refused by the relay: {}", invite_refusal(*.0))]
     InviteRefused(ErrorCode, String),
+    /// The peer told us (signed notice) it could not decrypt the message.
+    #[error(
+        "{0} could not decrypt the message (its session with us was reset or lost); pair again to reach it"
+    )]
+    Undecryptable(String),
     /// The relay refused a message for good.
     #[error("relay refused the message: {code} ({1})", code = .0.as_str())]
     SendRefused(ErrorCode, String),

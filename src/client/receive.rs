@@ -21,6 +21,8 @@ pub enum Received {
     Paired(PeerRow),
     Moved(IdentityPublicKey, RelayUrl),
     Dropped(String),
+    /// A signed notice from this peer: it could not decrypt our envelope `id`.
+    Undecryptable(EnvelopeId),
 }
 
 /// Decrypt and store one delivery in a single IMMEDIATE transaction.
@@ -33,6 +35,13 @@ pub(super) fn receive(
     body: &[u8],
     ts: u64,
 ) -> Result<Received, ClientError> {
+    // Not a message but a signed notice about one of ours (never answered by a
+    // notice: nothing loops). Only its signature decides; nothing is stored.
+    match crate::crypto::notice::read_undecryptable(body, from, &identity.public()) {
+        Some(Ok(ours)) => return Ok(Received::Undecryptable(EnvelopeId(ours))),
+        Some(Err(e)) => return Ok(Received::Dropped(e.to_string())),
+        None => {}
+    }
     let tx = store.immediate()?;
     if let Some(row) = store::inbox_seen(&tx, from, id)? {
         return Ok(Received::Duplicate(row));

@@ -9,6 +9,7 @@
 //! - `dh`, `kdf`, `aead`: X25519, the ratchet KDFs, the message AEAD.
 //! - `invite`: signed single-use invites and their `ar1.` string form.
 //! - `x3dh`, `ratchet`, `session`: key agreement, Double Ratchet, message bodies.
+//! - `notice`: the signed "could not decrypt your envelope" body (kind 0x03).
 //! - `fingerprint`: human-checkable fingerprints and safety numbers.
 
 mod aead;
@@ -17,6 +18,7 @@ pub mod fingerprint;
 pub mod invite;
 mod kdf;
 pub mod keys;
+pub mod notice;
 pub mod ratchet;
 mod serde_hex;
 pub mod session;

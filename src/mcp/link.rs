@@ -263,6 +263,7 @@ impl Task {
             }
             Incoming::Sent { .. }
             | Incoming::SendFailed { .. }
+            | Incoming::Undecryptable { .. }
             | Incoming::Presence { .. }
             | Incoming::Reply { .. } => {}
         }

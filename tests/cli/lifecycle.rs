@@ -103,3 +103,53 @@ fn acked_outbox_rows_keep_no_ciphertext() {
     assert!(sent >= 5, "{sent}");
     assert_eq!(bytes, 0, "sent rows keep no ciphertext");
 }
+
+/// Copy a home's state.db (checkpointed, so the file alone is the state).
+fn snapshot(agent: &Agent) -> Vec<u8> {
+    let db = agent.home.join("state.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+    drop(conn);
+    std::fs::read(&db).unwrap()
+}
+
+fn restore(agent: &Agent, bytes: &[u8]) {
+    for ext in ["state.db-wal", "state.db-shm"] {
+        let _ = std::fs::remove_file(agent.home.join(ext));
+    }
+    std::fs::write(agent.home.join("state.db"), bytes).unwrap();
+}
+
+/// The host restored an old state.db: its session is behind and the guest's next
+/// message cannot be decrypted. The guest is told (signed notice): `send_failed`
+/// with code `undecryptable` for that very message, instead of silence.
+#[test]
+fn an_undecryptable_message_surfaces_to_its_sender() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(tmp.path());
+    let (host, guest) = (Agent::new(tmp.path(), "host"), Agent::new(tmp.path(), "guest"));
+    pair(&relay, &host, &guest);
+    guest.json(&["send", "host", "m0"]);
+    assert!(received(&host.json(&["listen", "--once"]), "m0").is_some());
+    let backup = snapshot(&host);
+    // Two round trips: both ratchets step past the backup.
+    for i in 1..=2 {
+        host.json(&["send", "guest", &format!("r{i}")]);
+        assert!(received(&guest.json(&["listen", "--once"]), &format!("r{i}")).is_some());
+        guest.json(&["send", "host", &format!("m{i}")]);
+        assert!(received(&host.json(&["listen", "--once"]), &format!("m{i}")).is_some());
+    }
+    host.json(&["send", "guest", "r3"]);
+    assert!(received(&guest.json(&["listen", "--once"]), "r3").is_some());
+    restore(&host, &backup);
+    let lost = guest.json(&["send", "host", "lost in a restore"]);
+    let lost_id = lost[0]["id"].as_str().unwrap().to_owned();
+
+    let mut h = host.spawn(&["listen"]);
+    let dropped = h.wait_event("dropped");
+    assert!(dropped["reason"].as_str().unwrap().contains("decrypt"), "{dropped}");
+    let mut g = guest.spawn(&["listen"]);
+    let failed = g.wait_event("send_failed");
+    assert_eq!(failed["id"], lost_id.as_str(), "{failed}");
+    assert_eq!(failed["code"], "undecryptable", "{failed}");
+}

@@ -256,6 +256,21 @@ pub fn outbox_sent(conn: &Connection, id: &EnvelopeId, now: u64) -> Result<bool,
     )? > 0)
 }
 
+/// The peer reported (signed notice) that it could not decrypt envelope `id`:
+/// mark it failed, whether or not the relay had acked it. Returns whether it
+/// was one of ours, addressed to `peer`.
+pub fn outbox_undecryptable(
+    conn: &Connection,
+    id: &EnvelopeId,
+    peer: &IdentityPublicKey,
+) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "UPDATE outbox SET status = 'failed', error = 'undecryptable', body = X''
+         WHERE id = ?1 AND peer = ?2",
+        params![id.to_b64u(), peer.to_b64u()],
+    )? > 0)
+}
+
 /// The relay refused the envelope for good.
 pub fn outbox_failed(conn: &Connection, id: &EnvelopeId, error: &str) -> Result<(), StoreError> {
     conn.execute(
