@@ -32,6 +32,12 @@ pub enum PeersCommand {
         #[arg(allow_hyphen_values = true)]
         peer: String,
     },
+    /// Apply a relay update a host printed after its room moved (`arru1.…`):
+    /// checked against the host's signature and refused if older than the last.
+    Update {
+        /// The `arru1.…` string.
+        update: String,
+    },
 }
 
 /// Run `peers`.
@@ -55,6 +61,16 @@ pub async fn run(
             list(&client, printer)
         }
         PeersCommand::Remove { peer } => remove(&mut client, &peer, printer).await,
+        PeersCommand::Update { update } => peers::apply_relay_update(client.conn(), &update)
+            .map_err(anyhow::Error::from)
+            .map(|p| {
+                printer.event(
+                    "peer_updated",
+                    json!({"pk": p.pk.to_b64u(), "label": p.label, "relay": p.relay_url}),
+                    || Some(format!("{} is now reached at {}", p.display_name(), p.relay_url)),
+                );
+                ExitStatus::Success
+            }),
     };
     cancel.cancel();
     super::unless_signalled(result, &sig)

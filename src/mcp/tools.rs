@@ -22,7 +22,8 @@ use super::link::{Job, LinkHandle};
 use super::schema::{
     AckArgs, AckResult, Identity, InboxCounts, InviteAcceptArgs, InviteAcceptResult,
     InviteCreateArgs, InviteCreateResult, Message, NextMessageArgs, NextMessageResult,
-    OutboxCounts, PeerInfo, PeersResult, RelayInfo, SendArgs, SendResult, StatusResult,
+    OutboxCounts, PeerInfo, PeersResult, PeersUpdateArgs, PeersUpdateResult, RelayInfo, SendArgs,
+    SendResult, StatusResult,
 };
 use super::{INSTRUCTIONS, lease, limits};
 use crate::client::home::Home;
@@ -296,6 +297,18 @@ impl AgentroomServer {
             safety_number: a.safety_number,
             relay: a.peer.relay_url,
         }))
+    }
+
+    /// Apply a relay update (`arru1.…`) a host printed when its room came back at
+    /// a new URL: checked against the host's signature, refused if forged or
+    /// older than the last one applied. Then send and next_message use the new relay.
+    #[tool(name = "peers_update")]
+    async fn peers_update(
+        &self,
+        Parameters(args): Parameters<PeersUpdateArgs>,
+    ) -> ToolResult<PeersUpdateResult> {
+        let p = self.with_db(|db| peers::apply_relay_update(db.conn(), &args.update))?;
+        Ok(Json(PeersUpdateResult { peer: p.pk.to_b64u(), label: p.label, relay: p.relay_url }))
     }
 
     /// This agent's identity and fingerprint, relay links (up or down), peers,

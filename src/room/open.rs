@@ -110,6 +110,16 @@ pub enum RoomEvent {
         /// Unix seconds.
         expires_at: u64,
     },
+    /// The public relay URL changed since guests paired: they apply this signed
+    /// update (`agentroom peers update '…'`, or the MCP tool `peers_update`).
+    RelayUpdate {
+        /// The relay URL guests should use now.
+        relay_url: String,
+        /// The `arru1.…` string.
+        update: String,
+        /// Ready to paste.
+        apply_command: String,
+    },
     /// Something the handler loop reported.
     Serve(Event),
 }
@@ -276,6 +286,10 @@ async fn supervise(
         home: home.dir().to_path_buf(),
     })));
     tracing::info!(relay = %public, "room ready");
+    if let Some(update) = restart::relay_update(&client, previous.public.as_deref(), &public)? {
+        tracing::info!(relay = %public, "the room's public URL changed; printed a relay update");
+        send_relay_update(events, &public, update);
+    }
 
     let mut handled = 0u64;
     // In the listen mode the room holds no relay link: the user's `agentroom
@@ -312,7 +326,6 @@ async fn supervise(
             .map_err(ClientError::from)?;
         public_url = Some(new_url.clone());
         let peers_notified = announce_move(&mut mover, &public)?;
-        room_state.public_url = public.to_string();
         room_state.tunnel_pgid = stack.tunnel_pgid();
         tracing::info!(relay = %public, peers_notified, "tunnel restarted with a new public URL");
         let _ = events.send(RoomEvent::TunnelUrlChanged {
@@ -320,6 +333,10 @@ async fn supervise(
             relay_url: public.to_string(),
             peers_notified,
         });
+        let before = room_state.public_url.clone();
+        if let Some(update) = restart::relay_update(&mover, Some(&before), &public)? {
+            send_relay_update(events, &public, update);
+        }
         if invite::still_open(&mover, &invite_id)? {
             match renew_invite(&mut mover, &invite_id, &public, &local, opts).await {
                 Ok(row) => {
@@ -336,6 +353,7 @@ async fn supervise(
         } else {
             room_state.invite = None;
         }
+        room_state.public_url = public.to_string();
         state::write(home.dir(), &room_state)?;
         if opts.handler.is_some() {
             client = Some(mover);
@@ -345,6 +363,14 @@ async fn supervise(
             token.cancel();
         }
     }
+}
+
+fn send_relay_update(events: &UnboundedSender<RoomEvent>, public: &RelayUrl, update: String) {
+    let _ = events.send(RoomEvent::RelayUpdate {
+        relay_url: public.to_string(),
+        apply_command: restart::apply_command(&update),
+        update,
+    });
 }
 
 enum Wait {

@@ -95,3 +95,31 @@ pub fn revoke_stale_invites(
     }
     Ok(n)
 }
+
+/// When this room's public relay URL differs from `previous` and guests were
+/// paired: a relay update signed by our identity for them to apply
+/// (`agentroom peers update '…'`), since a guest whose only route was the old URL
+/// cannot fetch the encrypted `relay_moved`. Records `public` as the room's URL.
+pub fn relay_update(
+    client: &Client,
+    previous: Option<&str>,
+    public: &RelayUrl,
+) -> Result<Option<String>, ClientError> {
+    store::set_setting(client.conn(), store::ROOM_PUBLIC_URL, public.as_str())?;
+    if previous.is_none_or(|p| p == public.as_str()) {
+        return Ok(None);
+    }
+    let guests = store::list_peers(client.conn())?.iter().any(|p| p.role == store::PeerRole::Guest);
+    Ok(guests.then(|| {
+        crate::crypto::relay_update::sign(
+            client.identity(),
+            crate::client::now_ms(),
+            public.as_str(),
+        )
+    }))
+}
+
+/// `agentroom peers update '…'`, ready to paste.
+pub fn apply_command(update: &str) -> String {
+    format!("agentroom peers update '{update}'")
+}

@@ -228,3 +228,51 @@ fn kill_9_leaves_no_orphaned_handler_running_beside_the_rerun() {
     assert_eq!(again.wait_exit(), 130);
     assert!(wait_groups_gone(&[second]).is_empty());
 }
+
+/// The room comes back at another URL (its port was taken): it prints a relay
+/// update signed by the host; the guest applies it with `peers update` and talks
+/// again. A forged update and a replay of the applied one are refused.
+#[test]
+fn a_moved_room_prints_a_signed_relay_update_the_guest_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, guest) = (dir.path().join("host"), dir.path().join("guest"));
+    let handler = echo_handler();
+    let args = ["room", "open", "--tunnel", "none", "--on-message", handler.as_str()];
+    let mut first = RoomProc::start(&home, &args, &[]);
+    let ready = first.wait_event("room_ready");
+    guest_accepts(&guest, ready["invite"].as_str().unwrap());
+    let host_pk = public_key(&home);
+    assert_eq!(guest_round_trip(&guest, &host_pk, "before"), "echo: before");
+    let old_port = port_of(ready["local_url"].as_str().unwrap());
+    first.signal(Signal::SIGINT);
+    assert_eq!(first.wait_exit(), 130);
+
+    let _squatter = std::net::TcpListener::bind(("127.0.0.1", old_port)).unwrap();
+    let mut second = RoomProc::start(&home, &args, &[]);
+    let ready2 = second.wait_event("room_ready");
+    let moved = second.wait_event("relay_update");
+    assert_eq!(moved["relay_url"], ready2["relay_url"]);
+    let update = moved["update"].as_str().unwrap().to_owned();
+    assert_eq!(moved["apply_command"], format!("agentroom peers update '{update}'"));
+
+    // Forged: one character of the signed part changed.
+    let mut forged = update.clone().into_bytes();
+    let i = forged.len() / 2;
+    forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+    let out = run(&guest, &["peers", "update", std::str::from_utf8(&forged).unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("relay update refused"), "{out:?}");
+    let peers = json_lines(&run_ok(&guest, &["--json", "peers"]));
+    assert_eq!(peers[0]["relay"], ready["relay_url"], "a refused update changes nothing");
+
+    let applied = json_lines(&run_ok(&guest, &["--json", "peers", "update", &update]));
+    assert_eq!(applied[0]["event"], "peer_updated");
+    assert_eq!(applied[0]["relay"], ready2["relay_url"]);
+    assert_eq!(guest_round_trip(&guest, &host_pk, "after"), "echo: after");
+
+    let replay = run(&guest, &["peers", "update", &update]);
+    assert_eq!(replay.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&replay.stderr).contains("not newer"), "{replay:?}");
+    second.signal(Signal::SIGINT);
+    assert_eq!(second.wait_exit(), 130);
+}

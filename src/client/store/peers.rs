@@ -194,6 +194,29 @@ pub fn set_peer_relay(
     Ok(())
 }
 
+/// The `seq` of the last relay update applied for a peer (0: none).
+pub fn relay_update_seq(conn: &Connection, pk: &IdentityPublicKey) -> Result<u64, StoreError> {
+    Ok(conn
+        .query_row("SELECT relay_update_seq FROM peers WHERE pk = ?1", [pk.to_b64u()], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()?
+        .map_or(0, to_u64))
+}
+
+/// Record the `seq` of a relay update just applied.
+pub fn set_relay_update_seq(
+    conn: &Connection,
+    pk: &IdentityPublicKey,
+    seq: u64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE peers SET relay_update_seq = ?2 WHERE pk = ?1",
+        params![pk.to_b64u(), to_i64(seq)],
+    )?;
+    Ok(())
+}
+
 /// Forget a peer with its session, inbox and queued envelopes.
 pub fn remove_peer(conn: &Connection, pk: &IdentityPublicKey) -> Result<bool, StoreError> {
     let k = pk.to_b64u();
