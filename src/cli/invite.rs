@@ -125,10 +125,10 @@ fn list(client: &Client, printer: Printer) -> anyhow::Result<ExitStatus> {
         printer.human("No invites. Create one with `agentroom invite create`.");
     }
     for r in rows {
-        let status = if r.status == "open" && r.expires_at <= now {
-            "expired".to_owned()
+        let status = if r.status == store::InviteStatus::Open && r.expires_at <= now {
+            "expired"
         } else {
-            r.status.clone()
+            r.status.as_str()
         };
         printer.event(
             "invite",

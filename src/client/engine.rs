@@ -521,10 +521,10 @@ impl Client {
     ) -> Result<Option<Incoming>, ClientError> {
         let outcome = receive(&mut self.store, &self.identity, &relay, &id, &from, body, ts)?;
         let report = match outcome {
-            Received::Stored(row) if row.state == "new" => {
+            Received::Stored(row) if row.state == store::InboxState::New => {
                 return Ok(Some(Incoming::Message { relay, row, fresh: true, backlog }));
             }
-            Received::Duplicate(row) if row.state == "new" => {
+            Received::Duplicate(row) if row.state == store::InboxState::New => {
                 return Ok(Some(Incoming::Message { relay, row, fresh: false, backlog }));
             }
             Received::Stored(_) | Received::Duplicate(_) => None,

@@ -63,7 +63,7 @@ pub async fn create_via(
         label,
         relay_url: local.to_string(),
         encoded: invite.encode(),
-        status: "open".into(),
+        status: store::InviteStatus::Open,
         claimed_by: None,
         expires_at,
         created_at: now,

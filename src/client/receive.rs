@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use super::payload::Payload;
 use super::relay_url::RelayUrl;
 use super::seal::session_bytes;
-use super::store::{self, InboxRow, NewInbox, PeerRole, PeerRow, Store};
+use super::store::{self, InboxRow, InboxState, NewInbox, PeerRole, PeerRow, Store};
 use super::{ClientError, now_ms, now_secs};
 use crate::crypto::{IdentityKeyPair, IdentityPublicKey, OneTimePrekey, Session, SystemRng};
 use crate::protocol::EnvelopeId;
@@ -89,15 +89,15 @@ pub(super) fn receive(
         Payload::parse(&plaintext).unwrap_or(Payload::Unknown { kind: String::from("invalid") });
     let mut moved = None;
     let (text, state, reply_to) = match &payload {
-        Payload::Text { text, reply_to } => (text.as_str(), "new", *reply_to),
+        Payload::Text { text, reply_to } => (text.as_str(), InboxState::New, *reply_to),
         Payload::RelayMoved { relay: url } => {
             if let Ok(new_relay) = RelayUrl::parse(url) {
                 store::set_peer_relay(&tx, from, new_relay.as_str())?;
                 moved = Some(new_relay);
             }
-            ("", "done", None)
+            ("", InboxState::Done, None)
         }
-        Payload::Hello { .. } | Payload::Unknown { .. } => ("", "done", None),
+        Payload::Hello { .. } | Payload::Unknown { .. } => ("", InboxState::Done, None),
     };
     let m = NewInbox { peer: from, id, kind: payload.kind(), text, reply_to, relay_ts: ts, state };
     let row = store::insert_inbox(&tx, &m, now_ms())?;

@@ -322,7 +322,7 @@ impl AgentroomServer {
             let now = now_secs();
             let open = store::list_invites(db.conn())?
                 .iter()
-                .filter(|i| i.status == "open" && i.expires_at > now)
+                .filter(|i| i.status == store::InviteStatus::Open && i.expires_at > now)
                 .count();
             Ok((w, l, p, u64::try_from(open).unwrap_or(u64::MAX)))
         })?;

@@ -85,7 +85,7 @@ pub fn revoke_stale_invites(
         .collect();
     let mut n = 0;
     for invite in store::list_invites(client.conn())? {
-        if invite.status == "open"
+        if invite.status == store::InviteStatus::Open
             && stale.contains(&invite.relay_url.as_str())
             && store::revoke_invite(client.conn(), &invite.id)?
         {

@@ -22,6 +22,7 @@ fn json_lines(out: &str) -> Vec<Value> {
 /// guest paired in the first run reaches every later one, and each message gets
 /// its reply. Prints the time per cycle (the figure in the report).
 #[test]
+#[allow(clippy::print_stdout)] // the figure for the report
 fn ten_room_open_ctrl_c_cycles_keep_the_guest() {
     let dir = tempfile::tempdir().unwrap();
     let (home, guest) = (dir.path().join("host"), dir.path().join("guest"));

@@ -217,7 +217,7 @@ mod tests {
             text: "hi",
             reply_to: None,
             relay_ts: 5,
-            state: "new",
+            state: InboxState::New,
         };
         insert_inbox(&tx, &m, 1).unwrap();
         assert!(insert_inbox(&tx, &m, 1).is_err(), "(peer, id) is unique");

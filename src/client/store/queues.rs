@@ -7,6 +7,35 @@ use super::{StoreError, get_u64, to_i64, to_u64};
 use crate::crypto::IdentityPublicKey;
 use crate::protocol::EnvelopeId;
 
+/// Where an inbox message stands (column `inbox.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboxState {
+    /// Not yet shown or handled: `listen`, `serve` and `next_message` take it.
+    New,
+    /// Consumed (shown, handled, acked), or a control message stored as such.
+    Done,
+}
+
+impl InboxState {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InboxState::New => "new",
+            InboxState::Done => "done",
+        }
+    }
+}
+
+impl rusqlite::types::FromSql for InboxState {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        match v.as_str()? {
+            "new" => Ok(InboxState::New),
+            "done" => Ok(InboxState::Done),
+            _ => Err(rusqlite::types::FromSqlError::InvalidType),
+        }
+    }
+}
+
 /// A decrypted message.
 #[derive(Debug, Clone)]
 pub struct InboxRow {
@@ -24,8 +53,8 @@ pub struct InboxRow {
     pub reply_to: Option<EnvelopeId>,
     /// Relay accept time, unix ms.
     pub relay_ts: u64,
-    /// `new` or `done`.
-    pub state: String,
+    /// New or done.
+    pub state: InboxState,
 }
 
 /// A message to store.
@@ -43,8 +72,8 @@ pub struct NewInbox<'a> {
     pub reply_to: Option<EnvelopeId>,
     /// Relay ts (ms).
     pub relay_ts: u64,
-    /// Initial state: `new` for messages a consumer must see, `done` otherwise.
-    pub state: &'a str,
+    /// Initial state: new for messages a consumer must see, done otherwise.
+    pub state: InboxState,
 }
 
 /// Whether `(peer, id)` was already received (dedupe across redeliveries).
@@ -97,7 +126,7 @@ pub fn insert_inbox(
             m.reply_to.map(|r| r.to_b64u()),
             to_i64(m.relay_ts),
             to_i64(now_ms),
-            m.state
+            m.state.as_str()
         ],
     )?;
     Ok(InboxRow {
@@ -108,7 +137,7 @@ pub fn insert_inbox(
         text: m.text.to_owned(),
         reply_to: m.reply_to,
         relay_ts: m.relay_ts,
-        state: m.state.to_owned(),
+        state: m.state,
     })
 }
 
