@@ -258,6 +258,7 @@ async fn supervise(
     };
     let mut invite_id = row.id.clone();
     let started_at = now_unix();
+    let update = restart::relay_update(&client, previous.public.as_deref(), &public)?;
     let mut room_state = RoomState {
         version: STATE_VERSION,
         pid: std::process::id(),
@@ -271,6 +272,7 @@ async fn supervise(
         tunnel_pgid: stack.tunnel_pgid(),
         invite: Some(row.encoded.clone()),
         lan_url: stack.lan_url(),
+        relay_update: update.clone(),
     };
     state::write(home.dir(), &room_state)?;
     let _ = events.send(RoomEvent::Ready(Box::new(Ready {
@@ -286,7 +288,7 @@ async fn supervise(
         home: home.dir().to_path_buf(),
     })));
     tracing::info!(relay = %public, "room ready");
-    if let Some(update) = restart::relay_update(&client, previous.public.as_deref(), &public)? {
+    if let Some(update) = update {
         tracing::info!(relay = %public, "the room's public URL changed; printed a relay update");
         send_relay_update(events, &public, update);
     }
@@ -335,6 +337,7 @@ async fn supervise(
         });
         let before = room_state.public_url.clone();
         if let Some(update) = restart::relay_update(&mover, Some(&before), &public)? {
+            room_state.relay_update = Some(update.clone());
             send_relay_update(events, &public, update);
         }
         if invite::still_open(&mover, &invite_id)? {

@@ -255,6 +255,9 @@ fn a_moved_room_prints_a_signed_relay_update_the_guest_applies() {
     assert_eq!(moved["relay_url"], ready2["relay_url"]);
     let update = moved["update"].as_str().unwrap().to_owned();
     assert_eq!(moved["apply_command"], format!("agentroom peers update '{update}'"));
+    let status: Value =
+        serde_json::from_str(run_ok(&home, &["--json", "room", "status"]).trim()).unwrap();
+    assert_eq!(status["room"]["relay_update"], update.as_str(), "room status shows it too");
 
     // Forged: one character of the signed part changed.
     let mut forged = update.clone().into_bytes();
