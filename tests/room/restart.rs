@@ -280,3 +280,34 @@ fn a_moved_room_prints_a_signed_relay_update_the_guest_applies() {
     second.signal(Signal::SIGINT);
     assert_eq!(second.wait_exit(), 130);
 }
+
+/// Behind a quick tunnel every run gets a new public URL: the restarted room
+/// prints a relay update, and the guest that applies it talks through the new tunnel.
+#[test]
+fn a_restart_behind_a_new_quick_tunnel_prints_a_relay_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, guest) = (dir.path().join("host"), dir.path().join("guest"));
+    let fake = crate::fixtures::fake_with_modes(&dir.path().join("fake"), "serve", "serve");
+    let fake = fake.display().to_string();
+    let env = [("CLOUDFLARED_BIN", fake.as_str())];
+    let handler = echo_handler();
+    let args = ["room", "open", "--on-message", handler.as_str()];
+    let mut first = RoomProc::start(&home, &args, &env);
+    let ready = first.wait_event("room_ready");
+    guest_accepts(&guest, ready["invite"].as_str().unwrap());
+    let host_pk = public_key(&home);
+    assert_eq!(guest_round_trip(&guest, &host_pk, "one"), "echo: one");
+    first.signal(Signal::SIGINT);
+    assert_eq!(first.wait_exit(), 130);
+
+    let mut second = RoomProc::start(&home, &args, &env);
+    let ready2 = second.wait_event("room_ready");
+    assert_eq!(ready2["local_url"], ready["local_url"], "the relay port is reused");
+    assert_ne!(ready2["relay_url"], ready["relay_url"], "a new quick tunnel, a new URL");
+    let moved = second.wait_event("relay_update");
+    assert_eq!(moved["relay_url"], ready2["relay_url"]);
+    run_ok(&guest, &["peers", "update", moved["update"].as_str().unwrap()]);
+    assert_eq!(guest_round_trip(&guest, &host_pk, "two"), "echo: two");
+    second.signal(Signal::SIGINT);
+    assert_eq!(second.wait_exit(), 130);
+}
