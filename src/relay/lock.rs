@@ -21,7 +21,7 @@ use nix::fcntl::{Flock, FlockArg};
 pub enum LockError {
     /// Another live relay holds the database.
     #[error(
-        "another relay already uses {db} (pid {pid}, port {port}); stop it, or give this one its own --db"
+        "another relay already uses {db} (pid {pid}, port {port}); stop it first, or give the standalone relay its own --db"
     )]
     Held {
         /// The database path.
