@@ -156,6 +156,18 @@ fn a_second_relay_on_the_same_database_names_the_first() {
     assert!(room.child.try_wait().unwrap().is_none(), "the room is untouched");
     room.signal(Signal::SIGINT);
     assert_eq!(room.wait_exit(), 130);
+
+    // The other way round: a standalone relay first, then a room in the same home.
+    let mut relay = RoomProc::start(&home, &["relay", "--port", "0"], &[]);
+    let listening = relay.wait_event("listening");
+    let out = run(&home, &["room", "open", "--tunnel", "none"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let named = format!("pid {}, port {}", relay.pid(), listening["port"]);
+    assert!(err.contains("another relay already uses") && err.contains(&named), "{err}");
+    assert!(crate::fixtures::state(&home).is_none(), "no room state left behind");
+    relay.signal(Signal::SIGTERM);
+    relay.wait_exit();
 }
 
 /// `agentroom relay` on a fresh machine creates its home (0700) instead of failing
