@@ -4,6 +4,7 @@
 --   room_port        the port `room open` bound last; reused so guests keep their URL
 --   room_local_url   that room's loopback relay URL
 --   room_public_url  that room's public relay URL (the one in its invites)
+--   room_relay_update the last signed relay update a room printed (arru1.…)
 CREATE TABLE settings (
     key         TEXT PRIMARY KEY,
     value       TEXT NOT NULL

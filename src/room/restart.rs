@@ -99,24 +99,32 @@ pub fn revoke_stale_invites(
 /// When this room's public relay URL differs from `previous` and guests were
 /// paired: a relay update signed by our identity for them to apply
 /// (`agentroom peers update '…'`), since a guest whose only route was the old URL
-/// cannot fetch the encrypted `relay_moved`. Records `public` as the room's URL.
+/// cannot fetch the encrypted `relay_moved`. At an unchanged URL, the update an
+/// earlier run printed for it, if any (a guest may not have applied it yet).
+/// Records `public` as the room's URL and the update for the next run.
 pub fn relay_update(
     client: &Client,
     previous: Option<&str>,
     public: &RelayUrl,
 ) -> Result<Option<String>, ClientError> {
-    store::set_setting(client.conn(), store::ROOM_PUBLIC_URL, public.as_str())?;
-    if previous.is_none_or(|p| p == public.as_str()) {
-        return Ok(None);
+    let conn = client.conn();
+    store::set_setting(conn, store::ROOM_PUBLIC_URL, public.as_str())?;
+    let guests = store::list_peers(conn)?.iter().any(|p| p.role == store::PeerRole::Guest);
+    let Some(previous) = previous.filter(|_| guests) else { return Ok(None) };
+    if previous == public.as_str() {
+        let earlier = store::get_setting(conn, store::ROOM_RELAY_UPDATE)?;
+        return Ok(earlier.filter(|u| {
+            crate::crypto::relay_update::verify(u)
+                .is_ok_and(|v| v.host == client.identity().public() && v.relay == public.as_str())
+        }));
     }
-    let guests = store::list_peers(client.conn())?.iter().any(|p| p.role == store::PeerRole::Guest);
-    Ok(guests.then(|| {
-        crate::crypto::relay_update::sign(
-            client.identity(),
-            crate::client::now_ms(),
-            public.as_str(),
-        )
-    }))
+    let update = crate::crypto::relay_update::sign(
+        client.identity(),
+        crate::client::now_ms(),
+        public.as_str(),
+    );
+    store::set_setting(conn, store::ROOM_RELAY_UPDATE, &update)?;
+    Ok(Some(update))
 }
 
 /// `agentroom peers update '…'`, ready to paste.

@@ -291,6 +291,14 @@ fn a_moved_room_prints_a_signed_relay_update_the_guest_applies() {
     assert!(String::from_utf8_lossy(&replay.stderr).contains("not newer"), "{replay:?}");
     second.signal(Signal::SIGINT);
     assert_eq!(second.wait_exit(), 130);
+
+    // Back at the same URL: the update is shown again for guests that missed it.
+    let mut third = RoomProc::start(&home, &args, &[]);
+    assert_eq!(third.wait_event("room_ready")["relay_url"], ready2["relay_url"]);
+    assert_eq!(third.wait_event("relay_update")["update"], update.as_str());
+    assert_eq!(guest_round_trip(&guest, &host_pk, "third"), "echo: third");
+    third.signal(Signal::SIGINT);
+    assert_eq!(third.wait_exit(), 130);
 }
 
 /// Behind a quick tunnel every run gets a new public URL: the restarted room

@@ -10,6 +10,8 @@ pub const ROOM_PORT: &str = "room_port";
 pub const ROOM_LOCAL_URL: &str = "room_local_url";
 /// The public relay URL (the one in its invites) of the last room in this home.
 pub const ROOM_PUBLIC_URL: &str = "room_public_url";
+/// The last signed relay update a room of this home printed (`arru1.…`).
+pub const ROOM_RELAY_UPDATE: &str = "room_relay_update";
 
 /// A stored value.
 pub fn get_setting(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
