@@ -19,10 +19,12 @@
 //! - [`cli`]: the `agentroom` command line (clap derive), one file per command.
 //! - [`defaults`], [`env`](mod@env): every tunable and every environment variable, once.
 //! - [`logging`]: the cap that keeps other crates' frame dumps (tokens, text) out of any log level.
+//! - [`backoff`]: the one exponential backoff (relay reconnects, tunnel restarts).
 //! - [`fsutil`]: private files (0600) written atomically (temp + fsync + rename).
 //!
 //! Dependencies point down: cli → client/relay/tunnel/handler → protocol → crypto.
 
+pub mod backoff;
 pub mod cli;
 pub mod client;
 pub mod crypto;

@@ -148,6 +148,86 @@ pub fn spawn_in_group(
     Ok((child, GroupKillGuard::new(group)))
 }
 
+/// Like [`spawn_in_group`], and on Linux the child is also tied to our life: it
+/// gets SIGKILL when we die, even by `kill -9` (`PR_SET_PDEATHSIG`). For handlers:
+/// a handler that outlives its `serve` would run beside the restarted one. Only
+/// the leader is tied (the kernel has no group-wide form); the rest of an orphaned
+/// group is ended by [`end_orphaned_group`] on the next run, from the group id and
+/// leader start time recorded with [`ProcessGroup::start_time`].
+///
+/// The signal fires when the *thread* that forked exits; tokio's worker threads
+/// live as long as the runtime, so spawn from async code, not from a blocking pool.
+pub fn spawn_in_group_tied_to_us(
+    cmd: &mut Command,
+    program: &str,
+) -> Result<(Child, GroupKillGuard), ProcessError> {
+    #[cfg(target_os = "linux")]
+    {
+        let parent = nix::unistd::getpid();
+        // SAFETY: the closure runs in the forked child before exec and calls only
+        // async-signal-safe functions (prctl, getppid); it allocates nothing.
+        #[allow(unsafe_code)]
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+                // We may have died between fork and prctl: then nobody will signal.
+                if nix::unistd::getppid() != parent {
+                    return Err(std::io::Error::from_raw_os_error(nix::libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+    }
+    spawn_in_group(cmd, program)
+}
+
+impl ProcessGroup {
+    /// The start time (clock ticks since boot, /proc/PID/stat field 22) of the
+    /// group's leader, to recognise this group later despite PID reuse. `None`
+    /// where /proc is unavailable or the leader is gone.
+    pub fn start_time(self) -> Option<u64> {
+        proc_start_time(self.id())
+    }
+}
+
+fn proc_start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces and parentheses).
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// End what is left of a handler group recorded by an earlier run of this home
+/// (killed with -9 while the handler ran), before its message runs again.
+///
+/// Safe against PID reuse: a live process whose PID is `pgid` but whose start
+/// time differs from `leader_start` leads some other group and is left alone.
+/// With the leader gone, Linux does not reuse its PID while members of the group
+/// live, so any member still there is ours. Returns whether a signal was sent.
+pub fn end_orphaned_group(pgid: i32, leader_start: Option<u64>) -> bool {
+    if pgid <= 1 {
+        return false;
+    }
+    if let Some(now) = proc_start_time(pgid) {
+        if leader_start != Some(now) {
+            return false;
+        }
+    }
+    let group = ProcessGroup { pgid: Pid::from_raw(pgid) };
+    match group.signal(Signal::SIGKILL) {
+        Ok(sent) => {
+            if sent {
+                tracing::info!(pgid, "ended an orphaned handler group of an earlier run");
+            }
+            sent
+        }
+        Err(e) => {
+            tracing::warn!(pgid, error = %e, "cannot end an orphaned handler group");
+            false
+        }
+    }
+}
+
 /// Stops a child's whole process group and reaps the leader: SIGTERM to the group,
 /// up to `grace` for the leader to exit and the group to empty, then SIGKILL to
 /// whatever is left. Returns the leader's exit status.
@@ -252,6 +332,23 @@ mod tests {
         assert!(group.is_alive());
         let status = terminate(&mut child, &mut guard, Duration::from_secs(5)).await.unwrap();
         assert!(shell_exit_code(status).unwrap() > 128, "{status:?}");
+    }
+
+    #[tokio::test]
+    async fn an_orphaned_group_is_ended_but_a_reused_pid_is_not() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "sleep 600 & sleep 600; wait"]);
+        let (mut child, mut guard) = spawn_in_group_tied_to_us(&mut cmd, "sh").unwrap();
+        let group = guard.group().unwrap();
+        let start = group.start_time();
+        assert!(start.is_some());
+        let other_start = start.map(|s| s + 1);
+        assert!(!end_orphaned_group(group.id(), other_start), "another leader's start time");
+        assert!(group.is_alive());
+        assert!(end_orphaned_group(group.id(), start));
+        let status = child.wait().await.unwrap();
+        assert_eq!(shell_exit_code(status), Some(137));
+        guard.disarm();
     }
 
     #[tokio::test]

@@ -60,6 +60,13 @@ pub async fn run(
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let home = home_of(home)?;
+    if let InviteCommand::Accept(a) = &cmd {
+        if let Some(fp) = invites::identity_for_accept(&home, &a.invite)? {
+            printer.event("identity_created", json!({"fingerprint": fp}), || {
+                Some(format!("Created a new identity for this home (fingerprint {fp})."))
+            });
+        }
+    }
     let (cancel, sig) = super::cancel_on_signals();
     let mut client = Client::open(&home, cancel.clone())?;
     let result = match cmd {
@@ -118,10 +125,10 @@ fn list(client: &Client, printer: Printer) -> anyhow::Result<ExitStatus> {
         printer.human("No invites. Create one with `agentroom invite create`.");
     }
     for r in rows {
-        let status = if r.status == "open" && r.expires_at <= now {
-            "expired".to_owned()
+        let status = if r.status == store::InviteStatus::Open && r.expires_at <= now {
+            "expired"
         } else {
-            r.status.clone()
+            r.status.as_str()
         };
         printer.event(
             "invite",

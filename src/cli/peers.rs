@@ -33,6 +33,12 @@ pub enum PeersCommand {
         #[arg(allow_hyphen_values = true)]
         peer: String,
     },
+    /// Apply a relay update a host printed after its room moved (`arru1.…`):
+    /// checked against the host's signature and refused if older than the last.
+    Update {
+        /// The `arru1.…` string.
+        update: String,
+    },
     /// Change a peer's settings.
     Set {
         /// Label, public key, or a unique prefix of the key or fingerprint.
@@ -89,6 +95,16 @@ pub async fn run(
         }
         PeersCommand::Remove { peer } => remove(&mut client, &peer, printer).await,
         PeersCommand::Set { peer, expire } => set(&client, &peer, expire, printer),
+        PeersCommand::Update { update } => peers::apply_relay_update(client.conn(), &update)
+            .map_err(anyhow::Error::from)
+            .map(|p| {
+                printer.event(
+                    "peer_updated",
+                    json!({"pk": p.pk.to_b64u(), "label": p.label, "relay": p.relay_url}),
+                    || Some(format!("{} is now reached at {}", p.display_name(), p.relay_url)),
+                );
+                ExitStatus::Success
+            }),
     };
     cancel.cancel();
     super::unless_signalled(result, &sig)

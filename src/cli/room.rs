@@ -41,7 +41,7 @@ pub struct OpenArgs {
     pub on_message: Option<String>,
     #[command(flatten)]
     pub tunnel: TunnelArgs,
-    /// Relay port (0 = any free port).
+    /// Relay port (0 = the port this home's last room used, if free, else any free port).
     #[arg(long, default_value_t = 0)]
     pub port: u16,
     /// Relay bind address (`0.0.0.0` also serves the LAN; the tunnel needs only loopback).
@@ -246,6 +246,17 @@ fn print_event(printer: Printer, tunnel: &str, ev: &RoomEvent) {
                 "invite_renewed",
                 json!({"invite": invite, "accept_command": accept_command, "expires_at": expires_at}),
                 || Some(format!("The old invite no longer works. New invite:\n  {accept_command}")),
+            );
+        }
+        RoomEvent::RelayUpdate { relay_url, update, apply_command } => {
+            printer.event(
+                "relay_update",
+                json!({"relay_url": relay_url, "update": update, "apply_command": apply_command}),
+                || {
+                    Some(format!(
+                        "This room's relay URL changed to {relay_url}. Guests paired earlier run (signed by this identity):\n  {apply_command}"
+                    ))
+                },
             );
         }
         RoomEvent::Serve(ev) => super::listen::print_event(printer, ev),

@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::relay_url::RelayUrl;
-use crate::crypto::{CryptoRng, IdentityKeyPair, SystemRng};
+use crate::backoff::{Backoff, jitter};
+use crate::crypto::IdentityKeyPair;
 use crate::protocol::{
     self, ClientFrame, ErrorCode, PROTOCOL_LABEL, SUPPORTED_VERSIONS, ServerFrame,
 };
@@ -190,13 +191,16 @@ impl Default for LinkOptions {
 }
 
 impl LinkOptions {
-    /// For long-running loops (`listen`, `serve`).
+    /// For long-running loops (`listen`, `serve`, `room open`): a relay that is
+    /// down (at start too: a room restarting, a laptop waking up) is retried
+    /// with backoff and reported as `Down`, never given up on; only the
+    /// caller's own bounds (`--once`, `--timeout`, cancellation) end the wait.
     pub fn long_running() -> Self {
-        Self { yield_when_replaced: REPLACED_YIELD, ..Self::default() }
+        Self { give_up_after: u32::MAX, yield_when_replaced: REPLACED_YIELD }
     }
 }
 
-/// How long a long-running link yields after being replaced (jittered ±50%).
+/// How long a long-running link yields after being replaced (jittered to [d/2, d]).
 const REPLACED_YIELD: Duration = Duration::from_secs(3);
 /// The Down reason when another connection of ours took over.
 const REPLACED: &str = "replaced by another connection of this identity";
@@ -277,6 +281,7 @@ enum Login {
 impl Actor {
     async fn run(mut self, mut rx: mpsc::Receiver<ClientFrame>) {
         let mut failures: u32 = 0;
+        let mut delays = Backoff::jittered(BACKOFF_BASE, BACKOFF_MAX);
         let mut ever_up = false;
         loop {
             let attempt = tokio::select! {
@@ -292,6 +297,7 @@ impl Actor {
                 }
                 Ok(Ok(Login::Ok { ws, pending, resumed, token, token_expires_at })) => {
                     failures = 0;
+                    delays.reset();
                     self.token = Some(token.clone());
                     self.emit(LinkEvent::Up {
                         relay: self.relay.clone(),
@@ -322,7 +328,7 @@ impl Actor {
                 self.emit(LinkEvent::Fatal { relay: self.relay.clone(), error });
                 return;
             }
-            let mut retry_in = backoff(failures);
+            let mut retry_in = delays.next_delay();
             if reason == REPLACED && !self.options.yield_when_replaced.is_zero() {
                 retry_in = retry_in.max(jitter(self.options.yield_when_replaced));
             }
@@ -495,20 +501,6 @@ impl Actor {
     }
 }
 
-/// Full-jitter exponential backoff: uniform in [d/2, d] with d = base·2^(n-1) capped.
-fn backoff(failures: u32) -> Duration {
-    let exp = BACKOFF_BASE.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
-    jitter(exp.min(BACKOFF_MAX))
-}
-
-/// Uniform in [d/2, d], so clients that dropped together do not return together.
-fn jitter(cap: Duration) -> Duration {
-    let mut b = [0u8; 8];
-    SystemRng.fill(&mut b);
-    let frac = f64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])) / f64::from(u32::MAX);
-    cap.mul_f64(0.5 + frac / 2.0)
-}
-
 fn frame_name(f: &ServerFrame) -> &'static str {
     match f {
         ServerFrame::Challenge { .. } => "challenge",
@@ -536,15 +528,5 @@ mod tests {
         let t = SessionToken::new("v1.secret.mac".into());
         assert_eq!(format!("{t:?}"), "SessionToken(<redacted>)");
         assert_eq!(t.expose(), "v1.secret.mac");
-    }
-
-    #[test]
-    fn backoff_grows_with_jitter_and_is_capped() {
-        for n in 1..40 {
-            let d = backoff(n);
-            let cap = BACKOFF_BASE.saturating_mul(1u32 << (n - 1).min(16)).min(BACKOFF_MAX);
-            assert!(d >= cap / 2 && d <= cap, "{n}: {d:?} vs {cap:?}");
-        }
-        assert!(backoff(30) <= BACKOFF_MAX);
     }
 }

@@ -83,6 +83,14 @@ pub enum Incoming {
         /// Why.
         reason: String,
     },
+    /// The peer could not decrypt one of our envelopes (a signed notice from it):
+    /// the message is lost to it; the outbox row is marked failed.
+    Undecryptable {
+        /// Our envelope id.
+        id: EnvelopeId,
+        /// The peer that could not read it.
+        peer: IdentityPublicKey,
+    },
     /// The relay has one of our envelopes.
     Sent {
         /// Envelope id.
@@ -549,10 +557,10 @@ impl Client {
     ) -> Result<Option<Incoming>, ClientError> {
         let outcome = receive(&mut self.store, &self.identity, &relay, &id, &from, body, ts)?;
         let report = match outcome {
-            Received::Stored(row) if row.state == "new" => {
+            Received::Stored(row) if row.state == store::InboxState::New => {
                 return Ok(Some(Incoming::Message { relay, row, fresh: true, backlog }));
             }
-            Received::Duplicate(row) if row.state == "new" => {
+            Received::Duplicate(row) if row.state == store::InboxState::New => {
                 return Ok(Some(Incoming::Message { relay, row, fresh: false, backlog }));
             }
             Received::Stored(_) | Received::Duplicate(_) => None,
@@ -562,14 +570,55 @@ impl Client {
                 self.connect(&new_relay)?;
                 None
             }
+            Received::Undecryptable(ours) => {
+                tracing::warn!(peer = %from.fmt_short(), "peer could not decrypt one of our envelopes");
+                store::outbox_undecryptable(self.store.conn(), &ours, &from)?
+                    .then_some(Incoming::Undecryptable { id: ours, peer: from })
+            }
             Received::Dropped(reason) => {
                 tracing::warn!(from = %from.fmt_short(), %reason, "dropping an envelope");
+                self.notify_undecryptable(&relay, &from, &id, body)?;
                 Some(Incoming::Dropped { from, reason })
             }
         };
         // Stored as done (control message), a finished duplicate, or unusable: ack now.
         self.ack(&relay, &from, &id);
         Ok(report)
+    }
+}
+
+impl Client {
+    /// Tell the sender of an envelope we could not use that it is lost, so it
+    /// never looks delivered (PROTOCOL.md §2.7, kind 0x03). Only towards a peer
+    /// we know or one whose prekey message we refused: the relay routes between
+    /// paired identities only, and a stranger would get nothing. Queued in the
+    /// outbox like a message, so it survives a restart; a notice is never
+    /// answered with a notice.
+    fn notify_undecryptable(
+        &mut self,
+        relay: &RelayUrl,
+        from: &IdentityPublicKey,
+        id: &EnvelopeId,
+        body: &[u8],
+    ) -> Result<(), ClientError> {
+        if crate::crypto::notice::is_notice(body) {
+            return Ok(());
+        }
+        let known = store::get_peer(self.store.conn(), from)?.is_some();
+        if !known && !matches!(crate::crypto::peek_prekey(body), Ok(Some(_))) {
+            return Ok(());
+        }
+        let mut nid = [0u8; 16];
+        crate::crypto::CryptoRng::fill(&mut crate::crypto::SystemRng, &mut nid);
+        let row = OutboxRow {
+            id: EnvelopeId(nid),
+            peer: *from,
+            relay_url: relay.to_string(),
+            body: crate::crypto::notice::undecryptable_notice(&self.identity, from, &id.0),
+            claim: None,
+        };
+        store::insert_outbox(self.store.conn(), &row, None, now_secs())?;
+        self.offer(&row)
     }
 }
 

@@ -7,6 +7,10 @@ use serde::Serialize;
 use super::store::{InboxRow, PeerRow};
 use crate::crypto::{IdentityPublicKey, fingerprint};
 
+/// The `send_failed` code when the peer reported it could not decrypt a message
+/// (a client-side code: the relay never sends it).
+pub const UNDECRYPTABLE: &str = "undecryptable";
+
 /// A peer as shown in events.
 #[derive(Debug, Clone, Serialize)]
 pub struct PeerRef {
@@ -218,6 +222,14 @@ pub fn from_incoming(client: &super::Client, inc: &super::Incoming) -> Option<Ev
             id: id.to_b64u(),
             code: code.as_str().into(),
             message: message.clone(),
+        },
+        Incoming::Undecryptable { id, peer } => Event::SendFailed {
+            id: id.to_b64u(),
+            code: String::from(UNDECRYPTABLE),
+            message: format!(
+                "{} could not decrypt this message (its session with us was reset or lost); pair again to reach it",
+                peer.fmt_short()
+            ),
         },
         Incoming::Dropped { from, reason } => {
             Event::Dropped { from: from.to_b64u(), reason: reason.clone() }

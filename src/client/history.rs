@@ -230,7 +230,7 @@ mod tests {
         record(&store, &a, Direction::Out, 1, 100_000);
         record(&store, &a, Direction::In, 2, 105_000);
         record(&store, &b, Direction::In, 3, 100_000);
-        for (n, state) in [(4u8, "done"), (5, "new")] {
+        for (n, state) in [(4u8, store::InboxState::Done), (5, store::InboxState::New)] {
             let m = NewInbox {
                 peer: &a,
                 id: &EnvelopeId([n; 16]),

@@ -63,7 +63,7 @@ pub async fn create_via(
         label,
         relay_url: local.to_string(),
         encoded: invite.encode(),
-        status: "open".into(),
+        status: store::InviteStatus::Open,
         claimed_by: None,
         expires_at,
         created_at: now,
@@ -143,6 +143,21 @@ pub struct Accepted {
     pub fingerprint: String,
     /// The safety number of the pair (compare it out of band).
     pub safety_number: String,
+}
+
+/// Before `invite accept` in a home without an identity: check the invite, then
+/// create the identity, as `room open` does for a host, so the one line a host
+/// hands over works on a fresh machine. Returns the new fingerprint, or `None`
+/// when the home had an identity. A bad invite creates nothing.
+pub fn identity_for_accept(
+    home: &super::home::Home,
+    encoded: &str,
+) -> Result<Option<String>, ClientError> {
+    crate::crypto::init().map_err(super::identity::IdentityError::Key)?;
+    let invite = Invite::parse(encoded)?;
+    invite.check_fresh(now_secs())?;
+    let (pair, created) = super::identity::load_or_create(home)?;
+    Ok(created.then(|| fingerprint(&pair.public())))
 }
 
 /// Accept `encoded`: verify, connect, run X3DH, send the `hello` that claims

@@ -109,6 +109,19 @@ pub enum ClientError {
     /// The relay refused the invite claim (already used, revoked, unknown, expired).
     #[error("invite refused by the relay: {}", invite_refusal(*.0))]
     InviteRefused(ErrorCode, String),
+    /// A pasted relay update is malformed or forged.
+    #[error("relay update refused: {0}")]
+    RelayUpdate(#[from] crate::crypto::relay_update::RelayUpdateError),
+    /// A relay update that is not newer than the one applied last.
+    #[error(
+        "relay update refused: it is not newer than the one already applied for {0} (replayed or out of order)"
+    )]
+    StaleRelayUpdate(String),
+    /// The peer told us (signed notice) it could not decrypt the message.
+    #[error(
+        "{0} could not decrypt the message (its session with us was reset or lost); pair again to reach it"
+    )]
+    Undecryptable(String),
     /// The relay refused a message for good.
     #[error("relay refused the message: {code} ({1})", code = .0.as_str())]
     SendRefused(ErrorCode, String),

@@ -78,6 +78,26 @@ pub async fn remove(client: &mut super::Client, query: &str) -> Result<PeerRow, 
     Ok(peer)
 }
 
+/// Apply a host-signed relay update (`arru1.…`, PROTOCOL.md §4.3): verify the
+/// signature, require the signer to be a peer of ours and the update to be newer
+/// than the last one applied, then point the peer (and its queued envelopes) at
+/// the new relay. Changes nothing when refused. Returns the updated peer.
+pub fn apply_relay_update(conn: &Connection, update: &str) -> Result<PeerRow, ClientError> {
+    let u = crate::crypto::relay_update::verify(update)?;
+    let relay = super::relay_url::RelayUrl::parse(&u.relay)?;
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
+        .map_err(store::StoreError::from)?;
+    let peer =
+        store::get_peer(&tx, &u.host)?.ok_or_else(|| ClientError::UnknownPeer(u.host.to_b64u()))?;
+    if u.seq <= store::relay_update_seq(&tx, &u.host)? {
+        return Err(ClientError::StaleRelayUpdate(peer.display_name()));
+    }
+    store::set_peer_relay(&tx, &u.host, relay.as_str())?;
+    store::set_relay_update_seq(&tx, &u.host, u.seq)?;
+    tx.commit().map_err(store::StoreError::from)?;
+    Ok(PeerRow { relay_url: relay.to_string(), ..peer })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

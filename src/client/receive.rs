@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use super::payload::Payload;
 use super::relay_url::RelayUrl;
 use super::seal::session_bytes;
-use super::store::{self, InboxRow, NewInbox, PeerRole, PeerRow, Store};
+use super::store::{self, InboxRow, InboxState, NewInbox, PeerRole, PeerRow, Store};
 use super::{ClientError, now_ms, now_secs};
 use crate::crypto::{IdentityKeyPair, IdentityPublicKey, OneTimePrekey, Session, SystemRng};
 use crate::protocol::EnvelopeId;
@@ -21,6 +21,8 @@ pub enum Received {
     Paired(PeerRow),
     Moved(IdentityPublicKey, RelayUrl),
     Dropped(String),
+    /// A signed notice from this peer: it could not decrypt our envelope `id`.
+    Undecryptable(EnvelopeId),
 }
 
 /// Decrypt and store one delivery in a single IMMEDIATE transaction.
@@ -33,6 +35,13 @@ pub(super) fn receive(
     body: &[u8],
     ts: u64,
 ) -> Result<Received, ClientError> {
+    // Not a message but a signed notice about one of ours (never answered by a
+    // notice: nothing loops). Only its signature decides; nothing is stored.
+    match crate::crypto::notice::read_undecryptable(body, from, &identity.public()) {
+        Some(Ok(ours)) => return Ok(Received::Undecryptable(EnvelopeId(ours))),
+        Some(Err(e)) => return Ok(Received::Dropped(e.to_string())),
+        None => {}
+    }
     let tx = store.immediate()?;
     if let Some(row) = store::inbox_seen(&tx, from, id)? {
         return Ok(Received::Duplicate(row));
@@ -52,7 +61,18 @@ pub(super) fn receive(
                     store::save_session(&tx, from, &session_bytes(&session))?;
                     pt
                 }
-                Err(e) => return Ok(Received::Dropped(format!("cannot decrypt: {e}"))),
+                // A known peer that removed us and accepted a new invite of ours:
+                // its prekey message starts a new session, which replaces the old
+                // one once it is verified (our invite, open, naming the sender) and
+                // decrypts. Anything else stays undecryptable.
+                Err(e) => match first_contact(&tx, identity, relay, from, body)? {
+                    Ok((peer, pt)) => {
+                        tracing::info!(peer = %from.fmt_short(), "peer paired again through a new invite");
+                        paired = Some(peer);
+                        pt
+                    }
+                    Err(_) => return Ok(Received::Dropped(format!("cannot decrypt: {e}"))),
+                },
             }
         }
         None => match first_contact(&tx, identity, relay, from, body)? {
@@ -69,15 +89,15 @@ pub(super) fn receive(
         Payload::parse(&plaintext).unwrap_or(Payload::Unknown { kind: String::from("invalid") });
     let mut moved = None;
     let (text, state, reply_to) = match &payload {
-        Payload::Text { text, reply_to } => (text.as_str(), "new", *reply_to),
+        Payload::Text { text, reply_to } => (text.as_str(), InboxState::New, *reply_to),
         Payload::RelayMoved { relay: url } => {
             if let Ok(new_relay) = RelayUrl::parse(url) {
                 store::set_peer_relay(&tx, from, new_relay.as_str())?;
                 moved = Some(new_relay);
             }
-            ("", "done", None)
+            ("", InboxState::Done, None)
         }
-        Payload::Hello { .. } | Payload::Unknown { .. } => ("", "done", None),
+        Payload::Hello { .. } | Payload::Unknown { .. } => ("", InboxState::Done, None),
     };
     let m = NewInbox { peer: from, id, kind: payload.kind(), text, reply_to, relay_ts: ts, state };
     let row = store::insert_inbox(&tx, &m, now_ms())?;
@@ -101,8 +121,9 @@ pub(super) fn receive(
     })
 }
 
-/// A prekey message from a stranger: pair only if it claims an open invite of
-/// ours, names the authenticated sender as the guest, and decrypts.
+/// A prekey message from a stranger (or from a known peer whose session it does
+/// not fit: re-pairing): pair only if it claims an open invite of ours, names the
+/// authenticated sender as the guest, and decrypts. Nothing is written otherwise.
 #[allow(clippy::type_complexity)]
 fn first_contact(
     tx: &Connection,
@@ -132,6 +153,7 @@ fn first_contact(
     if session.peer() != *from {
         return Ok(Err("prekey message names another identity".into()));
     }
+    let known = store::get_peer(tx, from)?;
     let label = match invite.label {
         Some(l) if !store::label_taken(tx, &l)? => Some(l),
         _ => None,
@@ -146,7 +168,10 @@ fn first_contact(
         created_at: now_secs(),
         last_seen: None,
     };
-    store::insert_peer(tx, &peer, &session_bytes(&session))?;
+    match known {
+        Some(_) => store::replace_peer(tx, &peer, &session_bytes(&session))?,
+        None => store::insert_peer(tx, &peer, &session_bytes(&session))?,
+    }
     store::claim_invite(tx, &invite_id, from)?;
     Ok(Ok((peer, plaintext)))
 }

@@ -97,6 +97,9 @@ impl Progress {
             Incoming::SendFailed { id, code, message } if *id == self.id => {
                 return Some(Err(ClientError::SendRefused(*code, message.clone())));
             }
+            Incoming::Undecryptable { id, peer } if *id == self.id => {
+                return Some(Err(ClientError::Undecryptable(peer.fmt_short())));
+            }
             Incoming::Message { relay, row, backlog, .. }
                 if self.want_reply && self.reply.is_none() && self.answers(row, *backlog) =>
             {

@@ -73,6 +73,9 @@ pub async fn serve(
     let mut replies_in_flight: HashSet<EnvelopeId> = HashSet::new();
     let mut handled = 0u64;
     let mut poll = tokio::time::interval(INBOX_POLL);
+    // Handlers report their process group here as they start; it is recorded with
+    // the message so a run after a kill -9 can end an orphan first.
+    let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel();
     let reason = loop {
         let limit_hit = opts.max_turns.is_some_and(|m| handled >= m);
         while !limit_hit
@@ -80,11 +83,19 @@ pub async fn serve(
             && opts.max_turns.is_none_or(|m| handled + (running.len() as u64) < m)
         {
             let Some(row) = queue.pop_front() else { break };
+            if let Some((pgid, start)) = store::inbox_take_handler(client.conn(), row.seq)? {
+                crate::process::end_orphaned_group(pgid, start);
+            }
             let req = request_for(client, &row)?;
             let cmd = opts.handler.clone();
             tracing::info!(from = %row.peer.fmt_short(), "running handler");
+            let started = started_tx.clone();
             running.spawn(async move {
-                let out = handler::run(&cmd, req).await;
+                let seq = row.seq;
+                let out = handler::run_reporting_group(&cmd, req, |g| {
+                    let _ = started.send((seq, g));
+                })
+                .await;
                 (row, out)
             });
         }
@@ -130,6 +141,11 @@ pub async fn serve(
                     replies_in_flight.insert(id);
                 }
                 handled += 1;
+            }
+            Some((seq, g)) = started_rx.recv() => {
+                if busy.contains(&seq) {
+                    store::inbox_set_handler(client.conn(), seq, g.pgid, g.leader_start)?;
+                }
             }
             _ = poll.tick() => {
                 for row in store::inbox_new(client.conn(), None)? {

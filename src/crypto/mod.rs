@@ -9,6 +9,8 @@
 //! - `dh`, `kdf`, `aead`: X25519, the ratchet KDFs, the message AEAD.
 //! - `invite`: signed single-use invites and their `ar1.` string form.
 //! - `x3dh`, `ratchet`, `session`: key agreement, Double Ratchet, message bodies.
+//! - `notice`: the signed "could not decrypt your envelope" body (kind 0x03).
+//! - `relay_update`: the host-signed `arru1.` "reach me at this relay" string.
 //! - `fingerprint`: human-checkable fingerprints and safety numbers.
 
 mod aead;
@@ -17,7 +19,9 @@ pub mod fingerprint;
 pub mod invite;
 mod kdf;
 pub mod keys;
+pub mod notice;
 pub mod ratchet;
+pub mod relay_update;
 mod serde_hex;
 pub mod session;
 mod sodium;

@@ -110,6 +110,28 @@ pub async fn run(
     cmd: &HandlerCommand,
     req: HandlerRequest,
 ) -> Result<HandlerOutcome, HandlerError> {
+    run_reporting_group(cmd, req, |_| {}).await
+}
+
+/// Where a running handler can be found again after a crash of its runner: its
+/// process group id and the leader's start time (see
+/// [`process::end_orphaned_group`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandlerGroup {
+    /// Process group id (= the leader's PID).
+    pub pgid: i32,
+    /// The leader's start time, when /proc tells it.
+    pub leader_start: Option<u64>,
+}
+
+/// Like [`run`]; `started` learns the handler's group as soon as it runs, so the
+/// caller can record it with the message (`serve` does, in state.db). The leader
+/// dies with us on Linux (parent-death signal).
+pub async fn run_reporting_group(
+    cmd: &HandlerCommand,
+    req: HandlerRequest,
+    started: impl FnOnce(HandlerGroup),
+) -> Result<HandlerOutcome, HandlerError> {
     if cmd.command.trim().is_empty() {
         return Err(HandlerError::EmptyCommand);
     }
@@ -121,8 +143,11 @@ pub async fn run(
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    let (mut child, mut guard) = process::spawn_in_group(&mut command, "sh")?;
+    let (mut child, mut guard) = process::spawn_in_group_tied_to_us(&mut command, "sh")?;
     let pgid = guard.group().map(|g| g.id());
+    if let Some(g) = guard.group() {
+        started(HandlerGroup { pgid: g.id(), leader_start: g.start_time() });
+    }
     tracing::debug!(pgid, timeout_ms = cmd.timeout.as_millis(), "handler started");
 
     let stdout = Capture::default();

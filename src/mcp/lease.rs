@@ -174,7 +174,7 @@ mod tests {
                 text,
                 reply_to: None,
                 relay_ts: 1,
-                state: "new",
+                state: store::InboxState::New,
             };
             store::insert_inbox(store.conn(), &m, 1).unwrap();
         }

@@ -131,7 +131,7 @@ pub(crate) fn new(
 ) -> (LinkHandle, impl Future<Output = ()>) {
     // Never give up on a relay while the server runs: the host agent may call
     // next_message for hours, and the relay may come back at any time.
-    client.set_link_options(LinkOptions { give_up_after: u32::MAX, ..LinkOptions::long_running() });
+    client.set_link_options(LinkOptions::long_running());
     let (jobs, rx) = mpsc::channel(16);
     let handle = LinkHandle {
         jobs,
@@ -263,6 +263,7 @@ impl Task {
             }
             Incoming::Sent { .. }
             | Incoming::SendFailed { .. }
+            | Incoming::Undecryptable { .. }
             | Incoming::Presence { .. }
             | Incoming::Reply { .. } => {}
         }

@@ -1,7 +1,7 @@
 //! `agentroom mcp`: an MCP server on stdio (rmcp) that gives a host agent
 //! (Claude Code, Cursor, Codex, ...) the agentroom line as tools: `send`,
 //! `next_message` + `ack` (leased, at-least-once until acked, exactly-once
-//! after), `peers`, `invite_create`, `invite_accept`, `status`.
+//! after), `peers`, `invite_create`, `invite_accept`, `peers_update`, `status`.
 //!
 //! stdout carries JSON-RPC only; logs go to stderr. While the server runs, a
 //! background task ([`link`]) keeps the relay links up and stores incoming

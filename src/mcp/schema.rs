@@ -295,3 +295,24 @@ pub struct StatusResult {
     /// The room running in this home (`agentroom room open`), if any.
     pub room: serde_json::Value,
 }
+
+/// Arguments of `peers_update`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct PeersUpdateArgs {
+    /// The relay update string (`arru1.…`) a host printed after its room moved.
+    pub update: String,
+}
+
+/// Result of `peers_update`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct PeersUpdateResult {
+    /// The host's public key.
+    pub peer: String,
+    /// Its local name.
+    pub label: Option<String>,
+    /// The relay it is reached at from now on.
+    pub relay: String,
+}

@@ -22,7 +22,8 @@ use super::link::{Job, LinkHandle};
 use super::schema::{
     AckArgs, AckResult, Identity, InboxCounts, InviteAcceptArgs, InviteAcceptResult,
     InviteCreateArgs, InviteCreateResult, Message, NextMessageArgs, NextMessageResult,
-    OutboxCounts, PeerInfo, PeersResult, RelayInfo, SendArgs, SendResult, StatusResult,
+    OutboxCounts, PeerInfo, PeersResult, PeersUpdateArgs, PeersUpdateResult, RelayInfo, SendArgs,
+    SendResult, StatusResult,
 };
 use super::{INSTRUCTIONS, lease, limits};
 use crate::client::home::Home;
@@ -298,6 +299,18 @@ impl AgentroomServer {
         }))
     }
 
+    /// Apply a relay update (`arru1.…`) a host printed when its room came back at
+    /// a new URL: checked against the host's signature, refused if forged or
+    /// older than the last one applied. Then send and next_message use the new relay.
+    #[tool(name = "peers_update")]
+    async fn peers_update(
+        &self,
+        Parameters(args): Parameters<PeersUpdateArgs>,
+    ) -> ToolResult<PeersUpdateResult> {
+        let p = self.with_db(|db| peers::apply_relay_update(db.conn(), &args.update))?;
+        Ok(Json(PeersUpdateResult { peer: p.pk.to_b64u(), label: p.label, relay: p.relay_url }))
+    }
+
     /// This agent's identity and fingerprint, relay links (up or down), peers,
     /// inbox and outbox counts, and the room running in this home, if any.
     #[tool(name = "status")]
@@ -309,7 +322,7 @@ impl AgentroomServer {
             let now = now_secs();
             let open = store::list_invites(db.conn())?
                 .iter()
-                .filter(|i| i.status == "open" && i.expires_at > now)
+                .filter(|i| i.status == store::InviteStatus::Open && i.expires_at > now)
                 .count();
             Ok((w, l, p, u64::try_from(open).unwrap_or(u64::MAX)))
         })?;

@@ -30,6 +30,7 @@ pub mod config;
 mod conn;
 mod hub;
 mod limits;
+mod lock;
 mod login;
 pub mod metrics;
 mod queries;
@@ -39,6 +40,7 @@ pub mod tls;
 
 pub use auth::{AuthError, SecretFileError};
 pub use config::{ConfigError, HmacSecret, RelayConfig, TlsFiles};
+pub use lock::{LockError, lock_file_path};
 pub use metrics::Metrics;
 pub use store::StoreError;
 
@@ -72,6 +74,18 @@ pub enum RelayError {
     /// The TLS certificate or key could not be loaded.
     #[error(transparent)]
     Tls(#[from] tls::TlsConfigError),
+    /// The database directory could not be created.
+    #[error("cannot create the relay's directory {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another relay uses this database (or its lock file is unusable).
+    #[error(transparent)]
+    Lock(#[from] LockError),
     /// A blocking setup task died.
     #[error("relay setup task failed")]
     Setup,
@@ -119,6 +133,8 @@ pub struct RelayHandle {
     shared: Arc<Shared>,
     server: Option<tokio::task::JoinHandle<()>>,
     tls: Option<Arc<tls::TlsCerts>>,
+    /// Held until the handle is gone: one relay per database.
+    _lock: lock::DbLock,
 }
 
 impl std::fmt::Debug for RelayHandle {
@@ -130,6 +146,15 @@ impl std::fmt::Debug for RelayHandle {
 /// Open the database, bind, and serve in the background.
 pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     crate::crypto::init()?;
+    // A fresh machine has no home yet: make the database's directory, private,
+    // as `room open` does for its home. An existing directory is left as it is.
+    if let Some(dir) = config.db_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            crate::fsutil::ensure_private_dir(dir)
+                .map_err(|source| RelayError::Dir { path: dir.display().to_string(), source })?;
+        }
+    }
+    let mut db_lock = lock::DbLock::acquire(&config.db_path)?;
     accept::raise_fd_limit();
     let certs = match &config.tls {
         Some(f) => Some(tls::TlsCerts::load(&f.cert, &f.key)?),
@@ -166,6 +191,7 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         .map_err(|source| RelayError::Bind { addr: config.bind, source })?;
     let addr =
         listener.local_addr().map_err(|source| RelayError::Bind { addr: config.bind, source })?;
+    db_lock.record_port(addr.port())?;
     let shared = Arc::new(Shared {
         hub: hub::Hub::new(Arc::clone(&store), pairs),
         limiter: limits::ConnLimiter::new(config.max_connections, config.max_connections_per_ip),
@@ -200,7 +226,7 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     let app = server::router(Arc::clone(&shared));
     let server = tokio::spawn(accept::serve(listener, app, opts, shared.shutdown.clone()));
     tracing::info!(%addr, "relay listening");
-    Ok(RelayHandle { addr, shared, server: Some(server), tls: certs })
+    Ok(RelayHandle { addr, shared, server: Some(server), tls: certs, _lock: db_lock })
 }
 
 impl RelayHandle {

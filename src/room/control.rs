@@ -84,9 +84,9 @@ fn client_view(
     let outbox = store::outbox_pending_count(store.conn())?;
     let now = now_unix();
     let open = match invite {
-        Some(encoded) => store::list_invites(store.conn())?
-            .iter()
-            .any(|r| r.encoded == encoded && r.status == "open" && r.expires_at > now),
+        Some(encoded) => store::list_invites(store.conn())?.iter().any(|r| {
+            r.encoded == encoded && r.status == store::InviteStatus::Open && r.expires_at > now
+        }),
         None => false,
     };
     Ok((peers, outbox, open))

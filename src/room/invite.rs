@@ -12,7 +12,9 @@ use crate::client::{Client, ClientError, now_secs};
 /// Whether the invite is still waiting for a guest (not claimed, revoked or expired).
 pub fn still_open(client: &Client, id: &str) -> Result<bool, ClientError> {
     let rows = store::find_invite(client.conn(), id)?;
-    Ok(rows.iter().any(|r| r.id == id && r.status == "open" && r.expires_at > now_secs()))
+    Ok(rows
+        .iter()
+        .any(|r| r.id == id && r.status == store::InviteStatus::Open && r.expires_at > now_secs()))
 }
 
 /// `agentroom invite accept '<invite>'`, ready to paste.

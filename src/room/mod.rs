@@ -3,6 +3,7 @@
 //! - [`stack`]: the relay in-process plus the tunnel in front of it, and their URLs.
 //! - [`invite`]: the room's invite (public URL inside, loopback URL for the host).
 //! - [`open`]: the whole `room open` run, supervised until cancelled.
+//! - [`restart`]: what survives a restart (the port, the last URLs, stale invites).
 //! - [`detach`]: `room open --detach` (re-spawn in a new session, wait for ready).
 //! - [`state`]: the 0600 file a running room publishes; [`control`] answers
 //!   `room status` and `room stop` from another process.
@@ -11,6 +12,7 @@ pub mod control;
 pub mod detach;
 pub mod invite;
 pub mod open;
+pub mod restart;
 pub mod stack;
 pub mod state;
 

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::invite;
+use super::restart;
 use super::stack::RoomStack;
 use super::state::{self, RoomState, STATE_VERSION};
 use super::{RoomError, control::now_unix};
@@ -109,6 +110,16 @@ pub enum RoomEvent {
         /// Unix seconds.
         expires_at: u64,
     },
+    /// The public relay URL changed since guests paired: they apply this signed
+    /// update (`agentroom peers update '…'`, or the MCP tool `peers_update`).
+    RelayUpdate {
+        /// The relay URL guests should use now.
+        relay_url: String,
+        /// The `arru1.…` string.
+        update: String,
+        /// Ready to paste.
+        apply_command: String,
+    },
     /// Something the handler loop reported.
     Serve(Event),
 }
@@ -170,8 +181,9 @@ pub async fn run(
     drop(pair);
     let mut relay = opts.relay.clone();
     relay.db_path = home.dir().join(super::RELAY_DB);
+    let last_port = restart::last_port(&home)?;
     let stack = tokio::select! {
-        s = RoomStack::start(relay, opts.tunnel.clone()) => s?,
+        s = restart::start_stack(relay, opts.tunnel.clone(), last_port) => s?,
         () = cancel.cancelled() => return Ok(RoomEnd::Cancelled),
     };
     let result = supervise(&opts, &stack, &cancel, &events).await;
@@ -237,6 +249,8 @@ async fn supervise(
 
     let token = cancel.child_token();
     let mut client = Client::open(home, token.clone())?;
+    let previous = restart::remember(&client, stack.local_addr().port(), &local, &public)?;
+    restart::revoke_stale_invites(&client, &previous, &local, &public)?;
     adopt_earlier_guests(&mut client, &local, &public)?;
     let row = tokio::select! {
         r = crate::client::invites::create_via(&mut client, &public, &local, opts.invite_ttl, opts.label.clone()) => r?,
@@ -244,6 +258,7 @@ async fn supervise(
     };
     let mut invite_id = row.id.clone();
     let started_at = now_unix();
+    let update = restart::relay_update(&client, previous.public.as_deref(), &public)?;
     let mut room_state = RoomState {
         version: STATE_VERSION,
         pid: std::process::id(),
@@ -257,6 +272,7 @@ async fn supervise(
         tunnel_pgid: stack.tunnel_pgid(),
         invite: Some(row.encoded.clone()),
         lan_url: stack.lan_url(),
+        relay_update: update.clone(),
     };
     state::write(home.dir(), &room_state)?;
     let _ = events.send(RoomEvent::Ready(Box::new(Ready {
@@ -272,6 +288,10 @@ async fn supervise(
         home: home.dir().to_path_buf(),
     })));
     tracing::info!(relay = %public, "room ready");
+    if let Some(update) = update {
+        tracing::info!(relay = %public, "the room's public URL changed; printed a relay update");
+        send_relay_update(events, &public, update);
+    }
 
     let mut handled = 0u64;
     // In the listen mode the room holds no relay link: the user's `agentroom
@@ -308,7 +328,6 @@ async fn supervise(
             .map_err(ClientError::from)?;
         public_url = Some(new_url.clone());
         let peers_notified = announce_move(&mut mover, &public)?;
-        room_state.public_url = public.to_string();
         room_state.tunnel_pgid = stack.tunnel_pgid();
         tracing::info!(relay = %public, peers_notified, "tunnel restarted with a new public URL");
         let _ = events.send(RoomEvent::TunnelUrlChanged {
@@ -316,6 +335,11 @@ async fn supervise(
             relay_url: public.to_string(),
             peers_notified,
         });
+        let before = room_state.public_url.clone();
+        if let Some(update) = restart::relay_update(&mover, Some(&before), &public)? {
+            room_state.relay_update = Some(update.clone());
+            send_relay_update(events, &public, update);
+        }
         if invite::still_open(&mover, &invite_id)? {
             match renew_invite(&mut mover, &invite_id, &public, &local, opts).await {
                 Ok(row) => {
@@ -332,6 +356,7 @@ async fn supervise(
         } else {
             room_state.invite = None;
         }
+        room_state.public_url = public.to_string();
         state::write(home.dir(), &room_state)?;
         if opts.handler.is_some() {
             client = Some(mover);
@@ -341,6 +366,14 @@ async fn supervise(
             token.cancel();
         }
     }
+}
+
+fn send_relay_update(events: &UnboundedSender<RoomEvent>, public: &RelayUrl, update: String) {
+    let _ = events.send(RoomEvent::RelayUpdate {
+        relay_url: public.to_string(),
+        apply_command: restart::apply_command(&update),
+        update,
+    });
 }
 
 enum Wait {

@@ -87,34 +87,29 @@ impl std::fmt::Debug for TunnelKind {
     }
 }
 
-/// Restart delays: exponential from `initial` to `max`, back to `initial` once a
-/// run has stayed up for `stable_after`.
+/// Restart delays: the crate's one backoff ([`crate::backoff::Backoff`]), from
+/// `initial` doubling to `max`, back to `initial` once a run has stayed up for
+/// `stable_after`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
-    /// First delay.
-    pub initial: Duration,
-    /// Largest delay.
-    pub max: Duration,
     /// A run this long resets the delay.
     pub stable_after: Duration,
-    next: Duration,
+    steps: crate::backoff::Backoff,
 }
 
 impl Backoff {
     /// A backoff from `initial` doubling up to `max`.
     pub fn new(initial: Duration, max: Duration, stable_after: Duration) -> Self {
-        Self { initial, max, stable_after, next: initial }
+        Self { stable_after, steps: crate::backoff::Backoff::new(initial, max) }
     }
 
     /// The delay to wait now; doubles the next one.
     fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(self.max);
-        delay
+        self.steps.next_delay()
     }
 
     fn reset(&mut self) {
-        self.next = self.initial;
+        self.steps.reset();
     }
 }
 

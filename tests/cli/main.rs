@@ -11,6 +11,7 @@ mod handlers;
 mod history;
 mod invites;
 mod logs;
+mod lifecycle;
 mod messaging;
 mod service;
 mod tls_fixtures;

@@ -217,7 +217,16 @@ fn bad_arguments_are_tool_errors_and_the_server_keeps_serving() {
     names.sort_unstable();
     assert_eq!(
         names,
-        ["ack", "invite_accept", "invite_create", "next_message", "peers", "send", "status"]
+        [
+            "ack",
+            "invite_accept",
+            "invite_create",
+            "next_message",
+            "peers",
+            "peers_update",
+            "send",
+            "status"
+        ]
     );
 
     let cases = [
@@ -236,6 +245,7 @@ fn bad_arguments_are_tool_errors_and_the_server_keeps_serving() {
             "wait_reply_secs",
         ),
         ("invite_accept", json!({"invite": "garbage"}), "invite"),
+        ("peers_update", json!({"update": "arru1.AAAA"}), "relay update refused"),
         ("invite_create", json!({"expires": "forever"}), "invalid duration"),
         ("invite_create", json!({}), "no relay"),
         ("invite_create", json!({"relay": "ftp://x"}), "relay"),

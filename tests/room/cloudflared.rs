@@ -85,8 +85,11 @@ fn a_crash_gets_a_new_url_announced_and_peers_told() {
         !room.seen.iter().any(|e| e["event"] == "invite_renewed"),
         "an accepted invite is not renewed"
     );
+    let update = room.wait_event("relay_update");
+    assert_eq!(update["relay_url"], changed["relay_url"], "guests get a signed relay update");
     let st = state(&home).unwrap();
     assert_eq!(st["public_url"], changed["relay_url"]);
+    assert_eq!(st["relay_update"], update["update"]);
     let second = recorded_pids(&fake_dir)[1];
     assert_eq!(st["tunnel_pgid"], second);
     // The sealed relay_moved waits in the relay for the (offline) guest.

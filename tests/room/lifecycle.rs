@@ -180,8 +180,17 @@ fn a_second_room_adopts_the_guests_of_the_first() {
     first.signal(Signal::SIGTERM);
     assert_eq!(first.wait_exit(), 143);
 
-    // A new room, on another port: the guest's record follows it, so the serve
-    // loop does not give up on a dead port, and the host can still write to it.
+    // A new room, on another port (the room's last port is taken meanwhile; by
+    // default it is reused): the guest's record follows it, so the serve loop does
+    // not dial a dead port, and the host can still write to it.
+    let old: std::net::SocketAddr = ready["local_url"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("ws://")
+        .trim_end_matches("/ws")
+        .parse()
+        .unwrap();
+    let _squatter = std::net::TcpListener::bind(old).unwrap();
     let mut second = RoomProc::start(&home, &args, &[]);
     let ready2 = second.wait_event("room_ready");
     let local = ready2["local_url"].as_str().unwrap();

@@ -11,3 +11,4 @@ mod cloudflared;
 mod figures;
 mod fixtures;
 mod lifecycle;
+mod restart;

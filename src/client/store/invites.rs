@@ -5,6 +5,40 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{StoreError, get_u64, to_i64};
 use crate::crypto::IdentityPublicKey;
 
+/// Where an invite we created stands (column `invites.status`). Expiry is not a
+/// state: it is read from `expires_at` against the clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InviteStatus {
+    /// Waiting for a guest; its one-time prekey is kept.
+    Open,
+    /// A guest paired through it; the prekey is deleted.
+    Claimed,
+    /// Revoked by us; the prekey is deleted.
+    Revoked,
+}
+
+impl InviteStatus {
+    /// The stored (and printed) form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InviteStatus::Open => "open",
+            InviteStatus::Claimed => "claimed",
+            InviteStatus::Revoked => "revoked",
+        }
+    }
+}
+
+impl rusqlite::types::FromSql for InviteStatus {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        match v.as_str()? {
+            "open" => Ok(InviteStatus::Open),
+            "claimed" => Ok(InviteStatus::Claimed),
+            "revoked" => Ok(InviteStatus::Revoked),
+            _ => Err(rusqlite::types::FromSqlError::InvalidType),
+        }
+    }
+}
+
 /// An invite we created.
 #[derive(Debug, Clone)]
 pub struct InviteRow {
@@ -16,8 +50,8 @@ pub struct InviteRow {
     pub relay_url: String,
     /// The invite string (carries no secret: only public keys and a signature).
     pub encoded: String,
-    /// `open`, `claimed` or `revoked`.
-    pub status: String,
+    /// Open, claimed or revoked.
+    pub status: InviteStatus,
     /// Who claimed it.
     pub claimed_by: Option<String>,
     /// Unix seconds.

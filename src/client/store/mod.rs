@@ -18,16 +18,19 @@ mod history;
 mod invites;
 mod peers;
 mod queues;
+mod settings;
 
 pub use history::*;
 pub use invites::*;
 pub use peers::*;
 pub use queues::*;
+pub use settings::*;
 
 /// Schema migrations, applied in order on open.
 const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../../migrations/client/0001_init.sql")),
     M::up(include_str!("../../../migrations/client/0002_inbox_lease.sql")),
+    M::up(include_str!("../../../migrations/client/0003_lifecycle.sql")),
     M::up(include_str!("../../../migrations/client/0004_history.sql")),
 ];
 
@@ -49,6 +52,12 @@ pub enum StoreError {
     /// The file is not a SQLite database, or is damaged.
     #[error("state database {0} is corrupt; move it away or restore it from a backup")]
     Corrupt(PathBuf),
+    /// The file exists but is empty or another program's SQLite database: treating
+    /// it as a new store would silently forget every session.
+    #[error(
+        "state database {0} is empty or not an agentroom database; move it away or restore it from a backup"
+    )]
+    Foreign(PathBuf),
     /// The schema could not be brought up to date.
     #[error("cannot migrate the state database: {0}")]
     Migration(#[from] rusqlite_migration::Error),
@@ -73,12 +82,18 @@ impl Store {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             crate::fsutil::ensure_private_dir(dir).map_err(open_err)?;
         }
+        // Only a missing file means "new store": an existing one must already be ours.
+        let existed = path.exists();
         // Create the file ourselves so it is 0600 from its first byte (its -wal and
         // -shm inherit that mode); tighten files an older version left looser.
         crate::fsutil::private_sqlite_files(path).map_err(open_err)?;
         let corrupt = |e: rusqlite::Error| classify(e, path);
         let mut conn = Connection::open(path).map_err(corrupt)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(corrupt)?;
+        // Checked before anything writes (the WAL switch would give an empty file a header).
+        if existed && !is_agentroom(&conn).map_err(corrupt)? {
+            return Err(StoreError::Foreign(path.to_path_buf()));
+        }
         // WAL lets `listen` read while `send` writes; FULL makes a commit durable
         // before we ack the relay (exactly-once depends on it).
         conn.pragma_update(None, "journal_mode", "WAL").map_err(corrupt)?;
@@ -123,6 +138,20 @@ pub(super) fn get_u64(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<u64> 
     r.get::<_, i64>(i).map(to_u64)
 }
 
+/// Whether an existing database was made by us: migrated at least once (the
+/// migrations keep their number in `user_version`) and holding our tables. A
+/// 0-byte file reads as an empty database and fails both.
+fn is_agentroom(conn: &Connection) -> rusqlite::Result<bool> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let tables: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table'
+         AND name IN ('peers', 'invites', 'inbox', 'outbox')",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(version > 0 && tables == 4)
+}
+
 fn classify(e: rusqlite::Error, path: &Path) -> StoreError {
     use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
     match e.sqlite_error_code() {
@@ -162,6 +191,22 @@ mod tests {
     }
 
     #[test]
+    fn empty_or_foreign_file_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        std::fs::write(&path, b"").unwrap();
+        assert!(matches!(Store::open(&path), Err(StoreError::Foreign(_))));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "left as it was");
+        let other = dir.path().join("other.db");
+        Connection::open(&other).unwrap().execute_batch("CREATE TABLE t (x);").unwrap();
+        assert!(matches!(Store::open(&other), Err(StoreError::Foreign(_))));
+        let mut c = Connection::open(&other).unwrap();
+        let n: i64 =
+            c.transaction().unwrap().query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 0, "the foreign database is still there, untouched");
+    }
+
+    #[test]
     fn inbox_dedupes_and_outbox_tracks_status() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("s.db")).unwrap();
@@ -174,7 +219,7 @@ mod tests {
             text: "hi",
             reply_to: None,
             relay_ts: 5,
-            state: "new",
+            state: InboxState::New,
         };
         insert_inbox(&tx, &m, 1).unwrap();
         assert!(insert_inbox(&tx, &m, 1).is_err(), "(peer, id) is unique");
@@ -198,6 +243,11 @@ mod tests {
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].claim, Some([3; 16]));
         assert!(outbox_sent(store.conn(), &id, 2).unwrap());
+        let body: Vec<u8> = store
+            .conn()
+            .query_row("SELECT body FROM outbox WHERE id = ?1", [id.to_b64u()], |r| r.get(0))
+            .unwrap();
+        assert!(body.is_empty(), "the ciphertext is dropped once the relay has it");
         assert!(outbox_pending(store.conn(), "ws://r/ws").unwrap().is_empty());
         assert_eq!(outbox_status(store.conn(), &id).unwrap().unwrap().0, "sent");
     }

@@ -128,6 +128,20 @@ pub fn insert_peer(conn: &Connection, peer: &PeerRow, session: &[u8]) -> Result<
     Ok(())
 }
 
+/// Re-pair a known peer: its old session (and the pending envelopes sealed with
+/// it, which it can no longer open) give way to the new pairing. Keeps the label
+/// and the history of received messages.
+pub fn replace_peer(conn: &Connection, peer: &PeerRow, session: &[u8]) -> Result<(), StoreError> {
+    let k = peer.pk.to_b64u();
+    conn.execute("DELETE FROM outbox WHERE peer = ?1 AND status = 'pending'", [&k])?;
+    conn.execute(
+        "UPDATE peers SET role = ?2, relay_url = ?3, invite_id = ?4, session = ?5,
+         label = COALESCE(label, ?6), relay_update_seq = 0 WHERE pk = ?1",
+        params![k, peer.role.as_str(), peer.relay_url, peer.invite_id, session, peer.label],
+    )?;
+    Ok(())
+}
+
 /// Whether `label` is taken by a peer.
 pub fn label_taken(conn: &Connection, label: &str) -> Result<bool, StoreError> {
     Ok(conn
@@ -176,6 +190,29 @@ pub fn set_peer_relay(
     conn.execute(
         "UPDATE outbox SET relay_url = ?2 WHERE peer = ?1 AND status = 'pending'",
         params![pk.to_b64u(), url],
+    )?;
+    Ok(())
+}
+
+/// The `seq` of the last relay update applied for a peer (0: none).
+pub fn relay_update_seq(conn: &Connection, pk: &IdentityPublicKey) -> Result<u64, StoreError> {
+    Ok(conn
+        .query_row("SELECT relay_update_seq FROM peers WHERE pk = ?1", [pk.to_b64u()], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()?
+        .map_or(0, to_u64))
+}
+
+/// Record the `seq` of a relay update just applied.
+pub fn set_relay_update_seq(
+    conn: &Connection,
+    pk: &IdentityPublicKey,
+    seq: u64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE peers SET relay_update_seq = ?2 WHERE pk = ?1",
+        params![pk.to_b64u(), to_i64(seq)],
     )?;
     Ok(())
 }

@@ -7,6 +7,35 @@ use super::{StoreError, get_u64, to_i64, to_u64};
 use crate::crypto::IdentityPublicKey;
 use crate::protocol::EnvelopeId;
 
+/// Where an inbox message stands (column `inbox.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboxState {
+    /// Not yet shown or handled: `listen`, `serve` and `next_message` take it.
+    New,
+    /// Consumed (shown, handled, acked), or a control message stored as such.
+    Done,
+}
+
+impl InboxState {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InboxState::New => "new",
+            InboxState::Done => "done",
+        }
+    }
+}
+
+impl rusqlite::types::FromSql for InboxState {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        match v.as_str()? {
+            "new" => Ok(InboxState::New),
+            "done" => Ok(InboxState::Done),
+            _ => Err(rusqlite::types::FromSqlError::InvalidType),
+        }
+    }
+}
+
 /// A decrypted message.
 #[derive(Debug, Clone)]
 pub struct InboxRow {
@@ -24,8 +53,8 @@ pub struct InboxRow {
     pub reply_to: Option<EnvelopeId>,
     /// Relay accept time, unix ms.
     pub relay_ts: u64,
-    /// `new` or `done`.
-    pub state: String,
+    /// New or done.
+    pub state: InboxState,
 }
 
 /// A message to store.
@@ -43,8 +72,8 @@ pub struct NewInbox<'a> {
     pub reply_to: Option<EnvelopeId>,
     /// Relay ts (ms).
     pub relay_ts: u64,
-    /// Initial state: `new` for messages a consumer must see, `done` otherwise.
-    pub state: &'a str,
+    /// Initial state: new for messages a consumer must see, done otherwise.
+    pub state: InboxState,
 }
 
 /// Whether `(peer, id)` was already received (dedupe across redeliveries).
@@ -97,7 +126,7 @@ pub fn insert_inbox(
             m.reply_to.map(|r| r.to_b64u()),
             to_i64(m.relay_ts),
             to_i64(now_ms),
-            m.state
+            m.state.as_str()
         ],
     )?;
     Ok(InboxRow {
@@ -108,7 +137,7 @@ pub fn insert_inbox(
         text: m.text.to_owned(),
         reply_to: m.reply_to,
         relay_ts: m.relay_ts,
-        state: m.state.to_owned(),
+        state: m.state,
     })
 }
 
@@ -124,9 +153,47 @@ pub fn inbox_new(
     rows.map(|r| r?).collect()
 }
 
-/// Mark a message consumed. Returns false if someone else already did.
+/// Mark a message consumed (and no longer worked on). Returns false if someone
+/// else already did.
 pub fn inbox_done(conn: &Connection, seq: i64) -> Result<bool, StoreError> {
-    Ok(conn.execute("UPDATE inbox SET state = 'done' WHERE seq = ?1 AND state = 'new'", [seq])? > 0)
+    Ok(conn.execute(
+        "UPDATE inbox SET state = 'done', handler_pgid = NULL, handler_start = NULL
+         WHERE seq = ?1 AND state = 'new'",
+        [seq],
+    )? > 0)
+}
+
+/// Record the handler process group working on a message (see
+/// `process::end_orphaned_group`).
+pub fn inbox_set_handler(
+    conn: &Connection,
+    seq: i64,
+    pgid: i32,
+    leader_start: Option<u64>,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE inbox SET handler_pgid = ?2, handler_start = ?3 WHERE seq = ?1",
+        params![seq, pgid, leader_start.map(to_i64)],
+    )?;
+    Ok(())
+}
+
+/// The handler group an earlier run recorded for a message, cleared as it is read.
+pub fn inbox_take_handler(
+    conn: &Connection,
+    seq: i64,
+) -> Result<Option<(i32, Option<u64>)>, StoreError> {
+    let found: Option<(Option<i32>, Option<i64>)> = conn
+        .query_row("SELECT handler_pgid, handler_start FROM inbox WHERE seq = ?1", [seq], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let Some((Some(pgid), start)) = found else { return Ok(None) };
+    conn.execute(
+        "UPDATE inbox SET handler_pgid = NULL, handler_start = NULL WHERE seq = ?1",
+        [seq],
+    )?;
+    Ok(Some((pgid, start.map(to_u64))))
 }
 
 /// A sealed envelope waiting for the relay.
@@ -208,11 +275,28 @@ pub fn outbox_pending_count(conn: &Connection) -> Result<u64, StoreError> {
         .map(to_u64)?)
 }
 
-/// The relay has the envelope.
+/// The relay has the envelope: its ciphertext is no longer needed (the relay
+/// stores or delivers it from here on), so it is dropped with the status change
+/// and the outbox stays small however long the home runs.
 pub fn outbox_sent(conn: &Connection, id: &EnvelopeId, now: u64) -> Result<bool, StoreError> {
     Ok(conn.execute(
-        "UPDATE outbox SET status = 'sent', sent_at = ?2 WHERE id = ?1 AND status = 'pending'",
+        "UPDATE outbox SET status = 'sent', sent_at = ?2, body = X'' WHERE id = ?1 AND status = 'pending'",
         params![id.to_b64u(), to_i64(now)],
+    )? > 0)
+}
+
+/// The peer reported (signed notice) that it could not decrypt envelope `id`:
+/// mark it failed, whether or not the relay had acked it. Returns whether it
+/// was one of ours, addressed to `peer`.
+pub fn outbox_undecryptable(
+    conn: &Connection,
+    id: &EnvelopeId,
+    peer: &IdentityPublicKey,
+) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "UPDATE outbox SET status = 'failed', error = 'undecryptable', body = X''
+         WHERE id = ?1 AND peer = ?2",
+        params![id.to_b64u(), peer.to_b64u()],
     )? > 0)
 }
 
