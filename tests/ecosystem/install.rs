@@ -49,8 +49,13 @@ impl LocalServer {
             .expect("python3 -m http.server");
         // "Serving HTTP on 127.0.0.1 port 40123 (http://127.0.0.1:40123/) ..."
         let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port = line.split(" port ").nth(1).and_then(|r| r.split(' ').next()).unwrap();
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::io::BufReader::new(stdout).read_line(&mut line).expect("http.server banner");
+        let port = line
+            .split(" port ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .unwrap_or_else(|| panic!("no port in the http.server banner: {line:?}"));
         Self { child, url: format!("http://127.0.0.1:{port}") }
     }
 }
@@ -67,10 +72,11 @@ impl Drop for LocalServer {
 fn release_archive(dir: &std::path::Path, name: &str, version_line: &str) -> String {
     use sha2::Digest;
     let stage = dir.join("stage");
-    std::fs::create_dir_all(&stage).unwrap();
+    std::fs::create_dir_all(&stage).expect("stage dir");
     let bin = stage.join("agentroom");
-    std::fs::write(&bin, format!("#!/bin/sh\necho '{version_line}'\n")).unwrap();
-    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(&bin, format!("#!/bin/sh\necho '{version_line}'\n")).expect("stand-in binary");
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod the stand-in");
     let archive = dir.join(name);
     let st = Command::new("tar")
         .arg("-czf")
@@ -79,9 +85,9 @@ fn release_archive(dir: &std::path::Path, name: &str, version_line: &str) -> Str
         .arg(&stage)
         .arg("agentroom")
         .status()
-        .unwrap();
+        .expect("run tar");
     assert!(st.success());
-    hex::encode(sha2::Sha256::digest(std::fs::read(&archive).unwrap()))
+    hex::encode(sha2::Sha256::digest(std::fs::read(&archive).expect("read the archive")))
 }
 
 fn this_target() -> &'static str {
