@@ -12,6 +12,7 @@ mod fallbacks;
 mod handlers;
 mod install;
 mod msrv;
+mod plugin;
 
 use std::path::{Path, PathBuf};
 

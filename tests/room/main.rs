@@ -10,5 +10,6 @@ mod bore;
 mod cloudflared;
 mod figures;
 mod fixtures;
+mod invite;
 mod lifecycle;
 mod restart;
