@@ -95,6 +95,8 @@ pub struct RelayConfig {
     pub live_ack_window: Duration,
     /// Live envelopes buffered per connection before overflow goes to SQLite.
     pub conn_queue: usize,
+    /// Longest one socket write may take before the peer is dropped.
+    pub write_timeout: Duration,
 }
 
 impl RelayConfig {
@@ -120,6 +122,7 @@ impl RelayConfig {
             ping_interval: defaults::PING_INTERVAL,
             live_ack_window: defaults::LIVE_ACK_WINDOW,
             conn_queue: defaults::CONN_QUEUE,
+            write_timeout: defaults::RELAY_WRITE_TIMEOUT,
         }
     }
 

@@ -5,8 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::panic, clippy::cast_possible_truncation)]
 
 mod client;
+mod conformance;
 mod delivery;
 mod errors;
 mod login;
+mod order;
 mod process;
 mod schema;
+mod stall;
