@@ -128,6 +128,7 @@ enum InflightState {
 }
 
 struct Inflight {
+    to: IdentityPublicKey,
     state: InflightState,
     ord: i64,
     accepted_ms: u64,
@@ -138,7 +139,8 @@ struct Inflight {
     accepted: Instant,
 }
 
-type InflightKey = (IdentityPublicKey, IdentityPublicKey, EnvelopeId); // (to, from, id)
+/// `(from, id)`: an id names one envelope of its sender, whatever the recipient.
+type InflightKey = (IdentityPublicKey, EnvelopeId);
 
 #[derive(Default)]
 struct Inner {
@@ -339,8 +341,8 @@ impl Hub {
             let same = prev_to == to && prev_digest.is_none_or(|d| d == digest);
             return if same { Route::DuplicateDone } else { Route::Conflict };
         }
-        if let Some(f) = g.inflight.get_mut(&(to, from, id)) {
-            if f.digest != digest {
+        if let Some(f) = g.inflight.get_mut(&(from, id)) {
+            if f.to != to || f.digest != digest {
                 return Route::Conflict;
             }
             // The latest asker gets the answer: a sender that reconnected and resent
@@ -357,8 +359,9 @@ impl Hub {
                 match c.deliver.try_send(LiveItem { from, id, digest, text }) {
                     Ok(()) => {
                         g.inflight.insert(
-                            (to, from, id),
+                            (from, id),
                             Inflight {
+                                to,
                                 state: InflightState::Live { body },
                                 ord,
                                 accepted_ms,
@@ -399,15 +402,21 @@ impl Hub {
             return;
         };
         for (from, id) in live.into_values() {
-            self.spill_one(g, (*to, from, id));
+            self.spill_one(g, *to, from, id);
         }
     }
 
     /// Queue one held envelope's insert (under its original `ord`), counted like a
     /// queued insert: a connection that replaced the one that got it live must not
     /// turn live before the row is readable.
-    fn spill_one(&self, g: &mut Inner, key: InflightKey) -> bool {
-        let Some(f) = g.inflight.get_mut(&key) else {
+    fn spill_one(
+        &self,
+        g: &mut Inner,
+        to: IdentityPublicKey,
+        from: IdentityPublicKey,
+        id: EnvelopeId,
+    ) -> bool {
+        let Some(f) = g.inflight.get_mut(&(from, id)).filter(|f| f.to == to) else {
             return false;
         };
         let InflightState::Live { body } =
@@ -415,7 +424,6 @@ impl Hub {
         else {
             return false;
         };
-        let (to, from, id) = key;
         let ord = f.ord;
         let rx = self.store.insert(to, from, id, body, f.accepted_ms, ord, true);
         f.sender.commits.push(Completion {
@@ -474,8 +482,8 @@ impl Hub {
         now: Instant,
     ) -> Option<Duration> {
         let mut g = self.lock();
-        let key = (me, from, id);
-        let latency = match g.inflight.get_mut(&key) {
+        let key = (from, id);
+        let latency = match g.inflight.get_mut(&key).filter(|f| f.to == me) {
             Some(f) => {
                 let latency = now.saturating_duration_since(f.accepted);
                 digest = Some(f.digest);
@@ -516,7 +524,7 @@ impl Hub {
         id: EnvelopeId,
     ) -> bool {
         let mut g = self.lock();
-        self.spill_one(&mut g, (to, from, id))
+        self.spill_one(&mut g, to, from, id)
     }
 
     /// A spill committed (`ord` if the row is there) or failed: answer the sender
@@ -536,7 +544,10 @@ impl Hub {
         if let Some(s) = ord {
             r.max_committed = r.max_committed.max(s);
         }
-        let Some(f) = g.inflight.remove(&(to, from, id)) else {
+        if g.inflight.get(&(from, id)).is_none_or(|f| f.to != to) {
+            return false;
+        }
+        let Some(f) = g.inflight.remove(&(from, id)) else {
             return false;
         };
         if let Some(c) = g.conns.get_mut(&to) {

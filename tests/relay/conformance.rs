@@ -48,6 +48,15 @@ async fn reused_id_with_another_body_after_ack_is_a_conflict() {
     expect_error_for(&mut guest, id2, ErrorCode::Conflict).await;
     // Nothing of the conflicting sends reached the host.
     assert!(host.barrier().await.iter().all(|f| !matches!(f, ServerFrame::Deliver { .. })));
+    // In flight (delivered live, not acked) and reused for another recipient.
+    drop(guest);
+    let (mut other, mut guest) = pair(addr, 3, 2).await;
+    let id3 = eid(3);
+    guest.send_env(id3, host_pk, b"in flight").await;
+    assert_eq!(host.deliver(false).await.0, id3);
+    guest.send_env(id3, other.pk(), b"in flight").await;
+    expect_error_for(&mut guest, id3, ErrorCode::Conflict).await;
+    assert!(other.barrier().await.iter().all(|f| !matches!(f, ServerFrame::Deliver { .. })));
     relay.shutdown().await;
 }
 
@@ -122,5 +131,55 @@ async fn documented_error_codes_per_frame() {
     b.send_env(id2, a.pk(), b"right after").await;
     assert_eq!(a.deliver(true).await.0, id1);
     assert_eq!(a.deliver(true).await.0, id2);
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn frame_above_four_times_the_limit_ends_the_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.max_frame = 1024;
+    let relay = agentroom::relay::start(cfg).await.unwrap();
+    let (mut c, _) = Client::login(relay.local_addr(), &identity(1)).await;
+    // Up to 4x: answered `too_large`, the socket stays.
+    c.send_raw(&format!(r#"{{"type":"ping","rid":"{}"}}"#, "x".repeat(2000))).await;
+    c.expect_error(ErrorCode::TooLarge).await;
+    assert!(c.barrier().await.is_empty());
+    // Above 4x: no answer; the relay drops the TCP connection (no close frame).
+    c.send_raw(&"x".repeat(4 * 1024 + 1)).await;
+    assert_eq!(c.close_code().await, None);
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn relay_does_not_check_the_body_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = relay(dir.path()).await;
+    let (mut host, mut guest) = pair(relay.local_addr(), 1, 2).await;
+    for body in [&b""[..], b"not a sealed envelope", &[0xff; 3]] {
+        let id = eid(body.len() as u64);
+        guest.send_env(id, host.pk(), body).await;
+        let (got, _, delivered) = host.deliver(true).await;
+        assert_eq!((got, delivered.as_slice()), (id, body));
+        assert_eq!(expect_sent(&mut guest, id).await, DeliveryStatus::Delivered);
+    }
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn login_over_ipv6_signs_the_bracketed_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.bind = "[::1]:0".parse().unwrap();
+    let relay = agentroom::relay::start(cfg).await.unwrap();
+    let addr = relay.local_addr();
+    // The Host header is `[::1]:port`; the signed origin must be the same text.
+    let mut c = Client::connect(addr, &identity(1)).await;
+    let ts = now();
+    let origin = format!("[::1]:{}", addr.port());
+    let sig = c.kp.sign(&agentroom::protocol::login_signed_bytes(&origin, &c.challenge, ts));
+    let login = ClientFrame::Login { v: 1, identity: c.pk(), ts, signature: *sig.as_bytes() };
+    c.send(&login).await;
+    assert!(matches!(c.recv().await, ServerFrame::Welcome { .. }));
     relay.shutdown().await;
 }
