@@ -25,7 +25,10 @@ use crate::process::{RelayProc, spawn};
 /// Envelopes per repetition and how many the sender keeps unanswered.
 const PER_REP: usize = 100;
 const IN_FLIGHT: usize = 50;
-const REPS: usize = 20;
+/// Repetitions per test; `scripts/soak-order.sh` raises it with `ORDER_REPS`.
+fn reps() -> usize {
+    std::env::var("ORDER_REPS").ok().and_then(|s| s.parse().ok()).unwrap_or(20)
+}
 
 /// A TCP proxy whose connections can all be cut at once (both sockets dropped,
 /// whatever is in its buffers lost).
@@ -236,7 +239,7 @@ async fn order_kept_when_the_recipients_connection_is_cut_mid_stream() {
     let (mut recip, _) = Client::login(proxy.addr, &identity(1)).await;
     let mut rng = Rng::new();
     let mut acked = HashSet::new();
-    for rep in 0..REPS {
+    for rep in 0..reps() {
         let cut_at = 1 + rng.below(PER_REP - 1);
         let cut = Cut::Proxy(&proxy);
         (sender, recip) = one_rep(rep, cut_at, cut, sender, recip, &mut acked).await;
@@ -254,7 +257,7 @@ async fn order_kept_across_a_relay_sigkill_mid_stream() {
     let (mut sender, mut recip) = (sender, recip);
     let mut rng = Rng::new();
     let mut acked = HashSet::new();
-    for rep in 0..REPS {
+    for rep in 0..reps() {
         let cut_at = 1 + rng.below(PER_REP - 1);
         let cut = Cut::Kill { relay: &mut relay, db: &db };
         (sender, recip) = one_rep(rep, cut_at, cut, sender, recip, &mut acked).await;
