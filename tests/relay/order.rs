@@ -89,7 +89,10 @@ impl Rng {
                     .as_nanos() as u64
                     | 1
             });
-        eprintln!("order test seed: ORDER_SEED={seed}");
+        #[allow(clippy::print_stderr)] // the seed to replay a failure with
+        {
+            eprintln!("order test seed: ORDER_SEED={seed}");
+        }
         Rng(seed)
     }
 

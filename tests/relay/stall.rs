@@ -86,7 +86,10 @@ async fn stalled_reader_does_not_hold_up_shutdown() {
     tokio::time::timeout(Duration::from_secs(60), relay.shutdown())
         .await
         .expect("shutdown hung on a socket whose peer stopped reading");
-    eprintln!("shutdown with a stalled reader took {:?}", started.elapsed());
+    #[allow(clippy::print_stderr)] // the figure issue 12 asks for (not asserted)
+    {
+        eprintln!("shutdown with a stalled reader took {:?}", started.elapsed());
+    }
     // What was held for the stalled reader was committed on the way out.
     let relay = self::relay(dir.path()).await;
     let (mut host, pending) = Client::login(relay.local_addr(), &identity(1)).await;
