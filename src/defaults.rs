@@ -78,3 +78,19 @@ pub const CONN_QUEUE: usize = 1024;
 /// messages, `--retain`): a message outlives its expiry by at most this. Idle
 /// sweeps only read, so a short period costs little.
 pub const HISTORY_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Control frames (`sent`, `error`, `presence`) queued for one connection. A peer
+/// that lets this many pile up is not reading its socket: the relay closes it (it
+/// reconnects and resends; every answer it missed comes again). Far above what a
+/// sender's own window of unanswered `send`s produces.
+pub const CTRL_QUEUE: usize = 4096;
+/// Longest a relay socket write (or flush) may take. A peer that stops reading
+/// fills its TCP window and then the relay's write buffer; after this long the
+/// relay drops it instead of holding its connection task (and shutdown) forever.
+/// Generous for a slow mobile link draining a 128 KiB buffer.
+pub const RELAY_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Once shutdown began, the last frames (`shutting_down`, close) to a socket get
+/// this long, and a write already stuck gets this long more.
+pub const RELAY_SHUTDOWN_WRITE_GRACE: Duration = Duration::from_secs(1);
+/// `RelayHandle::shutdown` waits this long for connections to end before it
+/// commits what is queued and stops the store thread anyway.
+pub const RELAY_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);

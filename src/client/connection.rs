@@ -273,6 +273,15 @@ struct Actor {
     cancel: CancellationToken,
 }
 
+/// Why a pumped socket ended.
+enum Down {
+    /// The relay closed it with [`protocol::close::REPLACED`]: another connection of
+    /// this identity took over.
+    Replaced,
+    /// Anything else, for the `Down` event.
+    Lost(String),
+}
+
 enum Login {
     Ok { ws: Box<Ws>, pending: u64, resumed: bool, token: SessionToken, token_expires_at: u64 },
     TokenRejected,
@@ -289,7 +298,7 @@ impl Actor {
                 () = self.cancel.cancelled() => return,
                 r = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.connect()) => r,
             };
-            let reason = match attempt {
+            let (reason, replaced) = match attempt {
                 Ok(Ok(Login::TokenRejected)) => {
                     self.token = None;
                     self.emit(LinkEvent::TokenRejected { relay: self.relay.clone() });
@@ -310,7 +319,8 @@ impl Actor {
                     ever_up = true;
                     match self.pump(*ws, &mut rx).await {
                         None => return, // cancelled
-                        Some(reason) => reason,
+                        Some(Down::Replaced) => (REPLACED.to_owned(), true),
+                        Some(Down::Lost(reason)) => (reason, false),
                     }
                 }
                 // A certificate refused before any login will not fix itself by retrying:
@@ -319,8 +329,8 @@ impl Actor {
                     self.emit(LinkEvent::Fatal { relay: self.relay.clone(), error: e });
                     return;
                 }
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => format!("no welcome within {}s", HANDSHAKE_TIMEOUT.as_secs()),
+                Ok(Err(e)) => (e.to_string(), false),
+                Err(_) => (format!("no welcome within {}s", HANDSHAKE_TIMEOUT.as_secs()), false),
             };
             failures = failures.saturating_add(1);
             if !ever_up && failures >= self.options.give_up_after {
@@ -329,7 +339,7 @@ impl Actor {
                 return;
             }
             let mut retry_in = delays.next_delay();
-            if reason == REPLACED && !self.options.yield_when_replaced.is_zero() {
+            if replaced && !self.options.yield_when_replaced.is_zero() {
                 retry_in = retry_in.max(jitter(self.options.yield_when_replaced));
             }
             tracing::info!(relay = %self.relay, %reason, retry_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX), "relay link down");
@@ -448,7 +458,7 @@ impl Actor {
     }
 
     /// Pump frames both ways until the socket dies (Some(reason)) or we are cancelled (None).
-    async fn pump(&self, mut ws: Ws, rx: &mut mpsc::Receiver<ClientFrame>) -> Option<String> {
+    async fn pump(&self, mut ws: Ws, rx: &mut mpsc::Receiver<ClientFrame>) -> Option<Down> {
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;
@@ -463,20 +473,24 @@ impl Actor {
                 msg = ws.next() => {
                     last_rx = tokio::time::Instant::now();
                     match msg {
-                        None => return Some("connection closed".into()),
-                        Some(Err(e)) => return Some(e.to_string()),
+                        None => return Some(Down::Lost("connection closed".into())),
+                        Some(Err(e)) => return Some(Down::Lost(e.to_string())),
                         Some(Ok(Message::Text(t))) => {
                             match protocol::decode_server_frame(t.as_str(), MAX_INBOUND_FRAME) {
                                 Ok(ServerFrame::Error { code, message, .. }) if code.is_fatal() => {
-                                    return Some(format!("{}: {message}", code.as_str()));
+                                    return Some(Down::Lost(format!("{}: {message}", code.as_str())));
                                 }
                                 Ok(frame) => self.emit(LinkEvent::Frame { relay: self.relay.clone(), frame }),
                                 Err(e) => tracing::warn!(relay = %self.relay, error = %e, "ignoring a bad frame from the relay"),
                             }
                         }
                         Some(Ok(Message::Close(frame))) => {
-                            let replaced = frame.as_ref().is_some_and(|f| f.reason.contains("replaced"));
-                            return Some(if replaced { REPLACED.into() } else { "closed by relay".into() });
+                            let code = frame.as_ref().map(|f| u16::from(f.code));
+                            return Some(if code == Some(protocol::close::REPLACED) {
+                                Down::Replaced
+                            } else {
+                                Down::Lost("closed by relay".into())
+                            });
                         }
                         Some(Ok(_)) => {}
                     }
@@ -484,16 +498,16 @@ impl Actor {
                 frame = rx.recv() => {
                     let frame = frame?;
                     if let Err(e) = ws.send(Message::text(protocol::encode_frame(&frame))).await {
-                        return Some(e.to_string());
+                        return Some(Down::Lost(e.to_string()));
                     }
                 }
                 _ = ping.tick() => {
                     if last_rx.elapsed() > IDLE_CUTOFF {
-                        return Some("relay stopped answering".into());
+                        return Some(Down::Lost("relay stopped answering".into()));
                     }
                     let frame = ClientFrame::Ping { rid: None };
                     if let Err(e) = ws.send(Message::text(protocol::encode_frame(&frame))).await {
-                        return Some(e.to_string());
+                        return Some(Down::Lost(e.to_string()));
                     }
                 }
             }

@@ -145,6 +145,22 @@ mod challenge {
     }
 }
 
+/// Longest request id (`rid`) in characters (the JSON Schemas' `maxLength`).
+pub const MAX_RID_CHARS: usize = 64;
+
+/// serde adapter refusing a `rid` longer than [`MAX_RID_CHARS`] (a `bad_frame`).
+mod rid {
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let v = Option::<String>::deserialize(d)?;
+        if v.as_ref().is_some_and(|s| s.chars().count() > super::MAX_RID_CHARS) {
+            return Err(serde::de::Error::custom("rid longer than 64 characters"));
+        }
+        Ok(v)
+    }
+}
+
 /// Frames a client sends to the relay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -194,7 +210,11 @@ pub enum ClientFrame {
     /// Host: make an invite claimable on this relay.
     InvitePublish {
         /// Optional request id, echoed in the answer.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            deserialize_with = "rid::deserialize",
+            skip_serializing_if = "Option::is_none"
+        )]
         rid: Option<String>,
         /// SHA-256 of the invite id.
         invite: InviteHash,
@@ -204,7 +224,11 @@ pub enum ClientFrame {
     /// Host: withdraw an unclaimed invite.
     InviteRevoke {
         /// Optional request id.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            deserialize_with = "rid::deserialize",
+            skip_serializing_if = "Option::is_none"
+        )]
         rid: Option<String>,
         /// SHA-256 of the invite id.
         invite: InviteHash,
@@ -212,7 +236,11 @@ pub enum ClientFrame {
     /// Either side: end the pairing with `peer`; queued envelopes between the two are dropped.
     PeerRevoke {
         /// Optional request id.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            deserialize_with = "rid::deserialize",
+            skip_serializing_if = "Option::is_none"
+        )]
         rid: Option<String>,
         /// The peer's identity.
         #[serde(with = "pk")]
@@ -221,7 +249,11 @@ pub enum ClientFrame {
     /// Application-level liveness probe; answered by `pong`.
     Ping {
         /// Optional request id.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            deserialize_with = "rid::deserialize",
+            skip_serializing_if = "Option::is_none"
+        )]
         rid: Option<String>,
     },
 }
@@ -289,7 +321,11 @@ pub enum ServerFrame {
     /// A request carrying `rid` succeeded (invite_publish, invite_revoke, peer_revoke).
     Ok {
         /// Echo of the request id.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            deserialize_with = "rid::deserialize",
+            skip_serializing_if = "Option::is_none"
+        )]
         rid: Option<String>,
     },
     /// A paired peer came online or went offline.
@@ -303,7 +339,11 @@ pub enum ServerFrame {
     /// Answer to `ping`.
     Pong {
         /// Echo of the request id.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            deserialize_with = "rid::deserialize",
+            skip_serializing_if = "Option::is_none"
+        )]
         rid: Option<String>,
     },
     /// Something went wrong; see [`ErrorCode`]. Fatal codes are followed by a close.
@@ -316,7 +356,11 @@ pub enum ServerFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<EnvelopeId>,
         /// The request this is about.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            deserialize_with = "rid::deserialize",
+            skip_serializing_if = "Option::is_none"
+        )]
         rid: Option<String>,
     },
 }
@@ -416,38 +460,45 @@ impl ErrorCode {
     }
 }
 
+/// The `type` names of [`ClientFrame`] (a unit test keeps this list true).
+const CLIENT_TYPES: &[&str] =
+    &["login", "resume", "send", "ack", "invite_publish", "invite_revoke", "peer_revoke", "ping"];
+/// The `type` names of [`ServerFrame`].
+const SERVER_TYPES: &[&str] =
+    &["challenge", "welcome", "sent", "deliver", "ok", "presence", "pong", "error"];
+
 #[derive(Deserialize)]
-struct TypeProbe {
-    #[serde(rename = "type")]
-    _type: String,
+struct TypeProbe<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(text: &str, max: usize) -> Result<T, FrameError> {
+fn decode<T: for<'de> Deserialize<'de>>(
+    text: &str,
+    max: usize,
+    known: &[&str],
+) -> Result<T, FrameError> {
     if text.len() > max {
         return Err(FrameError::TooLarge { len: text.len(), max });
     }
     serde_json::from_str::<T>(text).map_err(|e| {
         // Distinguish "valid object, unknown type" from everything else. Only on
         // the error path, so the hot path parses once.
-        if e.is_data()
-            && serde_json::from_str::<TypeProbe>(text).is_ok()
-            && e.to_string().contains("unknown variant")
-        {
-            FrameError::UnknownType
-        } else {
-            FrameError::Malformed(e)
+        match serde_json::from_str::<TypeProbe<'_>>(text) {
+            Ok(p) if !known.contains(&p.kind.as_ref()) => FrameError::UnknownType,
+            _ => FrameError::Malformed(e),
         }
     })
 }
 
 /// Decode a client frame, checking its size before parsing.
 pub fn decode_client_frame(text: &str, max: usize) -> Result<ClientFrame, FrameError> {
-    decode(text, max)
+    decode(text, max, CLIENT_TYPES)
 }
 
 /// Decode a relay frame, checking its size before parsing.
 pub fn decode_server_frame(text: &str, max: usize) -> Result<ServerFrame, FrameError> {
-    decode(text, max)
+    decode(text, max, SERVER_TYPES)
 }
 
 /// Encode any frame as compact JSON. Serialising these types cannot fail.
@@ -496,6 +547,69 @@ mod tests {
             decode_client_frame(r#"{"type":"ack","id":"***","from":"x"}"#, 100),
             Err(FrameError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn type_lists_name_every_variant() {
+        let client = [
+            ClientFrame::Login { v: 1, identity: pk(1), ts: 0, signature: [0; 64] },
+            ClientFrame::Resume { v: 1, token: "t".into() },
+            ClientFrame::Send { id: EnvelopeId([0; 16]), to: pk(1), body: vec![], claim: None },
+            ClientFrame::Ack { id: EnvelopeId([0; 16]), from: pk(1) },
+            ClientFrame::InvitePublish { rid: None, invite: InviteHash([0; 32]), expires_at: 0 },
+            ClientFrame::InviteRevoke { rid: None, invite: InviteHash([0; 32]) },
+            ClientFrame::PeerRevoke { rid: None, peer: pk(1) },
+            ClientFrame::Ping { rid: None },
+        ];
+        let server = [
+            ServerFrame::Challenge {
+                protocol: String::new(),
+                versions: vec![],
+                challenge: [0; 32],
+                max_frame: 0,
+            },
+            ServerFrame::Welcome {
+                identity: pk(1),
+                token: String::new(),
+                token_expires_at: 0,
+                pending: 0,
+                server_time: 0,
+            },
+            ServerFrame::Sent { id: EnvelopeId([0; 16]), status: DeliveryStatus::Stored },
+            ServerFrame::Deliver { id: EnvelopeId([0; 16]), from: pk(1), body: vec![], ts: 0 },
+            ServerFrame::Ok { rid: None },
+            ServerFrame::Presence { peer: pk(1), online: true },
+            ServerFrame::Pong { rid: None },
+            ServerFrame::Error {
+                code: ErrorCode::Internal,
+                message: String::new(),
+                id: None,
+                rid: None,
+            },
+        ];
+        let kind = |s: String| {
+            serde_json::from_str::<serde_json::Value>(&s).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        let c: Vec<String> = client.iter().map(|f| kind(encode_frame(f))).collect();
+        let s: Vec<String> = server.iter().map(|f| kind(encode_frame(f))).collect();
+        assert_eq!(c, CLIENT_TYPES);
+        assert_eq!(s, SERVER_TYPES);
+        // A known type with a bad field is malformed, not unknown.
+        assert!(matches!(
+            decode_client_frame(r#"{"type":"ack","id":1}"#, 100),
+            Err(FrameError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn rid_longer_than_64_characters_is_malformed() {
+        let ok = format!(r#"{{"type":"ping","rid":"{}"}}"#, "é".repeat(64));
+        assert!(decode_client_frame(&ok, 1000).is_ok());
+        let long = format!(r#"{{"type":"ping","rid":"{}"}}"#, "a".repeat(65));
+        assert!(matches!(decode_client_frame(&long, 1000), Err(FrameError::Malformed(_))));
     }
 
     #[test]

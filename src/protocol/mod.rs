@@ -3,8 +3,10 @@
 //! before parsing; bad bytes are an `Err`, never a panic.
 
 pub mod b64;
+pub mod close;
 pub mod frames;
 
+pub use close::CloseReason;
 pub use frames::{
     ClientFrame, DeliveryStatus, EnvelopeId, ErrorCode, FrameError, InviteHash, ServerFrame,
     decode_client_frame, decode_server_frame, encode_frame,

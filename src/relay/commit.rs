@@ -15,15 +15,40 @@ use crate::crypto::IdentityPublicKey;
 use crate::protocol::{DeliveryStatus, EnvelopeId, ErrorCode};
 
 /// How a committed insert is answered.
-pub(super) enum Kind {
+pub(crate) enum Kind {
     /// Routed to the queue: answer on this control channel, tell the hub.
     Queued(CtrlTx),
     /// A live envelope spilled after its ack window: answer unless acked meanwhile.
     Spill,
 }
 
+/// A connection's queue of commits to answer, in the order their inserts were
+/// enqueued (pushed under the hub lock). Not bounded here: each entry stands for
+/// an insert in the store's bounded queue, or one already refused by it.
+#[derive(Clone)]
+pub(crate) struct CommitTx(mpsc::UnboundedSender<Completion>);
+
+impl std::fmt::Debug for CommitTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommitTx").finish_non_exhaustive()
+    }
+}
+
+impl CommitTx {
+    /// A queue and its receiving end for [`answer_commits`].
+    pub(super) fn new() -> (Self, mpsc::UnboundedReceiver<Completion>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self(tx), rx)
+    }
+
+    /// Queue an answer; dropped only if the answering task is gone (shutdown).
+    pub(super) fn push(&self, c: Completion) {
+        let _ = self.0.send(c);
+    }
+}
+
 /// An insert on its way to disk whose sender waits for `sent`.
-pub(super) struct Completion {
+pub(crate) struct Completion {
     pub(super) rx: tokio::sync::oneshot::Receiver<Result<InsertOutcome, StoreError>>,
     pub(super) to: IdentityPublicKey,
     pub(super) from: IdentityPublicKey,
@@ -40,19 +65,19 @@ pub(super) async fn answer_commits(
 ) {
     while let Some(c) = rx.recv().await {
         let r = c.rx.await.unwrap_or(Err(StoreError::Closed));
-        let seq = match r {
+        let ord = match r {
             Ok(InsertOutcome::Stored(s) | InsertOutcome::Duplicate(s)) => Some(s),
             _ => None,
         };
         match c.kind {
             Kind::Queued(ctrl) => {
                 let frame = store_answer(&shared, c.id, &r, c.accepted);
-                shared.hub.finish_store(&c.to, seq);
-                let _ = ctrl.send(Ctrl::Frame(frame));
+                shared.hub.finish_store(&c.to, ord);
+                ctrl.send(Ctrl::Frame(frame));
             }
             Kind::Spill => {
                 let frame = spill_answer(&shared, c.id, &r);
-                shared.hub.finish_spill(c.to, c.from, c.id, seq, frame);
+                shared.hub.finish_spill(c.to, c.from, c.id, ord, frame);
             }
         }
     }

@@ -103,6 +103,8 @@ pub struct RelayConfig {
     pub live_ack_window: Duration,
     /// Live envelopes buffered per connection before overflow goes to SQLite.
     pub conn_queue: usize,
+    /// Longest one socket write may take before the peer is dropped.
+    pub write_timeout: Duration,
     /// TLS handshake plus request headers must arrive within this.
     pub header_read_timeout: Duration,
     /// Connections per address not yet upgraded to a WebSocket.
@@ -150,6 +152,7 @@ impl RelayConfig {
             header_read_timeout: defaults::HEADER_READ_TIMEOUT,
             max_unupgraded_per_ip: defaults::MAX_UNUPGRADED_PER_IP,
             tls: None,
+            write_timeout: defaults::RELAY_WRITE_TIMEOUT,
         }
     }
 

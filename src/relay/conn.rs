@@ -2,12 +2,12 @@
 //!
 //! The bounded `deliver` queue carries live envelopes from other connections (a
 //! full queue sends new envelopes to SQLite instead, so a slow reader never
-//! stalls a sender); the unbounded `ctrl` queue carries small control frames
-//! (`sent`, `error`, `presence`), which are bounded in practice by the sender's
-//! own window. The actor reads frames, writes frames, pings, spills unacked live
-//! envelopes to disk after the ack window, and drains this identity's queue.
+//! stalls a sender); the bounded `ctrl` queue carries small control frames
+//! (`sent`, `error`, `presence`; a peer that lets it fill is dropped). The actor
+//! reads frames, writes frames (each write under a timeout), pings, spills unacked
+//! live envelopes to disk after the ack window, and drains this identity's queue.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -17,16 +17,18 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures_util::{FutureExt as _, SinkExt as _};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
-use super::commit::{Completion, Kind, answer_commits};
-use super::hub::{Ctrl, CtrlTx, LiveItem, Route, sent_frame};
+use super::commit::{CommitTx, answer_commits};
+use super::hub::{Ctrl, CtrlTx, Envelope, LiveItem, Route, SenderLink, sent_frame};
 use super::limits::{ConnSlot, TokenBucket};
-use super::login::{LoggedIn, close_frame, error_frame, login};
+use super::login::{CloseReason, LoggedIn, close_frame, error_frame, login};
 use super::store::{ClaimOutcome, PublishOutcome, now_ms};
 use super::{Shared, now_secs};
 use crate::crypto::IdentityPublicKey;
+use crate::defaults::{CTRL_QUEUE, RELAY_SHUTDOWN_WRITE_GRACE};
 use crate::protocol::{
-    ClientFrame, DeliveryStatus, EnvelopeId, ErrorCode, FrameError, InviteHash, ServerFrame,
+    ClientFrame, DeliveryStatus, EnvelopeId, ErrorCode, InviteHash, ServerFrame,
     decode_client_frame, encode_frame,
 };
 
@@ -36,13 +38,41 @@ const LOAD_BATCH: usize = 256;
 const WRITE_BATCH: usize = 64;
 
 /// Why the actor stopped; decides the close frame.
-enum Exit {
+pub(super) enum Exit {
     /// The socket failed or the client closed it.
     Gone,
     /// A fatal protocol error already sent.
     Fatal(ErrorCode),
     /// A newer connection took over this identity.
     Replaced,
+    /// The peer let its control queue fill: it is not reading.
+    NotReading,
+}
+
+/// Run one socket write under the relay's write timeout; once shutdown has begun,
+/// a write gets only [`RELAY_SHUTDOWN_WRITE_GRACE`] more. A write that fails or
+/// times out ends the connection.
+pub(super) async fn timed_write<T, E>(
+    shared: &Shared,
+    write: impl Future<Output = Result<T, E>>,
+) -> Result<T, Exit> {
+    let stop = async {
+        shared.shutdown.cancelled().await;
+        tokio::time::sleep(RELAY_SHUTDOWN_WRITE_GRACE).await;
+    };
+    tokio::select! {
+        biased;
+        r = tokio::time::timeout(shared.config.write_timeout, write) => match r {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(_)) => Err(Exit::Gone),
+            Err(_) => {
+                shared.metrics.write_timeouts.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("socket write timed out; dropping the connection");
+                Err(Exit::Gone)
+            }
+        },
+        () = stop => Err(Exit::Gone),
+    }
 }
 
 /// What a new connection brings from the HTTP upgrade.
@@ -59,15 +89,10 @@ pub(crate) async fn run(mut ws: WebSocket, shared: Arc<Shared>, acc: Accepted) {
     m.connections_total.fetch_add(1, Ordering::Relaxed);
     if acc.slot.is_none() {
         m.count_error(ErrorCode::TooManyConnections);
-        let _ = ws
-            .send(Message::Text(error_frame(
-                ErrorCode::TooManyConnections,
-                "connection limit reached",
-                None,
-                None,
-            )))
-            .await;
-        let _ = ws.send(close_frame(ErrorCode::TooManyConnections)).await;
+        let f = error_frame(ErrorCode::TooManyConnections, "connection limit reached", None, None);
+        let _ = timed_write(&shared, ws.send(Message::Text(f))).await;
+        let close = close_frame(CloseReason::Fatal(ErrorCode::TooManyConnections));
+        let _ = timed_write(&shared, ws.send(close)).await;
     } else if let Some(me) = login(&mut ws, &shared, acc.origin.as_deref(), acc.ip).await {
         tracing::debug!(peer = %me.identity.fmt_short(), ip = %acc.ip, "logged in");
         m.sessions.fetch_add(1, Ordering::Relaxed);
@@ -78,13 +103,12 @@ pub(crate) async fn run(mut ws: WebSocket, shared: Arc<Shared>, acc: Accepted) {
     drop(acc.slot);
 }
 
-/// A live envelope this connection sent, waiting for the recipient's ack.
+/// A live envelope this connection sent, waiting for the recipient's ack (its
+/// body is held by the hub).
 struct AwaitingAck {
     deadline: Instant,
     to: IdentityPublicKey,
     id: EnvelopeId,
-    body: Vec<u8>,
-    accepted_ms: u64,
 }
 
 struct Session<'a> {
@@ -92,20 +116,21 @@ struct Session<'a> {
     shared: &'a Arc<Shared>,
     me: IdentityPublicKey,
     conn_id: u64,
-    ctrl_tx: CtrlTx,
-    ctrl_rx: mpsc::UnboundedReceiver<Ctrl>,
+    link: SenderLink,
+    ctrl_rx: mpsc::Receiver<Ctrl>,
+    /// Cancelled when the control queue overflowed.
+    not_reading: CancellationToken,
     deliver_rx: mpsc::Receiver<LiveItem>,
     /// Reading this identity's queue instead of taking live envelopes.
     draining: bool,
     /// New rows may be in the queue.
     store_dirty: bool,
-    /// Highest queue `seq` already written to the socket.
-    last_seq: i64,
-    /// Delivered live here but not acked: skipped if they show up in the queue.
-    live_unacked: HashSet<(IdentityPublicKey, EnvelopeId)>,
+    /// Highest queue `ord` already written to the socket.
+    last_ord: i64,
+    /// Delivered here but not acked, with the body's digest (for the ack). Rows of
+    /// the queue found here were delivered live already and are skipped.
+    unacked: HashMap<(IdentityPublicKey, EnvelopeId), u64>,
     awaiting: VecDeque<AwaitingAck>,
-    /// Store commits whose answer this connection's sender still waits for, in order.
-    completions: mpsc::UnboundedSender<Completion>,
     bucket: Option<TokenBucket>,
     missed_pongs: u32,
     unflushed: usize,
@@ -114,28 +139,29 @@ struct Session<'a> {
 impl<'a> Session<'a> {
     async fn run(ws: WebSocket, shared: &'a Arc<Shared>, me: LoggedIn) {
         let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
-        let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel();
+        let not_reading = CancellationToken::new();
+        let (ctrl_tx, ctrl_rx) = CtrlTx::new(CTRL_QUEUE, not_reading.clone());
         let (deliver_tx, deliver_rx) = mpsc::channel(shared.config.conn_queue.max(1));
         let cfg = &shared.config;
         let bucket = cfg
             .rate_limit
             .then(|| TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst, Instant::now()));
-        let (completions, completion_rx) = mpsc::unbounded_channel();
-        shared.tracker.spawn(answer_commits(Arc::clone(shared), completion_rx));
+        let (commits, commit_rx) = CommitTx::new();
+        shared.tracker.spawn(answer_commits(Arc::clone(shared), commit_rx));
         let mut s = Session {
             ws,
             shared,
             me: me.identity,
             conn_id,
-            ctrl_tx: ctrl_tx.clone(),
+            link: SenderLink { ctrl: ctrl_tx.clone(), commits },
             ctrl_rx,
+            not_reading,
             deliver_rx,
             draining: true,
             store_dirty: true,
-            last_seq: 0,
-            live_unacked: HashSet::new(),
+            last_ord: 0,
+            unacked: HashMap::new(),
             awaiting: VecDeque::new(),
-            completions,
             bucket,
             missed_pongs: 0,
             unflushed: 0,
@@ -151,16 +177,17 @@ impl<'a> Session<'a> {
             let f: Utf8Bytes =
                 encode_frame(&ServerFrame::Presence { peer: s.me, online: false }).into();
             for p in peers {
-                let _ = p.send(Ctrl::Frame(f.clone()));
+                p.send(Ctrl::Frame(f.clone()));
             }
         }
         let close = match exit {
             Exit::Gone => None,
-            Exit::Fatal(code) => Some(close_frame(code)),
-            Exit::Replaced => Some(close_frame(ErrorCode::Unknown)),
+            Exit::Fatal(code) => Some(CloseReason::Fatal(code)),
+            Exit::Replaced => Some(CloseReason::Replaced),
+            Exit::NotReading => Some(CloseReason::NotReading),
         };
         if let Some(c) = close {
-            let _ = s.ws.send(c).await;
+            let _ = timed_write(shared, s.ws.send(close_frame(c))).await;
         }
         tracing::debug!(peer = %s.me.fmt_short(), "connection closed");
     }
@@ -182,7 +209,7 @@ impl<'a> Session<'a> {
         let online: Utf8Bytes =
             encode_frame(&ServerFrame::Presence { peer: self.me, online: true }).into();
         for (peer, ctrl) in peers {
-            let _ = ctrl.send(Ctrl::Frame(online.clone()));
+            ctrl.send(Ctrl::Frame(online.clone()));
             self.feed(encode_frame(&ServerFrame::Presence { peer: *peer, online: true }).into())
                 .await?;
         }
@@ -191,13 +218,13 @@ impl<'a> Session<'a> {
 
     async fn feed(&mut self, text: Utf8Bytes) -> Result<(), Exit> {
         self.unflushed += 1;
-        self.ws.feed(Message::Text(text)).await.map_err(|_| Exit::Gone)
+        timed_write(self.shared, self.ws.feed(Message::Text(text))).await
     }
 
     async fn flush(&mut self) -> Result<(), Exit> {
         if self.unflushed > 0 {
             self.unflushed = 0;
-            self.ws.flush().await.map_err(|_| Exit::Gone)?;
+            timed_write(self.shared, self.ws.flush()).await?;
         }
         Ok(())
     }
@@ -242,6 +269,10 @@ impl<'a> Session<'a> {
                     let _ = self.send_error(ErrorCode::ShuttingDown, "relay shutting down", None, None).await;
                     return Err(Exit::Fatal(ErrorCode::ShuttingDown));
                 }
+                () = self.not_reading.cancelled() => {
+                    tracing::info!(peer = %self.me.fmt_short(), "control queue full, dropping");
+                    return Err(Exit::NotReading);
+                }
                 Some(c) = self.ctrl_rx.recv() => self.on_ctrl(c).await?,
                 Some(item) = self.deliver_rx.recv() => self.on_live(item).await?,
                 msg = self.ws.recv() => match msg {
@@ -259,7 +290,7 @@ impl<'a> Session<'a> {
                         return Err(Exit::Gone);
                     }
                     self.missed_pongs += 1;
-                    self.ws.send(Message::Ping(Default::default())).await.map_err(|_| Exit::Gone)?;
+                    timed_write(&shared, self.ws.send(Message::Ping(Default::default()))).await?;
                 }
                 () = std::future::ready(()), if self.draining && self.store_dirty => self.drain_step().await?,
             }
@@ -300,7 +331,7 @@ impl<'a> Session<'a> {
     }
 
     async fn on_live(&mut self, item: LiveItem) -> Result<(), Exit> {
-        self.live_unacked.insert((item.from, item.id));
+        self.unacked.insert((item.from, item.id), item.digest);
         self.shared.metrics.envelopes_out.fetch_add(1, Ordering::Relaxed);
         self.feed(item.text).await
     }
@@ -312,7 +343,7 @@ impl<'a> Session<'a> {
             self.on_live(item).await?;
         }
         self.store_dirty = false;
-        let rows = match self.shared.store.load(self.me, self.last_seq, LOAD_BATCH).await {
+        let rows = match self.shared.store.load(self.me, self.last_ord, LOAD_BATCH).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the queue");
@@ -321,10 +352,11 @@ impl<'a> Session<'a> {
         };
         let full = rows.len() == LOAD_BATCH;
         for row in rows {
-            self.last_seq = row.seq;
-            if self.live_unacked.contains(&(row.sender, row.id)) {
+            self.last_ord = row.ord;
+            if self.unacked.contains_key(&(row.sender, row.id)) {
                 continue;
             }
+            self.unacked.insert((row.sender, row.id), self.shared.hub.digest(&row.body));
             let f = ServerFrame::Deliver {
                 id: row.id,
                 from: row.sender,
@@ -336,7 +368,7 @@ impl<'a> Session<'a> {
         }
         if full {
             self.store_dirty = true;
-        } else if self.shared.hub.try_go_live(&self.me, self.conn_id, self.last_seq) {
+        } else if self.shared.hub.try_go_live(&self.me, self.conn_id, self.last_ord) {
             self.draining = false;
         }
         Ok(())
@@ -373,19 +405,13 @@ impl<'a> Session<'a> {
         }
         let frame = match decode_client_frame(&text, self.shared.config.max_frame) {
             Ok(f) => f,
-            Err(e) => {
-                let msg = match &e {
-                    FrameError::Malformed(_) => e.to_string(),
-                    _ => e.to_string(),
-                };
-                return self.send_error(e.code(), &msg, None, None).await;
-            }
+            Err(e) => return self.send_error(e.code(), &e.to_string(), None, None).await,
         };
         match frame {
             ClientFrame::Send { id, to, body, claim } => self.on_send(id, to, body, claim).await,
             ClientFrame::Ack { id, from } => {
-                self.live_unacked.remove(&(from, id));
-                if let Some(lat) = self.shared.hub.ack(self.me, from, id, Instant::now()) {
+                let digest = self.unacked.remove(&(from, id));
+                if let Some(lat) = self.shared.hub.ack(self.me, from, id, digest, Instant::now()) {
                     let m = &self.shared.metrics;
                     m.envelopes_delivered_live.fetch_add(1, Ordering::Relaxed);
                     m.delivery_latency.observe(lat);
@@ -503,7 +529,7 @@ impl<'a> Session<'a> {
                     shared.hub.add_pair(self.me, to);
                     tracing::info!(host = %to.fmt_short(), guest = %self.me.fmt_short(), "invite claimed");
                     if let Some(host) = shared.hub.ctrl_of(&to) {
-                        let _ = host.send(Ctrl::Frame(
+                        host.send(Ctrl::Frame(
                             encode_frame(&ServerFrame::Presence { peer: self.me, online: true })
                                 .into(),
                         ));
@@ -536,47 +562,32 @@ impl<'a> Session<'a> {
             ts: accepted_ms,
         })
         .into();
-        let item = LiveItem { from: self.me, id, text };
-        match shared.hub.route(self.me, to, item, &self.ctrl_tx, accepted) {
+        let digest = shared.hub.digest(&body);
+        let env = Envelope { from: self.me, to, id, body, accepted_ms, digest, text };
+        match shared.hub.route(env, &self.link, accepted) {
             Route::Live => {
-                self.awaiting.push_back(AwaitingAck {
-                    deadline: accepted + shared.config.live_ack_window,
-                    to,
-                    id,
-                    body,
-                    accepted_ms,
-                });
+                let deadline = accepted + shared.config.live_ack_window;
+                self.awaiting.push_back(AwaitingAck { deadline, to, id });
                 Ok(())
             }
+            // Answered through the commit queue.
+            Route::Store => Ok(()),
             Route::DuplicateInFlight => {
                 shared.metrics.envelopes_duplicate.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
-            Route::DuplicateDone(true) => {
+            Route::DuplicateDone => {
                 shared.metrics.envelopes_duplicate.fetch_add(1, Ordering::Relaxed);
                 self.feed(sent_frame(id, DeliveryStatus::Delivered)).await
             }
-            Route::DuplicateDone(false) => {
+            Route::Conflict => {
                 self.send_error(
                     ErrorCode::Conflict,
-                    "envelope id already used for another recipient",
+                    "envelope id already used with another recipient or body",
                     Some(id),
                     None,
                 )
                 .await
-            }
-            Route::Store => {
-                let rx = shared.store.insert(to, self.me, id, body, accepted_ms, true);
-                let c = Completion {
-                    rx,
-                    to,
-                    from: self.me,
-                    id,
-                    accepted,
-                    kind: Kind::Queued(self.ctrl_tx.clone()),
-                };
-                let _ = self.completions.send(c);
-                Ok(())
             }
         }
     }
@@ -599,12 +610,6 @@ impl<'a> Session<'a> {
     }
 
     fn spill(&self, a: AwaitingAck) {
-        let hub = &self.shared.hub;
-        let Some(rx) = hub.spill(a.to, self.me, a.id, a.body, a.accepted_ms) else {
-            return;
-        };
-        let accepted = a.deadline - self.shared.config.live_ack_window;
-        let c = Completion { rx, to: a.to, from: self.me, id: a.id, accepted, kind: Kind::Spill };
-        let _ = self.completions.send(c);
+        self.shared.hub.spill(a.to, self.me, a.id);
     }
 }

@@ -3,11 +3,13 @@
 
 use std::sync::atomic::Ordering;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 
 use super::auth::{AuthError, verify_login};
+use super::conn::timed_write;
 use super::{Shared, now_secs};
 use crate::crypto::{CryptoRng as _, IdentityPublicKey, SystemRng};
+pub(super) use crate::protocol::CloseReason;
 use crate::protocol::{
     ClientFrame, EnvelopeId, ErrorCode, PROTOCOL_LABEL, SUPPORTED_VERSIONS, ServerFrame,
     decode_client_frame, encode_frame,
@@ -22,15 +24,8 @@ pub(super) fn error_frame(
     encode_frame(&ServerFrame::Error { code, message: message.to_owned(), id, rid }).into()
 }
 
-pub(super) fn close_frame(code: ErrorCode) -> Message {
-    let (c, reason) = match code {
-        ErrorCode::ShuttingDown => (close_code::AWAY, "relay shutting down"),
-        ErrorCode::TooManyConnections => (close_code::AGAIN, "too many connections"),
-        ErrorCode::RateLimited => (close_code::AGAIN, "too many logins from this address"),
-        ErrorCode::Unknown => (close_code::NORMAL, "replaced by a newer connection"),
-        _ => (close_code::POLICY, code.as_str()),
-    };
-    Message::Close(Some(CloseFrame { code: c, reason: reason.into() }))
+pub(super) fn close_frame(why: CloseReason) -> Message {
+    Message::Close(Some(CloseFrame { code: why.code(), reason: why.reason().into() }))
 }
 
 pub(super) struct LoggedIn {
@@ -41,8 +36,8 @@ pub(super) struct LoggedIn {
 
 async fn fatal(ws: &mut WebSocket, shared: &Shared, code: ErrorCode, msg: &str) {
     shared.metrics.count_error(code);
-    let _ = ws.send(Message::Text(error_frame(code, msg, None, None))).await;
-    let _ = ws.send(close_frame(code)).await;
+    let _ = timed_write(shared, ws.send(Message::Text(error_frame(code, msg, None, None)))).await;
+    let _ = timed_write(shared, ws.send(close_frame(CloseReason::Fatal(code)))).await;
 }
 
 const LOGIN_RATE_MESSAGE: &str = "too many logins from this address; retry later";
@@ -71,7 +66,7 @@ pub(super) async fn login(
         challenge,
         max_frame: shared.config.max_frame,
     };
-    ws.send(Message::Text(encode_frame(&hello).into())).await.ok()?;
+    timed_write(shared, ws.send(Message::Text(encode_frame(&hello).into()))).await.ok()?;
     let deadline = tokio::time::sleep(shared.config.login_timeout);
     tokio::pin!(deadline);
     loop {
@@ -97,7 +92,7 @@ pub(super) async fn login(
                     None,
                     None,
                 );
-                ws.send(Message::Text(f)).await.ok()?;
+                timed_write(shared, ws.send(Message::Text(f))).await.ok()?;
                 continue;
             }
             Message::Close(_) => return None,
@@ -107,9 +102,8 @@ pub(super) async fn login(
             Ok(f) => f,
             Err(e) => {
                 shared.metrics.count_error(e.code());
-                ws.send(Message::Text(error_frame(e.code(), &e.to_string(), None, None)))
-                    .await
-                    .ok()?;
+                let f = error_frame(e.code(), &e.to_string(), None, None);
+                timed_write(shared, ws.send(Message::Text(f))).await.ok()?;
                 continue;
             }
         };

@@ -68,6 +68,8 @@ pub struct Metrics {
     pub login_timeouts: AtomicU64,
     /// Sockets dropped after two missed pongs.
     pub ping_timeouts: AtomicU64,
+    /// Sockets dropped because a write did not finish within the write timeout.
+    pub write_timeouts: AtomicU64,
     /// `send` frames accepted for routing.
     pub envelopes_in: AtomicU64,
     /// `deliver` frames written to recipients (live and from the queue).
@@ -182,6 +184,13 @@ impl Metrics {
             "counter",
             "Sockets dropped after missed pongs.",
             &self.ping_timeouts,
+        );
+        g(
+            &mut out,
+            "write_timeouts_total",
+            "counter",
+            "Sockets dropped because a write did not finish in time (peer not reading).",
+            &self.write_timeouts,
         );
         g(
             &mut out,

@@ -193,7 +193,7 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         listener.local_addr().map_err(|source| RelayError::Bind { addr: config.bind, source })?;
     db_lock.record_port(addr.port())?;
     let shared = Arc::new(Shared {
-        hub: hub::Hub::new(Arc::clone(&store), pairs),
+        hub: hub::Hub::new(Arc::clone(&store), pairs, store.next_ord()),
         limiter: limits::ConnLimiter::new(config.max_connections, config.max_connections_per_ip),
         logins: limits::LoginLimiter::new(
             config.rate_limit,
@@ -209,6 +209,7 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         started: Instant::now(),
         next_conn_id: AtomicU64::new(1),
     });
+    shared.tracker.spawn(sweep_held(Arc::clone(&shared)));
     let opts = accept::AcceptOptions {
         header_read_timeout: shared.config.header_read_timeout,
         // Behind a trusted proxy every connection has the proxy's address, and the
@@ -227,6 +228,25 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     let server = tokio::spawn(accept::serve(listener, app, opts, shared.shutdown.clone()));
     tracing::info!(%addr, "relay listening");
     Ok(RelayHandle { addr, shared, server: Some(server), tls: certs, _lock: db_lock })
+}
+
+/// Prune the hub's held-back ids whose stored envelope the store's TTL sweep
+/// deleted (same interval and cutoff), until shutdown.
+async fn sweep_held(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(shared.config.sweep_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                let ttl_ms = u64::try_from(shared.config.pending_ttl.as_millis()).unwrap_or(u64::MAX);
+                let n = shared.hub.sweep_held(store::now_ms().saturating_sub(ttl_ms));
+                if n > 0 {
+                    tracing::debug!(pruned = n, "forgot held-back ids of expired envelopes");
+                }
+            }
+        }
+    }
 }
 
 impl RelayHandle {
@@ -268,14 +288,24 @@ impl RelayHandle {
     }
 
     /// Stop accepting, tell every socket `shutting_down` with a close frame, commit
-    /// everything queued, and stop the store thread.
+    /// everything queued, and stop the store thread. Connections get
+    /// [`crate::defaults::RELAY_SHUTDOWN_DEADLINE`] to end (a socket whose peer
+    /// stopped reading is given up after a short grace); then what is queued is
+    /// committed regardless.
     pub async fn shutdown(mut self) {
         self.shared.shutdown.cancel();
-        if let Some(server) = self.server.take() {
-            let _ = server.await;
+        let server = self.server.take();
+        let shared = Arc::clone(&self.shared);
+        let wait = async move {
+            if let Some(server) = server {
+                let _ = server.await;
+            }
+            shared.tracker.close();
+            shared.tracker.wait().await;
+        };
+        if tokio::time::timeout(crate::defaults::RELAY_SHUTDOWN_DEADLINE, wait).await.is_err() {
+            tracing::warn!("connections still open at the shutdown deadline; stopping anyway");
         }
-        self.shared.tracker.close();
-        self.shared.tracker.wait().await;
         self.shared.store.close().await;
         tracing::info!("relay stopped");
     }

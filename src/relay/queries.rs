@@ -20,39 +20,47 @@ fn ordered(a: IdentityPublicKey, b: IdentityPublicKey) -> (IdentityPublicKey, Id
     if a <= b { (a, b) } else { (b, a) }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// An envelope to queue.
+pub(super) struct NewRow<'a> {
+    pub(super) recipient: IdentityPublicKey,
+    pub(super) sender: IdentityPublicKey,
+    pub(super) id: EnvelopeId,
+    pub(super) body: &'a [u8],
+    pub(super) accepted_ms: u64,
+    /// The relay's accept order (see `hub`).
+    pub(super) ord: i64,
+}
+
 pub(super) fn insert(
     tx: &Transaction<'_>,
     counts: &mut HashMap<IdentityPublicKey, u64>,
     opts: &StoreOptions,
-    recipient: IdentityPublicKey,
-    sender: IdentityPublicKey,
-    id: EnvelopeId,
-    body: &[u8],
-    accepted_ms: u64,
+    row: &NewRow<'_>,
     enforce_limit: bool,
 ) -> Result<InsertOutcome, StoreError> {
+    let &NewRow { recipient, sender, id, body, accepted_ms, ord } = row;
     let count = counts.get(&recipient).copied().unwrap_or(0);
     if !enforce_limit || count < opts.max_pending {
         let n = tx
             .prepare_cached(
-                "INSERT OR IGNORE INTO envelopes (recipient, sender, id, body, accepted_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR IGNORE INTO envelopes (recipient, sender, id, body, accepted_ms, ord) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
             .execute(params![
                 recipient.as_bytes(),
                 sender.as_bytes(),
                 id.0,
                 body,
-                i64::try_from(accepted_ms).unwrap_or(i64::MAX)
+                i64::try_from(accepted_ms).unwrap_or(i64::MAX),
+                ord
             ])?;
         if n == 1 {
             *counts.entry(recipient).or_insert(0) += 1;
-            return Ok(InsertOutcome::Stored(tx.last_insert_rowid()));
+            return Ok(InsertOutcome::Stored(ord));
         }
     }
     let existing = tx
-        .prepare_cached("SELECT seq, recipient, body FROM envelopes WHERE sender = ?1 AND id = ?2")?
+        .prepare_cached("SELECT ord, recipient, body FROM envelopes WHERE sender = ?1 AND id = ?2")?
         .query_row(params![sender.as_bytes(), id.0], |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, Vec<u8>>(2)?))
         })
@@ -69,15 +77,15 @@ pub(super) fn insert(
 pub(super) fn load(
     tx: &Transaction<'_>,
     recipient: IdentityPublicKey,
-    after_seq: i64,
+    after_ord: i64,
     limit: usize,
 ) -> Result<Vec<StoredEnvelope>, StoreError> {
     let mut s = tx.prepare_cached(
-        "SELECT seq, sender, id, body, accepted_ms FROM envelopes \
-         WHERE recipient = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        "SELECT ord, sender, id, body, accepted_ms FROM envelopes \
+         WHERE recipient = ?1 AND ord > ?2 ORDER BY ord LIMIT ?3",
     )?;
     let rows = s.query_map(
-        params![recipient.as_bytes(), after_seq, i64::try_from(limit).unwrap_or(i64::MAX)],
+        params![recipient.as_bytes(), after_ord, i64::try_from(limit).unwrap_or(i64::MAX)],
         |r| {
             let id: Vec<u8> = r.get(2)?;
             let id: [u8; 16] = id.try_into().map_err(|_| {
@@ -88,7 +96,7 @@ pub(super) fn load(
                 )
             })?;
             Ok(StoredEnvelope {
-                seq: r.get(0)?,
+                ord: r.get(0)?,
                 sender: pk(&r.get::<_, Vec<u8>>(1)?)?,
                 id: EnvelopeId(id),
                 body: r.get(3)?,

@@ -21,6 +21,9 @@ use super::{Shared, now_secs};
 /// kept 128 KiB per connection resident. 8 KiB still takes ~20 envelopes per read;
 /// larger frames are read in several chunks into a buffer reserved to their size.
 const READ_BUFFER: usize = 8 * 1024;
+/// Bytes buffered for one socket before a write waits for the peer to read
+/// (tungstenite's default, stated so the cap below is derived from it).
+const WRITE_BUFFER: usize = 128 * 1024;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -61,6 +64,10 @@ async fn ws_upgrade(
     ws.max_message_size(cap)
         .max_frame_size(cap)
         .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        // A hard cap on what one socket may buffer: writes block (under the write
+        // timeout) past WRITE_BUFFER, so this is only reached by a bug.
+        .max_write_buffer_size(WRITE_BUFFER.saturating_add(cap.saturating_mul(2)))
         .on_upgrade(move |socket| tracker.track_future(conn::run(socket, shared, acc)))
 }
 

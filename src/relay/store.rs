@@ -23,7 +23,7 @@ use rusqlite_migration::{M, Migrations};
 use tokio::sync::oneshot;
 
 use super::metrics::Metrics;
-use super::queries::{claim, insert, load, pk, publish, revoke_peer};
+use super::queries::{NewRow, claim, insert, load, pk, publish, revoke_peer};
 use crate::crypto::IdentityPublicKey;
 use crate::protocol::{EnvelopeId, InviteHash};
 
@@ -32,6 +32,14 @@ use crate::protocol::{EnvelopeId, InviteHash};
 const MAX_BATCH: usize = 2048;
 /// SQLite waits this long for a lock held by another process (e.g. a backup).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Commands waiting for the store thread. Bounded so a stalled disk cannot grow the
+/// relay's memory without limit: inserts and deletes, enqueued without waiting,
+/// are refused when it is full (`internal` to the sender; an undeleted row is
+/// delivered again); other callers wait for room. Four batches deep, far above the
+/// in-flight windows of the load benchmark.
+const STORE_QUEUE: usize = 4 * MAX_BATCH;
+/// How long a caller that must wait for room in the queue sleeps between tries.
+const QUEUE_RETRY: Duration = Duration::from_millis(2);
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
@@ -66,12 +74,16 @@ pub enum StoreError {
     /// The batch holding this operation failed to commit.
     #[error("commit failed")]
     CommitFailed,
+    /// The store thread's queue is full (the disk is not keeping up).
+    #[error("store queue is full")]
+    Busy,
 }
 
 /// An envelope read back from the queue.
 #[derive(Debug, Clone)]
 pub(crate) struct StoredEnvelope {
-    pub(crate) seq: i64,
+    /// The relay's accept order (see `hub`).
+    pub(crate) ord: i64,
     pub(crate) sender: IdentityPublicKey,
     pub(crate) id: EnvelopeId,
     pub(crate) body: Vec<u8>,
@@ -81,9 +93,9 @@ pub(crate) struct StoredEnvelope {
 /// Result of queueing an envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum InsertOutcome {
-    /// Committed under this sequence number.
+    /// Committed; the row's `ord`.
     Stored(i64),
-    /// Already queued with the same recipient and body.
+    /// Already queued with the same recipient and body (its `ord`).
     Duplicate(i64),
     /// The id is queued with a different recipient or body.
     Conflict,
@@ -127,6 +139,7 @@ enum Cmd {
         id: EnvelopeId,
         body: Vec<u8>,
         accepted_ms: u64,
+        ord: i64,
         enforce_limit: bool,
         reply: Reply<InsertOutcome>,
     },
@@ -137,7 +150,7 @@ enum Cmd {
     },
     Load {
         recipient: IdentityPublicKey,
-        after_seq: i64,
+        after_ord: i64,
         limit: usize,
         reply: Reply<Vec<StoredEnvelope>>,
     },
@@ -181,8 +194,10 @@ enum Cmd {
 /// Handle to the store thread. Cheap to share; every call is a message.
 #[derive(Debug)]
 pub(crate) struct Store {
-    tx: mpsc::Sender<Cmd>,
+    tx: mpsc::SyncSender<Cmd>,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// One above the highest `ord` queued when the store opened.
+    next_ord: i64,
 }
 
 /// Store settings.
@@ -212,6 +227,7 @@ fn open_db(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     Migrations::new(vec![
         M::up(include_str!("../../migrations/relay/001_init.sql")),
+        M::up(include_str!("../../migrations/relay/002_envelope_order.sql")),
         M::up(include_str!("../../migrations/relay/003_invites_by_host.sql")),
     ])
     .to_latest(&mut conn)?;
@@ -227,28 +243,44 @@ impl Store {
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
         let conn = open_db(path)?;
+        let max_ord: i64 =
+            conn.query_row("SELECT COALESCE(MAX(ord), 0) FROM envelopes", [], |r| r.get(0))?;
         let mut worker = Worker { conn, opts, metrics, counts: HashMap::new() };
         worker.recount()?;
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::sync_channel(STORE_QUEUE);
         let thread = std::thread::Builder::new()
             .name("agentroom-store".into())
             .spawn(move || worker.run(&rx))
             .map_err(|source| StoreError::Dir { path: path.to_path_buf(), source })?;
-        Ok(Self { tx, thread: std::sync::Mutex::new(Some(thread)) })
+        Ok(Self { tx, thread: std::sync::Mutex::new(Some(thread)), next_ord: max_ord + 1 })
     }
 
-    fn call<T>(
-        &self,
-        make: impl FnOnce(Reply<T>) -> Cmd,
-    ) -> oneshot::Receiver<Result<T, StoreError>> {
+    /// The first `ord` this process may give out.
+    pub(crate) fn next_ord(&self) -> i64 {
+        self.next_ord
+    }
+
+    /// Enqueue a command, waiting for room in the bounded queue.
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, StoreError> {
         let (reply, rx) = oneshot::channel();
-        // A send error drops `reply`, so the receiver reports Closed.
-        let _ = self.tx.send(make(reply));
-        rx
+        let mut cmd = make(reply);
+        loop {
+            match self.tx.try_send(cmd) {
+                Ok(()) => break,
+                Err(mpsc::TrySendError::Full(c)) => {
+                    cmd = c;
+                    tokio::time::sleep(QUEUE_RETRY).await;
+                }
+                Err(mpsc::TrySendError::Disconnected(_)) => return Err(StoreError::Closed),
+            }
+        }
+        flatten(rx.await)
     }
 
-    /// Queue an envelope; the receiver resolves after the commit. Enqueued in call
-    /// order, so envelopes keep their order.
+    /// Queue an envelope under its `ord`; the receiver resolves after the commit.
+    /// Enqueued in call order without waiting (callers hold the hub lock), so
+    /// envelopes keep their order; a full queue answers [`StoreError::Busy`].
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn insert(
         &self,
         recipient: IdentityPublicKey,
@@ -256,42 +288,47 @@ impl Store {
         id: EnvelopeId,
         body: Vec<u8>,
         accepted_ms: u64,
+        ord: i64,
         enforce_limit: bool,
     ) -> oneshot::Receiver<Result<InsertOutcome, StoreError>> {
-        self.call(|reply| Cmd::Insert {
-            recipient,
-            sender,
-            id,
-            body,
-            accepted_ms,
-            enforce_limit,
-            reply,
-        })
+        let (reply, rx) = oneshot::channel();
+        let cmd =
+            Cmd::Insert { recipient, sender, id, body, accepted_ms, ord, enforce_limit, reply };
+        match self.tx.try_send(cmd) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(c)) => fail(c, StoreError::Busy),
+            Err(mpsc::TrySendError::Disconnected(c)) => fail(c, StoreError::Closed),
+        }
+        rx
     }
 
     /// Forget an acked envelope (fire and forget; it commits with the next batch).
+    /// Dropped when the queue is full: the row is then delivered again, which
+    /// at-least-once delivery allows.
     pub(crate) fn delete(
         &self,
         recipient: IdentityPublicKey,
         sender: IdentityPublicKey,
         id: EnvelopeId,
     ) {
-        let _ = self.tx.send(Cmd::Delete { recipient, sender, id });
+        if self.tx.try_send(Cmd::Delete { recipient, sender, id }).is_err() {
+            tracing::debug!("store queue full or closed; an acked row stays queued");
+        }
     }
 
-    /// Queued envelopes for `recipient` with `seq > after_seq`, oldest first.
+    /// Queued envelopes for `recipient` with `ord > after_ord`, oldest first.
     pub(crate) async fn load(
         &self,
         recipient: IdentityPublicKey,
-        after_seq: i64,
+        after_ord: i64,
         limit: usize,
     ) -> Result<Vec<StoredEnvelope>, StoreError> {
-        flatten(self.call(|reply| Cmd::Load { recipient, after_seq, limit, reply }).await)
+        self.call(|reply| Cmd::Load { recipient, after_ord, limit, reply }).await
     }
 
     /// How many envelopes wait for `recipient`.
     pub(crate) async fn pending(&self, recipient: IdentityPublicKey) -> Result<u64, StoreError> {
-        flatten(self.call(|reply| Cmd::Pending { recipient, reply }).await)
+        self.call(|reply| Cmd::Pending { recipient, reply }).await
     }
 
     /// Publish (or refresh) an invite; a new one only while `host` has fewer than
@@ -303,7 +340,7 @@ impl Store {
         expires_at: u64,
         max_open: u64,
     ) -> Result<PublishOutcome, StoreError> {
-        flatten(self.call(|reply| Cmd::Publish { host, hash, expires_at, max_open, reply }).await)
+        self.call(|reply| Cmd::Publish { host, hash, expires_at, max_open, reply }).await
     }
 
     /// `false` when `host` has no such invite.
@@ -312,7 +349,7 @@ impl Store {
         host: IdentityPublicKey,
         hash: InviteHash,
     ) -> Result<bool, StoreError> {
-        flatten(self.call(|reply| Cmd::RevokeInvite { host, hash, reply }).await)
+        self.call(|reply| Cmd::RevokeInvite { host, hash, reply }).await
     }
 
     pub(crate) async fn claim(
@@ -322,7 +359,7 @@ impl Store {
         hash: InviteHash,
         now: u64,
     ) -> Result<ClaimOutcome, StoreError> {
-        flatten(self.call(|reply| Cmd::Claim { host, guest, hash, now, reply }).await)
+        self.call(|reply| Cmd::Claim { host, guest, hash, now, reply }).await
     }
 
     /// Unpair and drop everything queued between the two; returns envelopes dropped.
@@ -331,27 +368,32 @@ impl Store {
         a: IdentityPublicKey,
         b: IdentityPublicKey,
     ) -> Result<u64, StoreError> {
-        flatten(self.call(|reply| Cmd::RevokePeer { a, b, reply }).await)
+        self.call(|reply| Cmd::RevokePeer { a, b, reply }).await
     }
 
     pub(crate) async fn pairs(
         &self,
     ) -> Result<Vec<(IdentityPublicKey, IdentityPublicKey)>, StoreError> {
-        flatten(self.call(|reply| Cmd::Pairs { reply }).await)
+        self.call(|reply| Cmd::Pairs { reply }).await
     }
 
     /// A round trip through the store thread and SQLite.
     pub(crate) async fn health(&self) -> Result<(), StoreError> {
-        flatten(self.call(|reply| Cmd::Health { reply }).await)
+        self.call(|reply| Cmd::Health { reply }).await
     }
 
     /// Commit everything queued so far, then stop the thread and wait for it.
     pub(crate) async fn close(&self) {
-        let _ = self.tx.send(Cmd::Close);
+        let tx = self.tx.clone();
         let thread = self.thread.lock().ok().and_then(|mut t| t.take());
-        if let Some(t) = thread {
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
-        }
+        // Blocking: waits for room behind what is queued, then for the last commit.
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = tx.send(Cmd::Close);
+            if let Some(t) = thread {
+                let _ = t.join();
+            }
+        })
+        .await;
     }
 }
 
@@ -441,7 +483,7 @@ impl Worker {
                 tracing::warn!(error = %e, "cannot begin transaction");
                 // Answer every command with a failure.
                 for cmd in batch {
-                    fail(cmd);
+                    fail(cmd, StoreError::CommitFailed);
                 }
                 false
             }
@@ -501,20 +543,18 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn fail(cmd: Cmd) {
-    fn e<T>() -> Result<T, StoreError> {
-        Err(StoreError::CommitFailed)
-    }
+/// Answer a command that will not run with `err`.
+fn fail(cmd: Cmd, err: StoreError) {
     match cmd {
-        Cmd::Insert { reply, .. } => drop(reply.send(e())),
-        Cmd::Load { reply, .. } => drop(reply.send(e())),
-        Cmd::Pending { reply, .. } => drop(reply.send(e())),
-        Cmd::Publish { reply, .. } => drop(reply.send(e())),
-        Cmd::RevokeInvite { reply, .. } => drop(reply.send(e())),
-        Cmd::Claim { reply, .. } => drop(reply.send(e())),
-        Cmd::RevokePeer { reply, .. } => drop(reply.send(e())),
-        Cmd::Pairs { reply } => drop(reply.send(e())),
-        Cmd::Health { reply } => drop(reply.send(e())),
+        Cmd::Insert { reply, .. } => drop(reply.send(Err(err))),
+        Cmd::Load { reply, .. } => drop(reply.send(Err(err))),
+        Cmd::Pending { reply, .. } => drop(reply.send(Err(err))),
+        Cmd::Publish { reply, .. } => drop(reply.send(Err(err))),
+        Cmd::RevokeInvite { reply, .. } => drop(reply.send(Err(err))),
+        Cmd::Claim { reply, .. } => drop(reply.send(Err(err))),
+        Cmd::RevokePeer { reply, .. } => drop(reply.send(Err(err))),
+        Cmd::Pairs { reply } => drop(reply.send(Err(err))),
+        Cmd::Health { reply } => drop(reply.send(Err(err))),
         Cmd::Delete { .. } | Cmd::Close => {}
     }
 }
@@ -528,9 +568,9 @@ fn apply(
     out: &mut Vec<Deferred>,
 ) {
     match cmd {
-        Cmd::Insert { recipient, sender, id, body, accepted_ms, enforce_limit, reply } => {
-            let r =
-                insert(tx, counts, opts, recipient, sender, id, &body, accepted_ms, enforce_limit);
+        Cmd::Insert { recipient, sender, id, body, accepted_ms, ord, enforce_limit, reply } => {
+            let env = NewRow { recipient, sender, id, body: &body, accepted_ms, ord };
+            let r = insert(tx, counts, opts, &env, enforce_limit);
             if matches!(r, Ok(InsertOutcome::Stored(_))) {
                 metrics.pending_total.fetch_add(1, Ordering::Relaxed);
             }
@@ -558,8 +598,8 @@ fn apply(
                 Err(e) => tracing::warn!(error = %e, "delete failed"),
             }
         }
-        Cmd::Load { recipient, after_seq, limit, reply } => {
-            defer(out, reply, load(tx, recipient, after_seq, limit));
+        Cmd::Load { recipient, after_ord, limit, reply } => {
+            defer(out, reply, load(tx, recipient, after_ord, limit));
         }
         Cmd::Pending { recipient, reply } => {
             defer(out, reply, Ok(counts.get(&recipient).copied().unwrap_or(0)));

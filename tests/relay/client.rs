@@ -63,6 +63,36 @@ impl Client {
     pub(crate) async fn connect(addr: SocketAddr, kp: &IdentityKeyPair) -> Client {
         let url = format!("ws://{addr}/ws");
         let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await.unwrap();
+        Client::handshake(ws, addr, kp).await
+    }
+
+    /// Connect through a socket whose kernel receive buffer is `rcvbuf` bytes, so a
+    /// client that stops reading makes the relay's writes block soon.
+    pub(crate) async fn login_small_rcvbuf(
+        addr: SocketAddr,
+        kp: &IdentityKeyPair,
+        rcvbuf: u32,
+    ) -> Client {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.set_recv_buffer_size(rcvbuf).unwrap();
+        let stream = sock.connect(addr).await.unwrap();
+        let url = format!("ws://{addr}/ws");
+        let (ws, _) =
+            tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await.unwrap();
+        let mut c = Client::handshake(ws, addr, kp).await;
+        let f = c.login_frame(now());
+        c.send(&f).await;
+        match c.recv().await {
+            ServerFrame::Welcome { .. } => c,
+            f => panic!("expected welcome, got {f:?}"),
+        }
+    }
+
+    async fn handshake(
+        ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+        addr: SocketAddr,
+        kp: &IdentityKeyPair,
+    ) -> Client {
         let kp = Arc::new(IdentityKeyPair::from_seed(kp.seed()).unwrap());
         let mut c = Client { ws, kp, token: None, challenge: [0; 32], addr };
         match c.recv().await {
@@ -143,6 +173,18 @@ impl Client {
         match self.recv_np().await {
             ServerFrame::Error { code: c, .. } if c == code => {}
             f => panic!("expected error {code:?}, got {f:?}"),
+        }
+    }
+
+    /// Read until the relay closes; its close code (`None` without a close frame).
+    pub(crate) async fn close_code(&mut self) -> Option<u16> {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next()).await.expect("timed out");
+            match msg {
+                Some(Ok(Message::Close(f))) => return f.map(|f| u16::from(f.code)),
+                None | Some(Err(_)) => return None,
+                Some(Ok(_)) => {}
+            }
         }
     }
 

@@ -6,9 +6,12 @@
 
 mod abuse;
 mod client;
+mod conformance;
 mod delivery;
 mod errors;
 mod login;
+mod order;
 mod process;
 mod schema;
 mod slow;
+mod stall;

@@ -8,9 +8,9 @@ use agentroom::protocol::{DeliveryStatus, ServerFrame};
 
 use crate::client::*;
 
-struct RelayProc {
-    child: Child,
-    addr: SocketAddr,
+pub(crate) struct RelayProc {
+    pub(crate) child: Child,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Drop for RelayProc {
@@ -20,7 +20,7 @@ impl Drop for RelayProc {
     }
 }
 
-fn spawn(db: &std::path::Path, json: bool) -> RelayProc {
+pub(crate) fn spawn(db: &std::path::Path, json: bool) -> RelayProc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_agentroom"));
     if json {
         cmd.arg("--json");
