@@ -25,10 +25,16 @@ pub const LOG_LEVEL: &str = "LOG_LEVEL";
 pub const AGENTROOM_HOME: &str = "AGENTROOM_HOME";
 /// Tunnel: path to the cloudflared binary.
 pub const CLOUDFLARED_BIN: &str = "CLOUDFLARED_BIN";
-/// Handler env: the sender's label (or short key).
+/// Handler env: the sender's identity key (b64u), as in the TypeScript agentroom.
 pub const AGENTROOM_FROM: &str = "AGENTROOM_FROM";
-/// Handler env: the sender's identity key (b64u; what `send` accepts).
+/// Handler env: our own identity key (b64u), as in the TypeScript agentroom.
 pub const AGENTROOM_PK: &str = "AGENTROOM_PK";
+/// Handler env: the sender's identity key (b64u; what `send` accepts).
+pub const AGENTROOM_PEER_PK: &str = "AGENTROOM_PEER_PK";
+/// Handler env: the sender's local label (or its short key when it has none).
+pub const AGENTROOM_PEER_LABEL: &str = "AGENTROOM_PEER_LABEL";
+/// Handler env: our own identity key (b64u).
+pub const AGENTROOM_SELF_PK: &str = "AGENTROOM_SELF_PK";
 /// Handler env: the message's envelope id (b64u).
 pub const AGENTROOM_MSG_ID: &str = "AGENTROOM_MSG_ID";
 /// Handler env: the sender's fingerprint.

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod compat;
 pub mod duration;
 pub mod exit;
 pub mod invite;

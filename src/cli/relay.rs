@@ -33,6 +33,10 @@ pub struct RelayArgs {
     /// Connections per client address.
     #[arg(long, env = crate::env::MAX_CONNECTIONS_PER_IP, value_name = "N")]
     pub max_connections_per_ip: Option<usize>,
+    /// HMAC key for session tokens (≥ 32 bytes), as the TypeScript relay's flag.
+    /// A command line shows in `ps`: prefer the HMAC_SECRET environment variable.
+    #[arg(long, value_name = "SECRET")]
+    pub hmac: Option<String>,
     /// `--tunnel [cloudflared|bore|none]`: a public URL for this relay (room engineer).
     #[command(flatten)]
     pub tunnel: super::tunnel_args::TunnelArgs,
@@ -40,7 +44,11 @@ pub struct RelayArgs {
 
 impl RelayArgs {
     /// The relay configuration: environment, then these flags.
-    pub fn config(&self, home: Option<&std::path::Path>) -> anyhow::Result<RelayConfig> {
+    pub fn config(
+        &self,
+        home: Option<&std::path::Path>,
+        printer: super::Printer,
+    ) -> anyhow::Result<RelayConfig> {
         let home = home.map(|h| h.display().to_string());
         let mut c = RelayConfig::from_lookup(|k| {
             if k == crate::env::AGENTROOM_HOME {
@@ -68,13 +76,16 @@ impl RelayArgs {
         if let Some(v) = self.max_connections_per_ip {
             c.max_connections_per_ip = v;
         }
+        if let Some(secret) = self.hmac.as_deref() {
+            c.hmac_secret = Some(hmac_flag(secret, printer)?);
+        }
         Ok(c)
     }
 }
 
 /// Run the relay until SIGINT/SIGTERM, then shut down gracefully.
 pub async fn run(args: RelayArgs, json: bool, home: Option<PathBuf>) -> anyhow::Result<ExitStatus> {
-    let config = args.config(home.as_deref())?;
+    let config = args.config(home.as_deref(), super::Printer::new(json))?;
     // Handlers first: a SIGTERM that arrives right after the startup line must
     // still mean a graceful shutdown, not the default instant death.
     let signals = Signals::install()?;
@@ -102,6 +113,21 @@ pub async fn run(args: RelayArgs, json: bool, home: Option<PathBuf>) -> anyhow::
     }
     handle.shutdown().await;
     Ok(ExitStatus::Success)
+}
+
+/// `--hmac SECRET` (relay and room open): accepted for the TypeScript agentroom's
+/// scripts, with a warning, since every user of the machine can read it in `ps`.
+pub(crate) fn hmac_flag(
+    secret: &str,
+    printer: super::Printer,
+) -> anyhow::Result<relay::HmacSecret> {
+    printer.note(
+        "agentroom: warning: --hmac puts the secret on the command line, where `ps` shows it \
+         to every user of this machine; set HMAC_SECRET in the environment instead",
+    );
+    relay::HmacSecret::new(secret.as_bytes().to_vec()).ok_or_else(|| {
+        anyhow::anyhow!("--hmac must be at least {} bytes", relay::config::MIN_HMAC_SECRET_BYTES)
+    })
 }
 
 /// SIGTERM and SIGINT, caught from the moment they are installed.

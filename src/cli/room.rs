@@ -10,7 +10,6 @@ use serde_json::json;
 use super::duration::parse_duration;
 use super::tunnel_args::{TunnelArgs, TunnelChoice};
 use super::{ExitStatus, Printer, home_of};
-use crate::handler::HandlerCommand;
 use crate::relay::RelayConfig;
 use crate::room::control::{self, StopOutcome};
 use crate::room::detach;
@@ -59,15 +58,18 @@ pub struct OpenArgs {
     /// Local name for the guest.
     #[arg(long, value_name = "NAME")]
     pub label: Option<String>,
-    /// Kill the handler's whole process group after this long.
-    #[arg(long, visible_alias = "handler-timeout", value_parser = parse_duration, default_value = "120s", value_name = "DURATION")]
-    pub timeout: Duration,
-    /// Stop after handling this many messages.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_turns: Option<u64>,
-    /// Handlers running at once (replies may then go out of order).
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub concurrency: u16,
+    #[command(flatten)]
+    pub handler: super::serve::HandlerArgs,
+    /// Close the room after the first message is handled.
+    #[arg(long)]
+    pub once: bool,
+    /// The room relay's SQLite database [default: <home>/relay.db].
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    /// HMAC key for the room relay's session tokens (≥ 32 bytes). Visible in `ps`:
+    /// prefer the HMAC_SECRET environment variable.
+    #[arg(long, value_name = "SECRET", hide_env_values = true)]
+    pub hmac: Option<String>,
     /// How long to wait for /health through the tunnel before warning.
     #[arg(long, value_parser = parse_duration, default_value = "30s", value_name = "DURATION")]
     pub probe_timeout: Duration,
@@ -100,9 +102,7 @@ pub async fn open(
     args: OpenArgs,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    if args.on_message.as_deref().is_some_and(|c| c.trim().is_empty()) {
-        anyhow::bail!("--on-message needs a command");
-    }
+    let handler = args.on_message.clone().map(|c| args.handler.command(c)).transpose()?;
     let home = home_of(home)?;
     if args.detach {
         return detach_open(home.dir(), args, printer).await;
@@ -115,6 +115,9 @@ pub async fn open(
     let choice = args.tunnel.choice(TunnelChoice::Cloudflared);
     let mut relay = RelayConfig::from_env()?;
     relay.bind = SocketAddr::new(args.bind, args.port);
+    if let Some(secret) = args.hmac.as_deref() {
+        relay.hmac_secret = Some(super::relay::hmac_flag(secret, printer)?);
+    }
     let opts = OpenOptions {
         relay,
         tunnel: args.tunnel.options(choice, args.port, home.dir()),
@@ -122,9 +125,11 @@ pub async fn open(
         probe_timeout: args.probe_timeout,
         invite_ttl: args.expires,
         label: args.label,
-        handler: args.on_message.map(|command| HandlerCommand { command, timeout: args.timeout }),
-        max_turns: args.max_turns,
-        concurrency: usize::from(args.concurrency),
+        handler,
+        max_turns: args.handler.max_turns(),
+        once: args.once,
+        relay_db: args.db,
+        concurrency: usize::from(args.handler.concurrency),
         log_file: args.detached_child.then(|| home.dir().join(LOG_FILE)),
         home,
     };

@@ -1,6 +1,10 @@
 //! What `listen` and `serve` report, one value per line of `--json` output.
 //! Serialised with an `event` tag; the printer adds `ts`. Never a secret; message
-//! text only in `received` (the user asked to see it) and `replied`.
+//! text only in `message` (the user asked to see it) and `replied`.
+//!
+//! Names and fields follow the TypeScript agentroom where it has the same moment
+//! (`serving`, `message{from,text}`, `send_error`, `handler_error{code}`,
+//! `done{replies}`), with our richer fields beside them in the same object.
 
 use serde::Serialize;
 
@@ -92,6 +96,13 @@ pub enum Event {
         /// Envelopes it had queued.
         pending: u64,
     },
+    /// `serve` is up: handling messages from now on (the TypeScript `serving`).
+    Serving {
+        /// Our identity key (b64u).
+        pk: String,
+        /// The relays it logs in to.
+        relays: Vec<String>,
+    },
     /// A relay connection dropped; retrying.
     Disconnect {
         /// Relay URL.
@@ -114,17 +125,22 @@ pub enum Event {
         peer: PeerRef,
     },
     /// A message arrived (flattened: `id`, `from`, `fingerprint`, `text`, ...).
+    /// Named `message` as in the TypeScript agentroom.
+    #[serde(rename = "message")]
     Received {
         /// The message.
         #[serde(flatten)]
         message: MessageInfo,
     },
-    /// The handler answered; the reply is queued (and sent when the relay is up).
+    /// The handler answered (or `--seed` opened the conversation); the message is
+    /// queued and sent when the relay is up.
     Replied {
         /// Envelope id of the reply.
         id: String,
-        /// Message answered.
-        reply_to: String,
+        /// Message answered (`None` for the seed).
+        reply_to: Option<String>,
+        /// The `--seed` message (turn 1), not a handler's answer.
+        seed: bool,
         /// Recipient.
         to: String,
         /// Reply text.
@@ -143,6 +159,8 @@ pub enum Event {
         id: String,
         /// Its sender.
         from: String,
+        /// Exit code, if it exited (the TypeScript name).
+        code: Option<i32>,
         /// Exit code, if it exited.
         exit_code: Option<i32>,
         /// Signal, if killed by one.
@@ -159,7 +177,8 @@ pub enum Event {
         /// `delivered` or `stored`.
         status: String,
     },
-    /// The relay refused a message of ours for good.
+    /// The relay refused a message of ours for good (the TypeScript `send_error`).
+    #[serde(rename = "send_error")]
     SendFailed {
         /// Envelope id.
         id: String,
@@ -179,6 +198,9 @@ pub enum Event {
     Done {
         /// Messages handled (serve) or shown (listen).
         count: u64,
+        /// `serve`: messages sent, the seed included (the TypeScript `replies`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        replies: Option<u64>,
         /// Why it ended (`max_turns`, `once`, `cancelled`).
         reason: String,
     },

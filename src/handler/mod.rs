@@ -2,8 +2,9 @@
 //!
 //! The contract (README "Handler contract"), same as the TypeScript agentroom's:
 //! - the command runs as `sh -c CMD`, in its own process group, with the message text
-//!   on stdin (then closed) and the request's variables (`AGENTROOM_FROM`,
-//!   `AGENTROOM_PK`, `AGENTROOM_MSG_ID`) added to the inherited environment;
+//!   on stdin (then closed) and a scrubbed environment ([`env`]): an allowlist of
+//!   inherited variables, the names given with `--pass-env`, and the request's
+//!   `AGENTROOM_*` variables; relay and tunnel secrets never reach it;
 //! - exit 0 with non-blank stdout → that stdout, trimmed, is the reply
 //!   ([`HandlerOutcome::Reply`]); exit 0 with blank stdout → no reply;
 //! - any other exit, or death by a signal → [`HandlerOutcome::Failed`] with the last
@@ -17,6 +18,7 @@
 //! stragglers get [`DRAIN_GRACE`] to close the pipes, then are terminated, so a
 //! background grandchild holding stdout open can neither hang us nor be orphaned.
 
+pub mod env;
 mod output;
 
 use std::os::unix::process::ExitStatusExt;
@@ -46,8 +48,21 @@ pub const DRAIN_GRACE: Duration = Duration::from_secs(1);
 pub struct HandlerCommand {
     /// Passed to `sh -c` as is.
     pub command: String,
-    /// Run time before the group is killed.
-    pub timeout: Duration,
+    /// Run time before the group is killed; `None`: no limit (`--handler-timeout 0`).
+    pub timeout: Option<Duration>,
+    /// Inherited variables let through beyond the allowlist.
+    pub pass_env: env::PassEnv,
+}
+
+impl HandlerCommand {
+    /// A command with a timeout (`Duration::ZERO`: none) and no extra variables.
+    pub fn new(command: impl Into<String>, timeout: Duration) -> Self {
+        Self {
+            command: command.into(),
+            timeout: (!timeout.is_zero()).then_some(timeout),
+            pass_env: env::PassEnv::default(),
+        }
+    }
 }
 
 /// One message to handle.
@@ -55,7 +70,7 @@ pub struct HandlerCommand {
 pub struct HandlerRequest {
     /// The decrypted message text, written to stdin.
     pub text: String,
-    /// Variables added to the inherited environment.
+    /// The per-message `AGENTROOM_*` variables (added to the scrubbed environment).
     pub env: Vec<(String, String)>,
 }
 
@@ -117,13 +132,14 @@ pub async fn run(
     command
         .arg("-c")
         .arg(&cmd.command)
-        .envs(req.env.iter().map(|(k, v)| (k, v)))
+        .env_clear()
+        .envs(env::build(std::env::vars_os(), &cmd.pass_env, &req.env))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let (mut child, mut guard) = process::spawn_in_group(&mut command, "sh")?;
     let pgid = guard.group().map(|g| g.id());
-    tracing::debug!(pgid, timeout_ms = cmd.timeout.as_millis(), "handler started");
+    tracing::debug!(pgid, timeout_ms = cmd.timeout.map(|t| t.as_millis()), "handler started");
 
     let stdout = Capture::default();
     let stderr = Capture::default();
@@ -146,7 +162,10 @@ pub async fn run(
         })
     });
 
-    let exited = tokio::time::timeout(cmd.timeout, child.wait()).await;
+    let exited = match cmd.timeout {
+        Some(limit) => tokio::time::timeout(limit, child.wait()).await,
+        None => Ok(child.wait().await),
+    };
     let timed_out = exited.is_err();
     let status = match exited {
         Ok(status) => {
@@ -225,7 +244,7 @@ mod tests {
 
     #[tokio::test]
     async fn empty_command_is_refused() {
-        let cmd = HandlerCommand { command: "  ".into(), timeout: Duration::from_secs(1) };
+        let cmd = HandlerCommand::new("  ", Duration::from_secs(1));
         let req = HandlerRequest { text: String::new(), env: vec![] };
         assert!(matches!(run(&cmd, req).await, Err(HandlerError::EmptyCommand)));
     }

@@ -61,8 +61,12 @@ pub struct OpenOptions {
     pub label: Option<String>,
     /// The handler; `None` keeps the room up for `agentroom listen`.
     pub handler: Option<HandlerCommand>,
-    /// Stop after this many handled messages.
+    /// Stop after this many replies (turns).
     pub max_turns: Option<u64>,
+    /// Stop after the first handled message.
+    pub once: bool,
+    /// The relay's database (`None`: `<home>/relay.db`).
+    pub relay_db: Option<PathBuf>,
     /// Handlers running at once.
     pub concurrency: usize,
     /// Where a detached room logs (recorded in the state file).
@@ -169,7 +173,7 @@ pub async fn run(
     }
     drop(pair);
     let mut relay = opts.relay.clone();
-    relay.db_path = home.dir().join(super::RELAY_DB);
+    relay.db_path = opts.relay_db.clone().unwrap_or_else(|| home.dir().join(super::RELAY_DB));
     let stack = tokio::select! {
         s = RoomStack::start(relay, opts.tunnel.clone()) => s?,
         () = cancel.cancelled() => return Ok(RoomEnd::Cancelled),
@@ -363,6 +367,7 @@ async fn wait(
         handler: h.clone(),
         seed: None,
         max_turns: opts.max_turns.map(|m| m.saturating_sub(*handled)),
+        once: opts.once,
         concurrency: opts.concurrency.max(1),
     });
     let turns = std::cell::Cell::new(0u64);
@@ -370,10 +375,8 @@ async fn wait(
         match (client.as_mut(), &serve_opts) {
             (Some(c), Some(so)) => {
                 let r = serve(c, so, &mut |ev| {
-                    if matches!(
-                        ev,
-                        Event::Replied { .. } | Event::NoReply { .. } | Event::HandlerError { .. }
-                    ) {
+                    // Turns count replies, as in the TypeScript agentroom.
+                    if matches!(ev, Event::Replied { .. }) {
                         turns.set(turns.get() + 1);
                     }
                     if !matches!(ev, Event::Done { .. }) {
