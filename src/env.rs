@@ -41,8 +41,12 @@ pub const AGENTROOM_MSG_ID: &str = "AGENTROOM_MSG_ID";
 pub const AGENTROOM_FINGERPRINT: &str = "AGENTROOM_FINGERPRINT";
 /// Handler env: the envelope id the message answers, when it is a reply.
 pub const AGENTROOM_REPLY_TO: &str = "AGENTROOM_REPLY_TO";
-/// Relay: largest accepted frame in bytes (default 65536).
+/// Relay: largest accepted frame in bytes (default in `defaults::MAX_FRAME_BYTES`).
 pub const MAX_FRAME_BYTES: &str = "MAX_FRAME_BYTES";
+/// Relay: the TypeScript relay's name for [`MAX_FRAME_BYTES`] (used when that is unset).
+pub const WS_MAX_PAYLOAD: &str = "WS_MAX_PAYLOAD";
+/// Tunnel: the TypeScript agentroom's name for [`CLOUDFLARED_BIN`] (used when that is unset).
+pub const AGENTROOM_CLOUDFLARED: &str = "AGENTROOM_CLOUDFLARED";
 /// Relay: relay-wide connection cap.
 pub const MAX_CONNECTIONS: &str = "MAX_CONNECTIONS";
 /// Relay: connections per client address.

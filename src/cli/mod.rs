@@ -146,7 +146,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
 /// The exit status for a failed command: the class of the first client error in
 /// the chain, else 1.
 fn status_for(e: &anyhow::Error) -> ExitStatus {
+    if let Some(w) = e.downcast_ref::<exit::WithStatus>() {
+        return w.status;
+    }
     for cause in e.chain() {
+        if cause.downcast_ref::<crate::client::relay_url::RelayUrlError>().is_some() {
+            return ExitStatus::Usage;
+        }
         let class = if let Some(ce) = cause.downcast_ref::<ClientError>() {
             Some(ce.class())
         } else if let Some(ie) = cause.downcast_ref::<crate::client::identity::IdentityError>() {
@@ -216,6 +222,20 @@ pub(crate) fn unless_signalled(
 /// Resolve the home directory.
 pub(crate) fn home_of(home: Option<PathBuf>) -> Result<crate::client::home::Home, ClientError> {
     Ok(crate::client::home::Home::resolve(home)?)
+}
+
+/// ` --home 'DIR'` when `home` is not the default one, so a fix-it hint pasted
+/// into a shell acts on the same home (`AGENTROOM_HOME` may not be set there).
+pub(crate) fn home_flag(home: &crate::client::home::Home) -> String {
+    let default = crate::client::home::Home::resolve(None).ok();
+    match default {
+        Some(d)
+            if d.dir() == home.dir() && std::env::var_os(crate::env::AGENTROOM_HOME).is_none() =>
+        {
+            String::new()
+        }
+        _ => format!(" --home '{}'", home.dir().display().to_string().replace('\'', r"'\''")),
+    }
 }
 
 /// Logs: JSON lines on stderr, level from `LOG_LEVEL` (default `default_level`).

@@ -25,7 +25,7 @@ pub enum RoomCommand {
     /// Relay + tunnel + invite + handler in one command (alias: `agentroom host`).
     Open(OpenArgs),
     /// Is a room running in this home? URLs, peers, pending envelopes, uptime.
-    /// Exits 1 when no room is running.
+    /// Prints "not running" (exit 0) when none is.
     Status,
     /// Stop the room running in this home (SIGTERM, wait, SIGKILL if it must).
     Stop(StopArgs),
@@ -63,6 +63,13 @@ pub struct OpenArgs {
     /// Close the room after the first message is handled.
     #[arg(long)]
     pub once: bool,
+    /// With --on-message: send this first to --to (a peer already paired, e.g. the
+    /// guest of an earlier room). It is turn 1.
+    #[arg(long, value_name = "TEXT", requires_all = ["to", "on_message"], allow_hyphen_values = true)]
+    pub seed: Option<String>,
+    /// Peer for --seed.
+    #[arg(long, value_name = "PEER", requires = "seed", allow_hyphen_values = true)]
+    pub to: Option<String>,
     /// The room relay's SQLite database [default: <home>/relay.db].
     #[arg(long, value_name = "FILE")]
     pub db: Option<PathBuf>,
@@ -81,6 +88,13 @@ pub struct StopArgs {
     /// Wait this long after SIGTERM before SIGKILL.
     #[arg(long, value_parser = parse_duration, default_value = "15s", value_name = "DURATION")]
     pub timeout: Duration,
+    /// Stop the room only if its relay listens on this port (TypeScript spelling;
+    /// a home runs at most one room, so this is a check, not a choice).
+    #[arg(long, value_name = "N", conflicts_with = "all")]
+    pub port: Option<u16>,
+    /// Stop every room of this home (TypeScript spelling: there is at most one).
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// Run a room subcommand.
@@ -129,6 +143,7 @@ pub async fn open(
         max_turns: args.handler.max_turns(),
         once: args.once,
         relay_db: args.db,
+        seed: args.seed.zip(args.to).map(|(text, to)| (to, text)),
         concurrency: usize::from(args.handler.concurrency),
         log_file: args.detached_child.then(|| home.dir().join(LOG_FILE)),
         home,
@@ -160,7 +175,7 @@ pub async fn open(
         }
         Err(RoomError::Client(e)) => Err(e.into()),
         Err(RoomError::Tunnel(t)) => {
-            printer.note(&format!("agentroom: error: tunnel: {t}"));
+            printer.note(&format!("agentroom: error: tunnel: {}", crate::client::error_text(&t)));
             // A missing or bad binary is the user's to fix, not the network's.
             Ok(match t {
                 TunnelError::Install(
@@ -341,16 +356,17 @@ async fn status(home: Option<PathBuf>, printer: Printer) -> anyhow::Result<ExitS
     let st = control::status(home.dir()).await?;
     let value = serde_json::to_value(&st)?;
     printer.event("room_status", value, || Some(status_text(&st)));
-    Ok(if st.running { ExitStatus::Success } else { ExitStatus::Failure })
+    // Not running is an answer, not a failure (exit 0, as in the TypeScript agentroom).
+    Ok(ExitStatus::Success)
 }
 
 fn status_text(st: &control::RoomStatus) -> String {
     let mut s = String::new();
     match &st.room {
         None => {
-            s.push_str("No room is running in this home.");
+            s.push_str("not running");
             if st.stale_cleaned {
-                s.push_str(" (A stale state file from a crashed room was removed.)");
+                s.push_str(" (a stale state file from a crashed room was removed)");
             }
         }
         Some(r) => {
@@ -410,6 +426,20 @@ async fn stop(
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let home = home_of(home)?;
+    if let Some(port) = args.port {
+        let room = crate::room::state::read(home.dir())?;
+        let on_port = room.as_ref().is_some_and(|r| {
+            url::Url::parse(&r.local_url).ok().and_then(|u| u.port()) == Some(port)
+        });
+        if !on_port {
+            printer.event(
+                "room_stop",
+                json!({"outcome": StopOutcome::NotRunning, "port": port}),
+                || Some(format!("No room of this home listens on port {port}.")),
+            );
+            return Ok(ExitStatus::Success);
+        }
+    }
     let outcome = control::stop(home.dir(), args.timeout).await?;
     printer.event("room_stop", json!({"outcome": outcome}), || {
         Some(

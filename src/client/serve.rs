@@ -275,7 +275,7 @@ fn finish(
             exit_code: None,
             signal: None,
             timed_out: false,
-            stderr: e.to_string(),
+            stderr: super::error_text(&e),
         },
     };
     // Failed or empty runs are not retried: the handler saw the message once.

@@ -31,8 +31,9 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::process::{self, ProcessError};
 use output::Capture;
 
-/// Most stdout bytes kept from one handler run (1 MiB). Replies are far smaller
-/// (a message is < 64 KiB on the wire); the cap only stops a runaway handler.
+/// Most stdout bytes kept from one handler run (1 MiB). Replies are smaller (a
+/// text is at most 144 KiB); the cap only stops a runaway handler. Stdin is not
+/// capped: it carries one received message.
 pub const MAX_STDOUT_BYTES: usize = 1024 * 1024;
 /// Stderr bytes kept for events and errors: enough for a stack trace's last lines.
 pub const STDERR_TAIL_BYTES: usize = 2 * 1024;

@@ -67,6 +67,8 @@ pub struct OpenOptions {
     pub once: bool,
     /// The relay's database (`None`: `<home>/relay.db`).
     pub relay_db: Option<PathBuf>,
+    /// `--seed TEXT --to PEER`: sent first by the handler loop (an already paired peer).
+    pub seed: Option<(String, String)>,
     /// Handlers running at once.
     pub concurrency: usize,
     /// Where a detached room logs (recorded in the state file).
@@ -365,7 +367,8 @@ async fn wait(
 ) -> Result<Wait, RoomError> {
     let serve_opts = opts.handler.as_ref().map(|h| ServeOptions {
         handler: h.clone(),
-        seed: None,
+        // The seed is turn 1: once a turn is counted it was sent (no resend after a move).
+        seed: if *handled == 0 { opts.seed.clone() } else { None },
         max_turns: opts.max_turns.map(|m| m.saturating_sub(*handled)),
         once: opts.once,
         concurrency: opts.concurrency.max(1),

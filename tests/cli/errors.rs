@@ -7,8 +7,8 @@ fn no_identity_unknown_peer_and_usage() {
     let tmp = tempfile::tempdir().unwrap();
     let a = Agent::new(tmp.path(), "a");
     let (code, stderr) = a.fails(&["whoami"]);
-    assert_eq!(code, 4, "{stderr}");
-    assert!(stderr.contains("agentroom setup"), "{stderr}");
+    assert_eq!(code, 1, "TypeScript: whoami without an identity exits 1: {stderr}");
+    assert!(stderr.contains("setup` first"), "{stderr}");
     let (code, _) = a.fails(&["send", "bob", "hi"]);
     assert_eq!(code, 4);
     a.setup();
@@ -144,4 +144,58 @@ fn waiting_for_a_reply_that_never_comes_is_a_network_timeout() {
     assert_eq!(sent["event"], "sent");
     // The message itself went out: the host gets it.
     assert!(host.json(&["listen", "--once"]).iter().any(|v| v["text"] == "anyone?"));
+}
+
+/// The exact stderr of the common failures: one line, each cause said once.
+#[test]
+fn common_failures_print_each_cause_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(tmp.path());
+    let (a, b) = (Agent::new(tmp.path(), "a"), Agent::new(tmp.path(), "b"));
+    let stderr_of = |agent: &Agent, args: &[&str]| agent.fails(args).1.trim().to_owned();
+    let home = a.home.display().to_string();
+    assert_eq!(
+        stderr_of(&a, &["whoami"]),
+        format!(
+            "agentroom: error: no identity in {home}: run `agentroom --home '{home}' setup` first"
+        )
+    );
+    a.setup();
+    b.setup();
+    assert_eq!(
+        stderr_of(&a, &["invite", "accept", "ar1.garbage"]),
+        "agentroom: error: invite refused: malformed invite"
+    );
+    let invite = b.invite(&relay.url, "a");
+    let mut chars: Vec<char> = invite.chars().collect();
+    let i = chars.len() / 2;
+    chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
+    let tampered: String = chars.into_iter().collect();
+    let forged = stderr_of(&a, &["invite", "accept", &tampered]);
+    assert!(
+        forged == "agentroom: error: invite refused: invite signature does not verify"
+            || forged == "agentroom: error: invite refused: malformed invite",
+        "{forged}"
+    );
+    let dead = "ws://127.0.0.1:1/ws";
+    assert_eq!(
+        stderr_of(&a, &["invite", "create", "--relay", dead]),
+        format!(
+            "agentroom: error: cannot reach relay {dead}: IO error: Connection refused (os error 111)"
+        )
+    );
+    let out = std::process::Command::new(crate::common::BIN)
+        .args(["relay", "--port", &relay.port.to_string(), "--db"])
+        .arg(tmp.path().join("second.db"))
+        .env("LOG_LEVEL", "error")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        format!(
+            "agentroom: error: cannot listen on 127.0.0.1:{}: Address already in use (os error 98)",
+            relay.port
+        )
+    );
 }
