@@ -15,17 +15,30 @@ use crate::client::{Client, ClientError, Incoming, invites, now_secs, store};
 #[derive(Debug, Subcommand)]
 pub enum InviteCommand {
     /// Create a single-use invite, publish it to the relay and print it.
+    #[command(after_help = "Examples:
+  agentroom invite create --relay wss://relay.example.com/ws
+  agentroom invite create --label bob --expires 30m --json")]
     Create(CreateArgs),
     /// List invites you created.
-    #[command(visible_alias = "ls")]
+    #[command(
+        visible_alias = "ls",
+        after_help = "Examples:
+  agentroom invite list
+  agentroom invite ls --json"
+    )]
     List,
     /// Revoke an unused invite (by id or id prefix).
+    #[command(after_help = "Examples:
+  agentroom invite revoke 3ATSD2lv")]
     Revoke {
         /// Invite id (see `invite list`).
         #[arg(allow_hyphen_values = true)]
         id: String,
     },
     /// Accept an invite: pair with its host and say hello.
+    #[command(after_help = "Examples:
+  agentroom invite accept 'ar1.AT…' --label alice
+  agentroom invite accept 'ar1.AT…' --server wss://new-address.example.com/ws --wait 10")]
     Accept(AcceptArgs),
 }
 

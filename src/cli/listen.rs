@@ -110,7 +110,14 @@ fn human_note(ev: &Event) -> Option<String> {
         Event::PeerOnline { peer, online } => {
             format!("{} is {}", peer.name(), if *online { "online" } else { "offline" })
         }
-        Event::Paired { peer } => format!("paired with {} ({})", peer.name(), peer.fingerprint),
+        Event::Paired { peer } => match &peer.safety_number {
+            Some(n) => format!(
+                "paired with {} ({}); compare the safety number {n} with them out of band",
+                peer.name(),
+                peer.fingerprint
+            ),
+            None => format!("paired with {} ({})", peer.name(), peer.fingerprint),
+        },
         Event::NoReply { id, .. } => format!("handler gave no reply to {id}"),
         Event::HandlerError { id, exit_code, signal, timed_out, stderr, .. } => {
             let how = if *timed_out {

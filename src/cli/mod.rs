@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod compat;
+pub mod completions;
 pub mod duration;
 pub mod exit;
 pub mod invite;
@@ -31,7 +32,7 @@ use crate::client::{ClientError, ErrorClass};
 /// Exit codes: 0 ok, 1 failure, 2 usage, 3 network (relay unreachable, timed
 /// out), 4 no session (no identity yet, unknown peer), 128+n stopped by signal n.
 #[derive(Debug, Parser)]
-#[command(name = "agentroom", version, about, long_about, propagate_version = true)]
+#[command(name = "agentroom", version, about, long_about)]
 pub struct Cli {
     /// State directory (identity, sessions, queues). Default: ~/.config/agentroom.
     #[arg(long, global = true, env = crate::env::AGENTROOM_HOME, value_name = "DIR")]
@@ -53,9 +54,18 @@ pub enum Command {
     #[command(visible_alias = "init")]
     Setup(setup::SetupArgs),
     /// Print this agent's public key and fingerprint.
+    #[command(after_help = "Examples:
+  agentroom whoami
+  ME=$(agentroom whoami --json)")]
     Whoami,
     /// Create, list, revoke or accept single-use invites.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  agentroom invite create --relay wss://relay.example.com/ws --label bob
+  agentroom invite accept 'ar1.AT…'
+  agentroom invite list"
+    )]
     Invite(invite::InviteCommand),
     /// List paired peers, or remove one.
     Peers(peers::PeersArgs),
@@ -66,16 +76,37 @@ pub enum Command {
     /// Answer every message with a handler command (stdin → stdout).
     Serve(serve::ServeArgs),
     /// Serve the agentroom tools to an MCP host (Claude Code, Cursor, ...) on stdio.
+    #[command(after_help = "Examples:
+  agentroom --home ~/.config/agentroom-bot mcp
+  claude mcp add agentroom -- agentroom mcp")]
     Mcp,
     /// Run a standalone relay (HTTP + WebSocket on one port, SQLite store-and-forward).
     Relay(relay::RelayArgs),
     /// Host a room: relay + tunnel + invite + handler in one command; status; stop.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  agentroom room open --on-message ./scripts/handlers/echo.sh
+  agentroom room status
+  agentroom room stop"
+    )]
     Room(room::RoomCommand),
     /// Same as `room open`.
     Host(room::OpenArgs),
     /// Print the version.
+    #[command(after_help = "Examples:
+  agentroom version
+  agentroom version --json")]
     Version,
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    #[command(after_help = "Examples:
+  agentroom completions bash > ~/.local/share/bash-completion/completions/agentroom
+  agentroom completions zsh > \"${fpath[1]}/_agentroom\"
+  agentroom completions fish > ~/.config/fish/completions/agentroom.fish")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Parse, set up logging, run, and map the outcome to an exit code.
@@ -108,11 +139,21 @@ pub fn main() -> ExitCode {
             return ExitStatus::Failure.into();
         }
     };
+    let json = cli.json;
     match runtime.block_on(run(cli)) {
         Ok(status) => status.into(),
         Err(e) => {
             report_error(&e);
-            status_for(&e).into()
+            let status = status_for(&e);
+            if json {
+                // Scripts reading NDJSON see the failure too, as one object.
+                Printer::new(true).event(
+                    "error",
+                    serde_json::json!({"code": status.code(), "message": format!("{e:#}")}),
+                    || None,
+                );
+            }
+            status.into()
         }
     }
 }
@@ -132,6 +173,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Room(cmd) => room::run(home, cmd, printer).await,
         Command::Host(args) => room::open(home, args, printer).await,
         Command::Mcp => mcp::run(home).await,
+        Command::Completions { shell } => completions::run(shell),
         Command::Version => {
             printer.event(
                 "version",

@@ -11,6 +11,10 @@ use crate::relay::{self, RelayConfig};
 
 /// Options of `agentroom relay`. Each flag overrides its environment variable.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  agentroom relay                       # ws://127.0.0.1:8787/ws
+  agentroom relay --bind 0.0.0.0 --port 9000
+  agentroom relay --tunnel              # a public URL through cloudflared")]
 pub struct RelayArgs {
     /// Port for HTTP and WebSocket (0 = any free port).
     #[arg(long, env = crate::env::PORT, default_value_t = crate::defaults::RELAY_PORT)]

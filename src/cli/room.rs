@@ -26,6 +26,9 @@ pub enum RoomCommand {
     Open(OpenArgs),
     /// Is a room running in this home? URLs, peers, pending envelopes, uptime.
     /// Prints "not running" (exit 0) when none is.
+    #[command(after_help = "Examples:
+  agentroom room status
+  agentroom room status --json")]
     Status,
     /// Stop the room running in this home (SIGTERM, wait, SIGKILL if it must).
     Stop(StopArgs),
@@ -33,6 +36,10 @@ pub enum RoomCommand {
 
 /// Options of `room open` / `host`.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  agentroom room open --on-message ./scripts/handlers/echo.sh --json
+  agentroom room open --tunnel none --bind 0.0.0.0      # LAN only, no cloudflared
+  agentroom room open --detach --on-message ./scripts/handlers/claude.sh")]
 pub struct OpenArgs {
     /// Handler, run with `sh -c` per message: text on stdin, reply = trimmed stdout.
     /// Without it the room stays up for `agentroom listen` in another shell.
@@ -84,6 +91,9 @@ pub struct OpenArgs {
 
 /// Options of `room stop`.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  agentroom room stop
+  agentroom room stop --timeout 30s")]
 pub struct StopArgs {
     /// Wait this long after SIGTERM before SIGKILL.
     #[arg(long, value_parser = parse_duration, default_value = "15s", value_name = "DURATION")]
@@ -409,6 +419,9 @@ fn status_text(st: &control::RoomStatus) -> String {
                 "  {}  {}  {}  via {}\n",
                 p.name, p.role, p.fingerprint, p.relay_url
             ));
+            if let Some(n) = &p.safety_number {
+                s.push_str(&format!("    safety number {n}\n"));
+            }
         }
     }
     if st.outbox_pending > 0 {

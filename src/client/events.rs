@@ -20,6 +20,9 @@ pub struct PeerRef {
     pub label: Option<String>,
     /// Fingerprint.
     pub fingerprint: String,
+    /// The pair's safety number, where it matters (`paired`: compare it out of band).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub safety_number: Option<String>,
 }
 
 impl PeerRef {
@@ -29,6 +32,7 @@ impl PeerRef {
             pk: pk.to_b64u(),
             label: row.and_then(|r| r.label.clone()),
             fingerprint: fingerprint(pk),
+            safety_number: None,
         }
     }
 
@@ -228,7 +232,12 @@ pub fn from_incoming(client: &super::Client, inc: &super::Incoming) -> Option<Ev
         Incoming::Presence { peer, online } => {
             Event::PeerOnline { peer: peer_ref(peer), online: *online }
         }
-        Incoming::Paired { peer } => Event::Paired { peer: PeerRef::new(&peer.pk, Some(peer)) },
+        Incoming::Paired { peer } => {
+            let mut r = PeerRef::new(&peer.pk, Some(peer));
+            r.safety_number =
+                Some(crate::crypto::safety_number(&client.identity().public(), &peer.pk));
+            Event::Paired { peer: r }
+        }
         Incoming::Sent { id, status } => Event::Sent {
             id: id.to_b64u(),
             status: match status {

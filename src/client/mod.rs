@@ -100,6 +100,12 @@ pub enum ClientError {
     /// No peer matches.
     #[error("unknown peer {0:?}: see `agentroom peers`")]
     UnknownPeer(String),
+    /// No peer matches, but a label is close.
+    #[error("unknown peer {0:?}: did you mean {1:?}? (see `agentroom peers`)")]
+    UnknownPeerNear(String, String),
+    /// A key or fingerprint prefix shorter than 4 characters.
+    #[error("peer prefix {0:?} is too short (4+ characters of the key or fingerprint, or a label)")]
+    PrefixTooShort(String),
     /// Several peers match a prefix.
     #[error("peer {0:?} is ambiguous ({1} peers match): use more characters or the label")]
     AmbiguousPeer(String, usize),
@@ -158,6 +164,8 @@ impl ClientError {
         match self {
             ClientError::Identity(identity::IdentityError::Missing(_))
             | ClientError::UnknownPeer(_)
+            | ClientError::UnknownPeerNear(..)
+            | ClientError::PrefixTooShort(_)
             | ClientError::NoPeers
             | ClientError::AmbiguousPeer(..) => ErrorClass::NoSession,
             ClientError::Link(_) | ClientError::Timeout(..) => ErrorClass::Network,

@@ -199,3 +199,86 @@ fn common_failures_print_each_cause_once() {
         )
     );
 }
+
+/// Every subcommand's `--help` ends with examples, `completions` writes a script
+/// for every shell, and `--json` failures are one `error` object on stdout.
+#[test]
+fn help_examples_completions_and_json_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Agent::new(tmp.path(), "a");
+    let commands: &[&[&str]] = &[
+        &["setup"],
+        &["whoami"],
+        &["invite"],
+        &["invite", "create"],
+        &["invite", "list"],
+        &["invite", "revoke"],
+        &["invite", "accept"],
+        &["peers"],
+        &["peers", "list"],
+        &["peers", "rename"],
+        &["peers", "remove"],
+        &["send"],
+        &["listen"],
+        &["serve"],
+        &["mcp"],
+        &["relay"],
+        &["room"],
+        &["room", "open"],
+        &["room", "status"],
+        &["room", "stop"],
+        &["host"],
+        &["version"],
+        &["completions"],
+    ];
+    for cmd in commands {
+        let out = a.cmd().args(*cmd).arg("--help").output().unwrap();
+        let help = String::from_utf8(out.stdout).unwrap();
+        assert!(out.status.success(), "{cmd:?}");
+        assert!(
+            help.contains("Examples:\n  agentroom "),
+            "{cmd:?} --help has no examples:\n{help}"
+        );
+    }
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let out = a.cmd().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(script.contains("agentroom") && script.contains("invite"), "{shell}");
+    }
+    assert_eq!(a.fails(&["completions", "tcsh"]).0, 2);
+    // -V only on the top level.
+    assert!(a.cmd().arg("-V").output().unwrap().status.success());
+    assert_eq!(a.fails(&["whoami", "-V"]).0, 2);
+    // --json: the failure is also one NDJSON object on stdout, same exit code.
+    let out = a.cmd().args(["--json", "whoami"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["event"], "error");
+    assert_eq!(v["code"], 1);
+    assert!(v["message"].as_str().unwrap().starts_with("no identity in "), "{v}");
+    // A 3-character prefix is too short; a near label gets a suggestion.
+    let relay = Relay::start(tmp.path());
+    let b = Agent::new(tmp.path(), "b");
+    crate::common::pair(&relay, &a, &b);
+    let (code, stderr) = b.fails(&["send", "abc", "hi"]);
+    assert_eq!(code, 4);
+    assert!(stderr.contains("too short (4+"), "{stderr}");
+    let (code, stderr) = b.fails(&["send", "hots", "hi"]);
+    assert_eq!(code, 4);
+    assert!(stderr.contains("did you mean \"host\""), "{stderr}");
+    // peers rename, and the safety number on both sides.
+    let renamed = &b.json(&["peers", "rename", "host", "alice"])[0];
+    assert_eq!(renamed["label"], "alice");
+    let mine = &b.json(&["peers"])[0];
+    assert_eq!(mine["label"], "alice");
+    let theirs = &a.json(&["peers"])[0];
+    assert!(mine["safety_number"].is_string());
+    assert_eq!(mine["safety_number"], theirs["safety_number"], "both sides see the same number");
+    // The post-accept hint repeats --home.
+    let c = Agent::new(tmp.path(), "c");
+    c.setup();
+    let inv = a.invite(&relay.url, "c");
+    let text = c.ok(&["invite", "accept", &inv]);
+    assert!(text.contains(&format!("agentroom --home '{}' send", c.home.display())), "{text}");
+}
