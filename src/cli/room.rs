@@ -186,6 +186,12 @@ pub async fn open(
         Err(RoomError::Client(e)) => Err(e.into()),
         Err(RoomError::Tunnel(t)) => {
             printer.note(&format!("agentroom: error: tunnel: {}", crate::client::error_text(&t)));
+            if matches!(t, TunnelError::Install(_)) {
+                printer.note(
+                    "agentroom: hint: offline, or no cloudflared? `--tunnel none` serves loopback \
+                     (add `--bind 0.0.0.0` for the LAN); `--tunnel bore` uses a bore server",
+                );
+            }
             // A missing or bad binary is the user's to fix, not the network's.
             Ok(match t {
                 TunnelError::Install(

@@ -228,7 +228,8 @@ async fn supervise(
     if stack.has_tunnel() {
         tokio::select! {
             r = stack.probe(opts.probe_timeout) => if let Err(e) = r {
-                tracing::warn!(error = %e, "relay not reachable through the tunnel yet");
+                // Reported as an event (and a note): info, so it is not printed twice.
+                tracing::info!(error = %e, "relay not reachable through the tunnel yet");
                 let _ = events.send(RoomEvent::ProbeFailed { error: e.to_string() });
             },
             () = cancel.cancelled() => return Ok(RoomEnd::Cancelled),
@@ -420,7 +421,7 @@ async fn wait(
                         tracing::info!(%url, restarts, "tunnel back at the same URL");
                     }
                     TunnelState::Down { restarts, retry_in } => {
-                        tracing::warn!(restarts, ?retry_in, "tunnel down; restarting");
+                        tracing::info!(restarts, ?retry_in, "tunnel down; restarting");
                         let _ = events.send(RoomEvent::TunnelDown { restarts, retry_in });
                     }
                     TunnelState::Stopped => {}

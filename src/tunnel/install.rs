@@ -258,7 +258,8 @@ pub async fn download_verified(
     });
     if let Err(e) = &result {
         let _ = std::fs::remove_file(&tmp);
-        tracing::warn!(error = %e, "cloudflared download refused");
+        // The caller reports the error itself: info, so it is not printed twice.
+        tracing::info!(error = %e, "cloudflared download refused");
     } else {
         tracing::info!(path = %dest.display(), "cloudflared installed and verified");
     }

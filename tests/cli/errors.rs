@@ -282,3 +282,21 @@ fn help_examples_completions_and_json_errors() {
     let text = c.ok(&["invite", "accept", &inv]);
     assert!(text.contains(&format!("agentroom --home '{}' send", c.home.display())), "{text}");
 }
+
+#[test]
+fn room_open_without_cloudflared_hints_at_other_tunnels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Agent::new(tmp.path(), "a");
+    let out = a
+        .cmd()
+        .args(["room", "open", "--no-download"])
+        .env_remove("CLOUDFLARED_BIN")
+        .env_remove("AGENTROOM_CLOUDFLARED")
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "a missing binary is the user's to fix");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--tunnel none") && stderr.contains("--tunnel bore"), "{stderr}");
+    assert!(!stderr.contains("\"level\""), "no JSON log line beside the error: {stderr}");
+}
