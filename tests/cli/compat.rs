@@ -332,15 +332,18 @@ fn relay_hmac_flag_warns_and_env_aliases_apply() {
         .env("WS_MAX_PAYLOAD", "4096")
         .env_remove("MAX_FRAME_BYTES")
         .env("LOG_LEVEL", "warn");
-    let mut cmd_err = cmd.stderr(std::process::Stdio::piped());
-    let mut child = cmd_err.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child = cmd
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-    let port = v["port"].as_u64().unwrap();
+    let port = u16::try_from(v["port"].as_u64().unwrap()).unwrap();
     // /health carries the TypeScript `ok: true` beside `status`.
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port as u16)).unwrap();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(b"GET /health HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
@@ -354,7 +357,6 @@ fn relay_hmac_flag_warns_and_env_aliases_apply() {
     child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     assert!(err.contains("--hmac puts the secret on the command line"), "{err}");
     assert!(!err.contains(SECRET), "the secret itself is never printed");
-    let _ = &mut cmd_err;
     // Too short: refused before anything starts.
     let out = std::process::Command::new(crate::common::BIN)
         .args(["relay", "--port", "0", "--hmac", "short", "--db"])
