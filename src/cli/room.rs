@@ -107,6 +107,9 @@ pub struct StopArgs {
     pub all: bool,
 }
 
+/// How often `room open` says it is still waiting for the tunnel (terminal only).
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
 /// Run a room subcommand.
 pub async fn run(
     home: Option<PathBuf>,
@@ -161,9 +164,28 @@ pub async fn open(
     let tunnel = choice.name();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let room = open::run(opts, cancel.clone(), tx);
+    // A tunnel can take a while to print its URL: on a terminal (not --json), say
+    // so every few seconds instead of staying silent.
+    let progress = !printer.is_json() && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let print = async {
-        while let Some(ev) = rx.recv().await {
-            print_event(printer, tunnel, &ev);
+        let started = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval(PROGRESS_EVERY);
+        tick.tick().await;
+        let mut ready = false;
+        loop {
+            tokio::select! {
+                ev = rx.recv() => {
+                    let Some(ev) = ev else { break };
+                    ready |= matches!(ev, RoomEvent::Ready(_));
+                    print_event(printer, tunnel, &ev);
+                }
+                _ = tick.tick(), if progress && !ready => {
+                    printer.note(&format!(
+                        "waiting for the {tunnel} tunnel's public URL ({}s)…",
+                        started.elapsed().as_secs()
+                    ));
+                }
+            }
         }
     };
     let (result, ()) = tokio::join!(room, print);

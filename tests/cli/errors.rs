@@ -300,3 +300,50 @@ fn room_open_without_cloudflared_hints_at_other_tunnels() {
     assert!(stderr.contains("--tunnel none") && stderr.contains("--tunnel bore"), "{stderr}");
     assert!(!stderr.contains("\"level\""), "no JSON log line beside the error: {stderr}");
 }
+
+#[test]
+fn a_slow_tunnel_shows_progress_on_a_terminal() {
+    use std::io::{BufRead, BufReader};
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` to give the room a terminal");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("h");
+    let fake =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cloudflared/fake-cloudflared");
+    // `script` runs the room on a pseudo-terminal and copies what it writes to our pipe.
+    let line = format!(
+        "{} --home '{}' room open --cloudflared-bin '{}' --tunnel-timeout 120s",
+        crate::common::BIN,
+        home.display(),
+        fake.display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qefc", &line, "/dev/null"])
+        .env("FAKE_CLOUDFLARED_MODE", "no-url")
+        .env("LOG_LEVEL", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = Vec::new();
+    for l in out.lines() {
+        let Ok(l) = l else { break };
+        let done = l.contains("waiting for the cloudflared tunnel's public URL");
+        seen.push(l);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::process::Command::new(crate::common::BIN)
+        .arg("--home")
+        .arg(&home)
+        .args(["room", "stop"])
+        .output();
+    assert!(seen.iter().any(|l| l.contains("public URL (")), "{seen:?}");
+}
