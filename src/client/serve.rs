@@ -93,11 +93,10 @@ pub async fn serve(
     let reason = loop {
         let limit_hit = opts.max_turns.is_some_and(|m| turns >= m) || (opts.once && handled >= 1);
         // A running handler may still reply: count it as a turn until it is done.
-        let started = running.len() as u64;
         while !limit_hit
             && running.len() < concurrency
-            && opts.max_turns.is_none_or(|m| turns + started < m)
-            && !(opts.once && handled + started >= 1)
+            && opts.max_turns.is_none_or(|m| turns + (running.len() as u64) < m)
+            && !(opts.once && handled + (running.len() as u64) >= 1)
         {
             let Some(row) = queue.pop_front() else { break };
             let req = request_for(client, &row)?;
