@@ -12,7 +12,7 @@ fn no_identity_unknown_peer_and_usage() {
     let (code, _) = a.fails(&["send", "bob", "hi"]);
     assert_eq!(code, 4);
     a.setup();
-    let (code, stderr) = a.fails(&["send", "bob", "hi"]);
+    let (code, stderr) = a.fails(&["send", "bobby", "hi"]);
     assert_eq!(code, 4);
     assert!(stderr.contains("unknown peer"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
@@ -139,9 +139,15 @@ fn waiting_for_a_reply_that_never_comes_is_a_network_timeout() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("timed out"));
-    // The envelope id is printed before the wait fails.
-    let sent: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(sent["event"], "sent");
+    // The envelope id is printed before the wait fails, then the error object.
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["event"], "sent");
+    assert_eq!(lines[1]["event"], "error");
+    assert_eq!(lines[1]["code"], 3);
     // The message itself went out: the host gets it.
     assert!(host.json(&["listen", "--once"]).iter().any(|v| v["text"] == "anyone?"));
 }
