@@ -8,8 +8,11 @@ pub const RELAY_PORT: u16 = 8787;
 /// Bind address: loopback unless the operator opts in, so a fresh relay is never
 /// exposed by accident (a tunnel reaches loopback fine).
 pub const RELAY_BIND: &str = "127.0.0.1";
-/// Largest WebSocket frame the relay accepts: room for a 47 KiB message after base64.
-pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// Largest WebSocket frame the relay accepts: room for a 190 KiB payload (a 144 KiB
+/// text, the TypeScript agentroom's largest, plus JSON escaping) after base64.
+/// Memory stays bounded: the relay holds at most `CONN_QUEUE` live envelopes per
+/// connection, and frames past 4× this close the socket.
+pub const MAX_FRAME_BYTES: usize = 256 * 1024;
 /// A socket must log in this fast, or it only holds a slot.
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Session-token lifetime: long enough for reconnect storms, short enough to age out leaks.

@@ -29,18 +29,28 @@ pub const AGENTROOM_CA_FILE: &str = "AGENTROOM_CA_FILE";
 pub const AGENTROOM_HOME: &str = "AGENTROOM_HOME";
 /// Tunnel: path to the cloudflared binary.
 pub const CLOUDFLARED_BIN: &str = "CLOUDFLARED_BIN";
-/// Handler env: the sender's label (or short key).
+/// Handler env: the sender's identity key (b64u), as in the TypeScript agentroom.
 pub const AGENTROOM_FROM: &str = "AGENTROOM_FROM";
-/// Handler env: the sender's identity key (b64u; what `send` accepts).
+/// Handler env: our own identity key (b64u), as in the TypeScript agentroom.
 pub const AGENTROOM_PK: &str = "AGENTROOM_PK";
+/// Handler env: the sender's identity key (b64u; what `send` accepts).
+pub const AGENTROOM_PEER_PK: &str = "AGENTROOM_PEER_PK";
+/// Handler env: the sender's local label (or its short key when it has none).
+pub const AGENTROOM_PEER_LABEL: &str = "AGENTROOM_PEER_LABEL";
+/// Handler env: our own identity key (b64u).
+pub const AGENTROOM_SELF_PK: &str = "AGENTROOM_SELF_PK";
 /// Handler env: the message's envelope id (b64u).
 pub const AGENTROOM_MSG_ID: &str = "AGENTROOM_MSG_ID";
 /// Handler env: the sender's fingerprint.
 pub const AGENTROOM_FINGERPRINT: &str = "AGENTROOM_FINGERPRINT";
 /// Handler env: the envelope id the message answers, when it is a reply.
 pub const AGENTROOM_REPLY_TO: &str = "AGENTROOM_REPLY_TO";
-/// Relay: largest accepted frame in bytes (default 65536).
+/// Relay: largest accepted frame in bytes (default in `defaults::MAX_FRAME_BYTES`).
 pub const MAX_FRAME_BYTES: &str = "MAX_FRAME_BYTES";
+/// Relay: the TypeScript relay's name for [`MAX_FRAME_BYTES`] (used when that is unset).
+pub const WS_MAX_PAYLOAD: &str = "WS_MAX_PAYLOAD";
+/// Tunnel: the TypeScript agentroom's name for [`CLOUDFLARED_BIN`] (used when that is unset).
+pub const AGENTROOM_CLOUDFLARED: &str = "AGENTROOM_CLOUDFLARED";
 /// Relay: relay-wide connection cap.
 pub const MAX_CONNECTIONS: &str = "MAX_CONNECTIONS";
 /// Relay: milliseconds a client has for its TLS handshake and request headers (default 10000).

@@ -32,7 +32,7 @@ const GROUP_POLL_INTERVAL: Duration = Duration::from_millis(20);
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
     /// The program could not be started (not found, not executable, fork failed).
-    #[error("cannot start {program}: {source}")]
+    #[error("cannot start {program}")]
     Spawn {
         /// The program we tried to run.
         program: String,
@@ -48,10 +48,10 @@ pub enum ProcessError {
     },
     /// Waiting for the child failed (an OS error, not the child's own failure).
     #[error("cannot wait for the child process: {0}")]
-    Wait(#[source] std::io::Error),
+    Wait(std::io::Error),
     /// A signal handler could not be installed.
     #[error("cannot listen for signals: {0}")]
-    Signal(#[source] std::io::Error),
+    Signal(std::io::Error),
 }
 
 /// A process group we created, identified by its leader's PID.

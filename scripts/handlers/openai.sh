@@ -5,7 +5,11 @@
 #   export OPENAI_API_KEY=...            # not needed by local servers such as Ollama
 #   export OPENAI_BASE_URL=http://127.0.0.1:11434   # default https://api.openai.com
 #   export OPENAI_MODEL=llama3.2          # default gpt-4o-mini
-#   agentroom serve --on-message ./scripts/handlers/openai.sh --json
+#   agentroom serve --on-message ./scripts/handlers/openai.sh --json \
+#       --pass-env OPENAI_API_KEY --pass-env OPENAI_BASE_URL --pass-env OPENAI_MODEL
+#
+# agentroom gives handlers a scrubbed environment: each OPENAI_* variable you set
+# must be named with --pass-env to reach this script.
 #
 # POSTs {model, messages:[system, user]} to $OPENAI_BASE_URL/v1/chat/completions
 # and prints choices[0].message.content. Needs curl and python3 (or jq) for JSON.

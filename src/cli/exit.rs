@@ -39,3 +39,22 @@ impl From<ExitStatus> for ExitCode {
         ExitCode::from(s.code())
     }
 }
+
+/// An error that exits with a given status rather than its class's (the
+/// TypeScript agentroom's code where ours would differ, e.g. `whoami` without an
+/// identity exits 1). Prints exactly as the wrapped error.
+#[derive(Debug)]
+pub struct WithStatus {
+    /// The exit status.
+    pub status: ExitStatus,
+    /// The error, printed as is.
+    pub error: anyhow::Error,
+}
+
+impl std::fmt::Display for WithStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+impl std::error::Error for WithStatus {}

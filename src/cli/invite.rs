@@ -9,23 +9,36 @@ use serde_json::json;
 use super::duration::parse_duration;
 use super::{ExitStatus, Printer, home_of};
 use crate::client::relay_url::RelayUrl;
-use crate::client::{Client, ClientError, invites, now_secs, store};
+use crate::client::{Client, ClientError, Incoming, invites, now_secs, store};
 
 /// Invite subcommands.
 #[derive(Debug, Subcommand)]
 pub enum InviteCommand {
     /// Create a single-use invite, publish it to the relay and print it.
+    #[command(after_help = "Examples:
+  agentroom invite create --relay wss://relay.example.com/ws
+  agentroom invite create --label bob --expires 30m --json")]
     Create(CreateArgs),
     /// List invites you created.
-    #[command(visible_alias = "ls")]
+    #[command(
+        visible_alias = "ls",
+        after_help = "Examples:
+  agentroom invite list
+  agentroom invite ls --json"
+    )]
     List,
     /// Revoke an unused invite (by id or id prefix).
+    #[command(after_help = "Examples:
+  agentroom invite revoke 3ATSD2lv")]
     Revoke {
         /// Invite id (see `invite list`).
         #[arg(allow_hyphen_values = true)]
         id: String,
     },
     /// Accept an invite: pair with its host and say hello.
+    #[command(after_help = "Examples:
+  agentroom invite accept 'ar1.AT…' --label alice
+  agentroom invite accept 'ar1.AT…' --server wss://new-address.example.com/ws --wait 10")]
     Accept(AcceptArgs),
 }
 
@@ -51,6 +64,14 @@ pub struct AcceptArgs {
     /// Local name for the host.
     #[arg(long, value_name = "NAME")]
     pub label: Option<String>,
+    /// Reach the invite's relay at this URL instead of the one inside the invite
+    /// (the same relay by another route: a new tunnel address, a LAN address).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// Then wait up to this many seconds for the host to come online (the claim
+    /// itself never needs the host: the relay holds it). Reported as `host_online`.
+    #[arg(long, value_name = "SECONDS")]
+    pub wait: Option<u64>,
 }
 
 /// Run an invite subcommand.
@@ -197,7 +218,21 @@ async fn accept(
     args: AcceptArgs,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let a = invites::accept(client, &args.invite, args.label).await?;
+    let server = args.server.as_deref().map(RelayUrl::parse).transpose()?;
+    let a = invites::accept_via(client, &args.invite, args.label, server.as_ref()).await?;
+    let host = a.peer.pk;
+    let mut host_online = a.host_online;
+    if let (Some(secs), false) = (args.wait, host_online) {
+        let wait = Duration::from_secs(secs);
+        host_online = client
+            .wait_for(wait, "the host to come online", |_, inc| match inc {
+                Incoming::Presence { peer, online: true } if *peer == host => Some(Ok(())),
+                _ => None,
+            })
+            .await
+            .is_ok();
+    }
+    let home_flag = super::home_flag(client.home());
     printer.event(
         "invite_accepted",
         json!({
@@ -206,10 +241,11 @@ async fn accept(
             "fingerprint": a.fingerprint,
             "safety_number": a.safety_number,
             "relay": a.peer.relay_url,
+            "host_online": host_online,
         }),
         || {
             Some(format!(
-                "Paired with {}\n  public key:    {}\n  fingerprint:   {}\n  safety number: {}\n  relay:         {}\nCompare the safety number with the host out of band. Send with `agentroom send {} \"hello\"`.",
+                "Paired with {}\n  public key:    {}\n  fingerprint:   {}\n  safety number: {}\n  relay:         {}\nCompare the safety number with the host out of band. Send with `agentroom{home_flag} send {} \"hello\"`.",
                 a.peer.display_name(),
                 a.peer.pk.to_b64u(),
                 a.fingerprint,

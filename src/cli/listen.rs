@@ -13,6 +13,10 @@ use crate::client::listen::{ListenOptions, listen};
 
 /// Options of `agentroom listen`.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  agentroom listen --json
+  agentroom listen --once --from alice --timeout 5m
+  agentroom listen --json --quiet        # sizes instead of texts")]
 pub struct ListenArgs {
     /// Exit after the first message.
     #[arg(long)]
@@ -27,6 +31,12 @@ pub struct ListenArgs {
     /// while running (e.g. 30d). Default: keep everything.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub retain: Option<Duration>,
+    /// Messages carry their size in UTF-8 bytes (`bytes`) instead of their text.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Relay to use (TypeScript spelling): every peer's relay is dialled here.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
 }
 
 /// Run `listen`.
@@ -39,11 +49,30 @@ pub async fn run(
     let (cancel, sig) = super::cancel_on_signals();
     let mut client = Client::open(&home, cancel.clone())?;
     client.set_retention(args.retain)?;
+    super::compat::redirect_relays(&mut client, args.server.as_deref())?;
     let opts = ListenOptions { once: args.once, from: args.from, timeout: args.timeout };
-    let result = listen(&mut client, &opts, &mut |ev| print_event(printer, &ev)).await;
+    let quiet = args.quiet;
+    let result = listen(&mut client, &opts, &mut |ev| {
+        if quiet { print_quiet(printer, &ev) } else { print_event(printer, &ev) }
+    })
+    .await;
     cancel.cancel();
     result?;
     Ok(super::exit_after(&sig))
+}
+
+/// `listen --quiet`: a message shows its size, not its text.
+fn print_quiet(printer: Printer, ev: &Event) {
+    let Event::Received { message } = ev else { return print_event(printer, ev) };
+    let mut value = serde_json::to_value(ev).unwrap_or_default();
+    if let Some(obj) = value.as_object_mut() {
+        obj.remove("event");
+        obj.remove("text");
+        obj.insert("bytes".into(), message.text.len().into());
+    }
+    printer.event("message", value, || {
+        Some(format!("[{}] ({} bytes)", message.sender_name(), message.text.len()))
+    });
 }
 
 /// Print one listen/serve event: NDJSON, or a human line for the ones people
@@ -87,7 +116,14 @@ fn human_note(ev: &Event) -> Option<String> {
         Event::PeerOnline { peer, online } => {
             format!("{} is {}", peer.name(), if *online { "online" } else { "offline" })
         }
-        Event::Paired { peer } => format!("paired with {} ({})", peer.name(), peer.fingerprint),
+        Event::Paired { peer } => match &peer.safety_number {
+            Some(n) => format!(
+                "paired with {} ({}); compare the safety number {n} with them out of band",
+                peer.name(),
+                peer.fingerprint
+            ),
+            None => format!("paired with {} ({})", peer.name(), peer.fingerprint),
+        },
         Event::NoReply { id, .. } => format!("handler gave no reply to {id}"),
         Event::HandlerError { id, exit_code, signal, timed_out, stderr, .. } => {
             let how = if *timed_out {
@@ -109,7 +145,8 @@ fn human_note(ev: &Event) -> Option<String> {
         Event::Dropped { from, reason } => {
             format!("dropped an envelope from {}: {reason}", &from[..from.len().min(8)])
         }
-        Event::Done { count, reason } => format!("done: {count} message(s) ({reason})"),
+        Event::Done { count, reason, .. } => format!("done: {count} message(s) ({reason})"),
+        Event::Serving { relays, .. } => format!("serving on {}", relays.join(", ")),
         Event::Received { .. } | Event::Replied { .. } | Event::Sent { .. } => return None,
     })
 }

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod compat;
+pub mod completions;
 pub mod duration;
 pub mod exit;
 pub mod history;
@@ -32,7 +34,7 @@ use crate::client::{ClientError, ErrorClass};
 /// Exit codes: 0 ok, 1 failure, 2 usage, 3 network (relay unreachable, timed
 /// out), 4 no session (no identity yet, unknown peer), 128+n stopped by signal n.
 #[derive(Debug, Parser)]
-#[command(name = "agentroom", version, about, long_about, propagate_version = true)]
+#[command(name = "agentroom", version, about, long_about)]
 pub struct Cli {
     /// State directory (identity, sessions, queues). Default: ~/.config/agentroom.
     #[arg(long, global = true, env = crate::env::AGENTROOM_HOME, value_name = "DIR")]
@@ -59,9 +61,18 @@ pub enum Command {
     #[command(visible_alias = "init")]
     Setup(setup::SetupArgs),
     /// Print this agent's public key and fingerprint.
+    #[command(after_help = "Examples:
+  agentroom whoami
+  ME=$(agentroom whoami --json)")]
     Whoami,
     /// Create, list, revoke or accept single-use invites.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  agentroom invite create --relay wss://relay.example.com/ws --label bob
+  agentroom invite accept 'ar1.AT…'
+  agentroom invite list"
+    )]
     Invite(invite::InviteCommand),
     /// List paired peers, or remove one.
     Peers(peers::PeersArgs),
@@ -74,11 +85,20 @@ pub enum Command {
     /// Answer every message with a handler command (stdin → stdout).
     Serve(serve::ServeArgs),
     /// Serve the agentroom tools to an MCP host (Claude Code, Cursor, ...) on stdio.
+    #[command(after_help = "Examples:
+  agentroom --home ~/.config/agentroom-bot mcp
+  claude mcp add agentroom -- agentroom mcp")]
     Mcp,
     /// Run a standalone relay (HTTP + WebSocket on one port, SQLite store-and-forward).
     Relay(relay::RelayArgs),
     /// Host a room: relay + tunnel + invite + handler in one command; status; stop.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  agentroom room open --on-message ./scripts/handlers/echo.sh
+  agentroom room status
+  agentroom room stop"
+    )]
     Room(room::RoomCommand),
     /// Same as `room open`.
     Host(room::OpenArgs),
@@ -86,7 +106,19 @@ pub enum Command {
     #[command(subcommand)]
     Service(service::ServiceCommand),
     /// Print the version.
+    #[command(after_help = "Examples:
+  agentroom version
+  agentroom version --json")]
     Version,
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    #[command(after_help = "Examples:
+  agentroom completions bash > ~/.local/share/bash-completion/completions/agentroom
+  agentroom completions zsh > \"${fpath[1]}/_agentroom\"
+  agentroom completions fish > ~/.config/fish/completions/agentroom.fish")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Parse, set up logging, run, and map the outcome to an exit code.
@@ -119,11 +151,21 @@ pub fn main() -> ExitCode {
             return ExitStatus::Failure.into();
         }
     };
+    let json = cli.json;
     match runtime.block_on(run(cli)) {
         Ok(status) => status.into(),
         Err(e) => {
             report_error(&e);
-            status_for(&e).into()
+            let status = status_for(&e);
+            if json {
+                // Scripts reading NDJSON see the failure too, as one object.
+                Printer::new(true).event(
+                    "error",
+                    serde_json::json!({"code": status.code(), "message": format!("{e:#}")}),
+                    || None,
+                );
+            }
+            status.into()
         }
     }
 }
@@ -148,6 +190,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Host(args) => room::open(home, args, printer).await,
         Command::Service(cmd) => service::run(home, cmd, printer),
         Command::Mcp => mcp::run(home).await,
+        Command::Completions { shell } => completions::run(shell),
         Command::Version => {
             printer.event(
                 "version",
@@ -162,7 +205,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
 /// The exit status for a failed command: the class of the first client error in
 /// the chain, else 1.
 fn status_for(e: &anyhow::Error) -> ExitStatus {
+    if let Some(w) = e.downcast_ref::<exit::WithStatus>() {
+        return w.status;
+    }
     for cause in e.chain() {
+        if cause.downcast_ref::<crate::client::relay_url::RelayUrlError>().is_some() {
+            return ExitStatus::Usage;
+        }
         let class = if let Some(ce) = cause.downcast_ref::<ClientError>() {
             Some(ce.class())
         } else if let Some(ie) = cause.downcast_ref::<crate::client::identity::IdentityError>() {
@@ -232,6 +281,20 @@ pub(crate) fn unless_signalled(
 /// Resolve the home directory.
 pub(crate) fn home_of(home: Option<PathBuf>) -> Result<crate::client::home::Home, ClientError> {
     Ok(crate::client::home::Home::resolve(home)?)
+}
+
+/// ` --home 'DIR'` when `home` is not the default one, so a fix-it hint pasted
+/// into a shell acts on the same home (`AGENTROOM_HOME` may not be set there).
+pub(crate) fn home_flag(home: &crate::client::home::Home) -> String {
+    let default = crate::client::home::Home::resolve(None).ok();
+    match default {
+        Some(d)
+            if d.dir() == home.dir() && std::env::var_os(crate::env::AGENTROOM_HOME).is_none() =>
+        {
+            String::new()
+        }
+        _ => format!(" --home '{}'", home.dir().display().to_string().replace('\'', r"'\''")),
+    }
 }
 
 /// Logs: JSON lines on stderr, level from `LOG_LEVEL` (default `default_level`),

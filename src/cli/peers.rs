@@ -9,11 +9,15 @@ use serde_json::json;
 use super::{ExitStatus, Printer, home_of};
 use crate::client::relay_url::RelayUrl;
 use crate::client::{Client, Incoming, history, now_secs, peers, store};
-use crate::crypto::fingerprint;
+use crate::crypto::{fingerprint, safety_number};
 use crate::protocol::ClientFrame;
 
 /// Options of `agentroom peers`.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  agentroom peers
+  agentroom peers rename xVtlF_xz alice
+  agentroom peers remove alice")]
 pub struct PeersArgs {
     /// What to do (default: list).
     #[command(subcommand)]
@@ -23,11 +27,33 @@ pub struct PeersArgs {
 /// Peers subcommands.
 #[derive(Debug, Subcommand)]
 pub enum PeersCommand {
-    /// List paired peers (label, fingerprint, relay, last seen).
-    #[command(visible_alias = "ls")]
+    /// List paired peers (label, fingerprint, safety number, relay, last seen).
+    #[command(
+        visible_alias = "ls",
+        after_help = "Examples:
+  agentroom peers list
+  agentroom peers ls --json"
+    )]
     List,
+    /// Give a peer a new local label (a peer accepted without `--label` shows its short key).
+    #[command(
+        visible_alias = "mv",
+        after_help = "Examples:
+  agentroom peers rename xVtlF_xz alice"
+    )]
+    Rename {
+        /// Label, public key, or a unique prefix of the key or fingerprint.
+        #[arg(allow_hyphen_values = true)]
+        peer: String,
+        /// The new label.
+        new_label: String,
+    },
     /// Forget a peer: its session, queued messages and inbox; tells the relay to unpair.
-    #[command(visible_alias = "rm")]
+    #[command(
+        visible_alias = "rm",
+        after_help = "Examples:
+  agentroom peers remove alice"
+    )]
     Remove {
         /// Label, public key, or a unique prefix of the key or fingerprint.
         #[arg(allow_hyphen_values = true)]
@@ -105,6 +131,9 @@ pub async fn run(
                 );
                 ExitStatus::Success
             }),
+        PeersCommand::Rename { peer, new_label } => {
+            rename(&mut client, &peer, &new_label, printer).await
+        }
     };
     cancel.cancel();
     super::unless_signalled(result, &sig)
@@ -116,15 +145,18 @@ fn list(client: &Client, printer: Printer) -> anyhow::Result<ExitStatus> {
         printer.human("No peers yet. Create an invite (`agentroom invite create`) or accept one.");
     }
     let now = now_secs();
+    let me = client.identity().public();
     for p in rows {
         let fp = fingerprint(&p.pk);
         let expire = history::expiry(client.conn(), &p.pk)?;
+        let safety = safety_number(&me, &p.pk);
         printer.event(
             "peer",
             json!({
                 "pk": p.pk.to_b64u(),
                 "label": p.label,
                 "fingerprint": fp,
+                "safety_number": safety,
                 "role": p.role.name(),
                 "relay": p.relay_url,
                 "paired_at": p.created_at,
@@ -143,7 +175,7 @@ fn list(client: &Client, printer: Printer) -> anyhow::Result<ExitStatus> {
                     )
                 });
                 Some(format!(
-                    "{:<12} {}  {}  {}  last seen {seen}{expire}\n             {fp}",
+                    "{:<12} {}  {}  {}  last seen {seen}{expire}\n             fingerprint   {fp}\n             safety number {safety}",
                     p.label.as_deref().unwrap_or("-"),
                     p.pk.to_b64u(),
                     p.role.name(),
@@ -183,6 +215,33 @@ fn set(
                 None => format!("Messages with {} are kept.", peer.display_name()),
             })
         },
+    );
+    Ok(ExitStatus::Success)
+}
+
+async fn rename(
+    client: &mut Client,
+    query: &str,
+    new_label: &str,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let new_label = new_label.trim();
+    if new_label.is_empty() {
+        return Err(super::exit::WithStatus {
+            status: ExitStatus::Usage,
+            error: anyhow::anyhow!("the new label is empty"),
+        }
+        .into());
+    }
+    let peer = peers::resolve_synced(client, query).await?;
+    if peer.label.as_deref() != Some(new_label) && store::label_taken(client.conn(), new_label)? {
+        return Err(crate::client::ClientError::LabelTaken(new_label.to_owned()).into());
+    }
+    store::set_peer_label(client.conn(), &peer.pk, new_label)?;
+    printer.event(
+        "peer_renamed",
+        json!({"pk": peer.pk.to_b64u(), "old_label": peer.label, "label": new_label}),
+        || Some(format!("Renamed {} to {new_label}.", peer.display_name())),
     );
     Ok(ExitStatus::Success)
 }

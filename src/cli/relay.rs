@@ -11,6 +11,10 @@ use crate::relay::{self, RelayConfig};
 
 /// Options of `agentroom relay`. Each flag overrides its environment variable.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  agentroom relay                       # ws://127.0.0.1:8787/ws
+  agentroom relay --bind 0.0.0.0 --port 9000
+  agentroom relay --tunnel              # a public URL through cloudflared")]
 pub struct RelayArgs {
     /// Port for HTTP and WebSocket (0 = any free port).
     #[arg(long, env = crate::env::PORT, default_value_t = crate::defaults::RELAY_PORT)]
@@ -40,6 +44,10 @@ pub struct RelayArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = crate::env::TLS_KEY_FILE, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// HMAC key for session tokens (≥ 32 bytes), as the TypeScript relay's flag.
+    /// A command line shows in `ps`: prefer the HMAC_SECRET environment variable.
+    #[arg(long, value_name = "SECRET")]
+    pub hmac: Option<String>,
     /// `--tunnel [cloudflared|bore|none]`: a public URL for this relay (room engineer).
     #[command(flatten)]
     pub tunnel: super::tunnel_args::TunnelArgs,
@@ -47,7 +55,11 @@ pub struct RelayArgs {
 
 impl RelayArgs {
     /// The relay configuration: environment, then these flags.
-    pub fn config(&self, home: Option<&std::path::Path>) -> anyhow::Result<RelayConfig> {
+    pub fn config(
+        &self,
+        home: Option<&std::path::Path>,
+        printer: super::Printer,
+    ) -> anyhow::Result<RelayConfig> {
         let home = home.map(|h| h.display().to_string());
         let mut c = RelayConfig::from_lookup(|k| {
             if k == crate::env::AGENTROOM_HOME {
@@ -78,13 +90,16 @@ impl RelayArgs {
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
             c.tls = Some(relay::TlsFiles { cert: cert.clone(), key: key.clone() });
         }
+        if let Some(secret) = self.hmac.as_deref() {
+            c.hmac_secret = Some(hmac_flag(secret, printer)?);
+        }
         Ok(c)
     }
 }
 
 /// Run the relay until SIGINT/SIGTERM, then shut down gracefully.
 pub async fn run(args: RelayArgs, json: bool, home: Option<PathBuf>) -> anyhow::Result<ExitStatus> {
-    let config = args.config(home.as_deref())?;
+    let config = args.config(home.as_deref(), super::Printer::new(json))?;
     if config.tls.is_some()
         && args.tunnel.choice(super::tunnel_args::TunnelChoice::None)
             == super::tunnel_args::TunnelChoice::Cloudflared
@@ -123,6 +138,21 @@ pub async fn run(args: RelayArgs, json: bool, home: Option<PathBuf>) -> anyhow::
     }
     handle.shutdown().await;
     Ok(ExitStatus::Success)
+}
+
+/// `--hmac SECRET` (relay and room open): accepted for the TypeScript agentroom's
+/// scripts, with a warning, since every user of the machine can read it in `ps`.
+pub(crate) fn hmac_flag(
+    secret: &str,
+    printer: super::Printer,
+) -> anyhow::Result<relay::HmacSecret> {
+    printer.note(
+        "agentroom: warning: --hmac puts the secret on the command line, where `ps` shows it \
+         to every user of this machine; set HMAC_SECRET in the environment instead",
+    );
+    relay::HmacSecret::new(secret.as_bytes().to_vec()).ok_or_else(|| {
+        anyhow::anyhow!("--hmac must be at least {} bytes", relay::config::MIN_HMAC_SECRET_BYTES)
+    })
 }
 
 /// SIGTERM and SIGINT (stop) and SIGHUP (reload TLS), caught from the moment

@@ -10,7 +10,6 @@ use serde_json::json;
 use super::duration::parse_duration;
 use super::tunnel_args::{TunnelArgs, TunnelChoice};
 use super::{ExitStatus, Printer, home_of};
-use crate::handler::HandlerCommand;
 use crate::relay::RelayConfig;
 use crate::room::control::{self, StopOutcome};
 use crate::room::detach;
@@ -26,7 +25,10 @@ pub enum RoomCommand {
     /// Relay + tunnel + invite + handler in one command (alias: `agentroom host`).
     Open(OpenArgs),
     /// Is a room running in this home? URLs, peers, pending envelopes, uptime.
-    /// Exits 1 when no room is running.
+    /// Prints "not running" (exit 0) when none is.
+    #[command(after_help = "Examples:
+  agentroom room status
+  agentroom room status --json")]
     Status,
     /// Stop the room running in this home (SIGTERM, wait, SIGKILL if it must).
     Stop(StopArgs),
@@ -34,6 +36,10 @@ pub enum RoomCommand {
 
 /// Options of `room open` / `host`.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  agentroom room open --on-message ./scripts/handlers/echo.sh --json
+  agentroom room open --tunnel none --bind 0.0.0.0      # LAN only, no cloudflared
+  agentroom room open --detach --on-message ./scripts/handlers/claude.sh")]
 pub struct OpenArgs {
     /// Handler, run with `sh -c` per message: text on stdin, reply = trimmed stdout.
     /// Without it the room stays up for `agentroom listen` in another shell.
@@ -59,15 +65,25 @@ pub struct OpenArgs {
     /// Local name for the guest.
     #[arg(long, value_name = "NAME")]
     pub label: Option<String>,
-    /// Kill the handler's whole process group after this long.
-    #[arg(long, visible_alias = "handler-timeout", value_parser = parse_duration, default_value = "120s", value_name = "DURATION")]
-    pub timeout: Duration,
-    /// Stop after handling this many messages.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_turns: Option<u64>,
-    /// Handlers running at once (replies may then go out of order).
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub concurrency: u16,
+    #[command(flatten)]
+    pub handler: super::serve::HandlerArgs,
+    /// Close the room after the first message is handled.
+    #[arg(long)]
+    pub once: bool,
+    /// With --on-message: send this first to --to (a peer already paired, e.g. the
+    /// guest of an earlier room). It is turn 1.
+    #[arg(long, value_name = "TEXT", requires_all = ["to", "on_message"], allow_hyphen_values = true)]
+    pub seed: Option<String>,
+    /// Peer for --seed.
+    #[arg(long, value_name = "PEER", requires = "seed", allow_hyphen_values = true)]
+    pub to: Option<String>,
+    /// The room relay's SQLite database [default: <home>/relay.db].
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    /// HMAC key for the room relay's session tokens (≥ 32 bytes). Visible in `ps`:
+    /// prefer the HMAC_SECRET environment variable.
+    #[arg(long, value_name = "SECRET", hide_env_values = true)]
+    pub hmac: Option<String>,
     /// How long to wait for /health through the tunnel before warning.
     #[arg(long, value_parser = parse_duration, default_value = "30s", value_name = "DURATION")]
     pub probe_timeout: Duration,
@@ -75,11 +91,24 @@ pub struct OpenArgs {
 
 /// Options of `room stop`.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  agentroom room stop
+  agentroom room stop --timeout 30s")]
 pub struct StopArgs {
     /// Wait this long after SIGTERM before SIGKILL.
     #[arg(long, value_parser = parse_duration, default_value = "15s", value_name = "DURATION")]
     pub timeout: Duration,
+    /// Stop the room only if its relay listens on this port (TypeScript spelling;
+    /// a home runs at most one room, so this is a check, not a choice).
+    #[arg(long, value_name = "N", conflicts_with = "all")]
+    pub port: Option<u16>,
+    /// Stop every room of this home (TypeScript spelling: there is at most one).
+    #[arg(long)]
+    pub all: bool,
 }
+
+/// How often `room open` says it is still waiting for the tunnel (terminal only).
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Run a room subcommand.
 pub async fn run(
@@ -100,9 +129,7 @@ pub async fn open(
     args: OpenArgs,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    if args.on_message.as_deref().is_some_and(|c| c.trim().is_empty()) {
-        anyhow::bail!("--on-message needs a command");
-    }
+    let handler = args.on_message.clone().map(|c| args.handler.command(c)).transpose()?;
     let home = home_of(home)?;
     if args.detach {
         return detach_open(home.dir(), args, printer).await;
@@ -115,6 +142,9 @@ pub async fn open(
     let choice = args.tunnel.choice(TunnelChoice::Cloudflared);
     let mut relay = RelayConfig::from_env()?;
     relay.bind = SocketAddr::new(args.bind, args.port);
+    if let Some(secret) = args.hmac.as_deref() {
+        relay.hmac_secret = Some(super::relay::hmac_flag(secret, printer)?);
+    }
     let opts = OpenOptions {
         relay,
         tunnel: args.tunnel.options(choice, args.port, home.dir()),
@@ -122,18 +152,40 @@ pub async fn open(
         probe_timeout: args.probe_timeout,
         invite_ttl: args.expires,
         label: args.label,
-        handler: args.on_message.map(|command| HandlerCommand { command, timeout: args.timeout }),
-        max_turns: args.max_turns,
-        concurrency: usize::from(args.concurrency),
+        handler,
+        max_turns: args.handler.max_turns(),
+        once: args.once,
+        relay_db: args.db,
+        seed: args.seed.zip(args.to).map(|(text, to)| (to, text)),
+        concurrency: usize::from(args.handler.concurrency),
         log_file: args.detached_child.then(|| home.dir().join(LOG_FILE)),
         home,
     };
     let tunnel = choice.name();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let room = open::run(opts, cancel.clone(), tx);
+    // A tunnel can take a while to print its URL: on a terminal (not --json), say
+    // so every few seconds instead of staying silent.
+    let progress = !printer.is_json() && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let print = async {
-        while let Some(ev) = rx.recv().await {
-            print_event(printer, tunnel, &ev);
+        let started = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval(PROGRESS_EVERY);
+        tick.tick().await;
+        let mut ready = false;
+        loop {
+            tokio::select! {
+                ev = rx.recv() => {
+                    let Some(ev) = ev else { break };
+                    ready |= matches!(ev, RoomEvent::Ready(_));
+                    print_event(printer, tunnel, &ev);
+                }
+                _ = tick.tick(), if progress && !ready => {
+                    printer.note(&format!(
+                        "waiting for the {tunnel} tunnel's public URL ({}s)…",
+                        started.elapsed().as_secs()
+                    ));
+                }
+            }
         }
     };
     let (result, ()) = tokio::join!(room, print);
@@ -155,7 +207,13 @@ pub async fn open(
         }
         Err(RoomError::Client(e)) => Err(e.into()),
         Err(RoomError::Tunnel(t)) => {
-            printer.note(&format!("agentroom: error: tunnel: {t}"));
+            printer.note(&format!("agentroom: error: tunnel: {}", crate::client::error_text(&t)));
+            if matches!(t, TunnelError::Install(_)) {
+                printer.note(
+                    "agentroom: hint: offline, or no cloudflared? `--tunnel none` serves loopback \
+                     (add `--bind 0.0.0.0` for the LAN); `--tunnel bore` uses a bore server",
+                );
+            }
             // A missing or bad binary is the user's to fix, not the network's.
             Ok(match t {
                 TunnelError::Install(
@@ -347,16 +405,17 @@ async fn status(home: Option<PathBuf>, printer: Printer) -> anyhow::Result<ExitS
     let st = control::status(home.dir()).await?;
     let value = serde_json::to_value(&st)?;
     printer.event("room_status", value, || Some(status_text(&st)));
-    Ok(if st.running { ExitStatus::Success } else { ExitStatus::Failure })
+    // Not running is an answer, not a failure (exit 0, as in the TypeScript agentroom).
+    Ok(ExitStatus::Success)
 }
 
 fn status_text(st: &control::RoomStatus) -> String {
     let mut s = String::new();
     match &st.room {
         None => {
-            s.push_str("No room is running in this home.");
+            s.push_str("not running");
             if st.stale_cleaned {
-                s.push_str(" (A stale state file from a crashed room was removed.)");
+                s.push_str(" (a stale state file from a crashed room was removed)");
             }
         }
         Some(r) => {
@@ -399,6 +458,9 @@ fn status_text(st: &control::RoomStatus) -> String {
                 "  {}  {}  {}  via {}\n",
                 p.name, p.role, p.fingerprint, p.relay_url
             ));
+            if let Some(n) = &p.safety_number {
+                s.push_str(&format!("    safety number {n}\n"));
+            }
         }
     }
     if st.outbox_pending > 0 {
@@ -416,6 +478,20 @@ async fn stop(
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let home = home_of(home)?;
+    if let Some(port) = args.port {
+        let room = crate::room::state::read(home.dir())?;
+        let on_port = room.as_ref().is_some_and(|r| {
+            url::Url::parse(&r.local_url).ok().and_then(|u| u.port()) == Some(port)
+        });
+        if !on_port {
+            printer.event(
+                "room_stop",
+                json!({"outcome": StopOutcome::NotRunning, "port": port}),
+                || Some(format!("No room of this home listens on port {port}.")),
+            );
+            return Ok(ExitStatus::Success);
+        }
+    }
     let outcome = control::stop(home.dir(), args.timeout).await?;
     printer.event("room_stop", json!({"outcome": outcome}), || {
         Some(

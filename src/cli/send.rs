@@ -14,6 +14,10 @@ use crate::client::{Client, send, store};
 
 /// Options of `agentroom send`.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  agentroom send alice \"hello from my agent\"
+  echo 'long text' | agentroom send alice -
+  agentroom send alice 'what is 2+2?' --wait-reply --timeout 2m --json")]
 pub struct SendArgs {
     /// Peer: label, public key, or a unique prefix of the key or fingerprint.
     #[arg(allow_hyphen_values = true)]
@@ -27,6 +31,9 @@ pub struct SendArgs {
     /// How long `--wait-reply` waits (e.g. 90s, 5m).
     #[arg(long, value_parser = parse_duration, default_value = "120s", value_name = "DURATION", requires = "wait_reply")]
     pub timeout: Duration,
+    /// Relay to use (TypeScript spelling): every peer's relay is dialled here.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
 }
 
 /// Run `send`.
@@ -48,6 +55,7 @@ pub async fn run(
     let home = home_of(home)?;
     let (cancel, sig) = super::cancel_on_signals();
     let mut client = Client::open(&home, cancel.clone())?;
+    super::compat::redirect_relays(&mut client, args.server.as_deref())?;
     let wait = args.wait_reply.then_some(args.timeout);
     let result = send::send(&mut client, &args.peer, &text, wait).await;
     cancel.cancel();

@@ -4,59 +4,138 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use serde_json::json;
 
 use super::duration::parse_duration;
 use super::{ExitStatus, Printer, home_of};
 use crate::client::Client;
+use crate::client::relay_url::RelayUrl;
 use crate::client::serve::{ServeOptions, serve};
 use crate::handler::HandlerCommand;
+use crate::handler::env::PassEnv;
 
 /// Options of `agentroom serve`.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  agentroom serve --on-message ./scripts/handlers/echo.sh --json
+  agentroom serve --on-message 'claude -p \"$(cat)\"' --seed 'hi!' --to alice --max-turns 4
+  agentroom serve --on-message ./scripts/handlers/openai.sh --pass-env OPENAI_API_KEY")]
 pub struct ServeArgs {
     /// Handler, run with `sh -c` per message: text on stdin, reply = trimmed stdout
-    /// (exit 0, non-empty). Env: AGENTROOM_FROM, AGENTROOM_PK, AGENTROOM_MSG_ID.
+    /// (exit 0, non-empty). Env: AGENTROOM_FROM (sender key), AGENTROOM_PK (our key),
+    /// AGENTROOM_PEER_PK, AGENTROOM_PEER_LABEL, AGENTROOM_SELF_PK, AGENTROOM_MSG_ID.
     #[arg(long, value_name = "CMD")]
     pub on_message: String,
-    /// Send this first (needs --to): opens a conversation between two bots.
+    #[command(flatten)]
+    pub handler: HandlerArgs,
+    /// Send this first (needs --to): opens a conversation between two bots. It is turn 1.
     #[arg(long, value_name = "TEXT", requires = "to", allow_hyphen_values = true)]
     pub seed: Option<String>,
     /// Peer for --seed.
     #[arg(long, value_name = "PEER", requires = "seed", allow_hyphen_values = true)]
     pub to: Option<String>,
-    /// Stop after handling this many messages.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_turns: Option<u64>,
-    /// Handlers running at once (replies may then go out of order).
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub concurrency: u16,
-    /// Kill the handler's whole process group after this long.
-    #[arg(long, visible_alias = "handler-timeout", value_parser = parse_duration, default_value = "120s", value_name = "DURATION")]
-    pub timeout: Duration,
+    /// Stop after the first message is handled.
+    #[arg(long)]
+    pub once: bool,
+    /// Relay to use (TypeScript spelling): every peer's relay is dialled here, and
+    /// `--invite` publishes on it [default: the one given to `setup --relay`].
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// Publish a single-use invite on the live connection first and print it
+    /// (`invite` event with `url`).
+    #[arg(long)]
+    pub invite: bool,
     /// Delete history (and read messages) older than this, now and every second
     /// while running (e.g. 30d). Default: keep everything.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub retain: Option<Duration>,
 }
 
-/// Run `serve` until Ctrl-C or `--max-turns`.
+/// Handler options shared by `serve` and `room open`.
+#[derive(Debug, Args)]
+pub struct HandlerArgs {
+    /// Stop after this many turns (a turn is a message we send: each reply, and
+    /// the seed); 0 = unlimited.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_turns: u64,
+    /// Handlers running at once (replies may then go out of order).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+    /// Kill the handler's whole process group after this long; 0 = no timeout.
+    #[arg(long, visible_alias = "handler-timeout", value_parser = parse_duration, default_value = "120s", value_name = "DURATION")]
+    pub timeout: Duration,
+    /// Let this variable of our environment through to the handler (repeatable).
+    /// Handlers otherwise see only PATH, HOME, LANG, LC_*, TERM, TMPDIR, USER and
+    /// AGENTROOM_*; HMAC_SECRET* and BORE_SECRET never.
+    #[arg(long = "pass-env", value_name = "NAME", value_parser = pass_env_name)]
+    pub pass_env: Vec<String>,
+}
+
+impl HandlerArgs {
+    /// The handler for `command`, checking the `--pass-env` names.
+    pub fn command(&self, command: String) -> anyhow::Result<HandlerCommand> {
+        if command.trim().is_empty() {
+            anyhow::bail!("--on-message needs a command");
+        }
+        let mut cmd = HandlerCommand::new(command, self.timeout);
+        cmd.pass_env = PassEnv::new(self.pass_env.clone())?;
+        Ok(cmd)
+    }
+
+    /// `--max-turns`, with 0 meaning no limit.
+    pub fn max_turns(&self) -> Option<u64> {
+        (self.max_turns > 0).then_some(self.max_turns)
+    }
+}
+
+/// A `--pass-env` name, checked when parsing (a refused name is a usage error).
+fn pass_env_name(name: &str) -> Result<String, String> {
+    PassEnv::new(vec![name.to_owned()]).map_err(|e| e.to_string())?;
+    Ok(name.to_owned())
+}
+
+/// Run `serve` until Ctrl-C, `--max-turns` or `--once`.
 pub async fn run(
     home: Option<PathBuf>,
     args: ServeArgs,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    if args.on_message.trim().is_empty() {
-        anyhow::bail!("--on-message needs a command");
-    }
+    let handler = args.handler.command(args.on_message)?;
     let home = home_of(home)?;
     let (cancel, sig) = super::cancel_on_signals();
     let mut client = Client::open(&home, cancel.clone())?;
     client.set_retention(args.retain)?;
+    let server = super::compat::redirect_relays(&mut client, args.server.as_deref())?;
+    if args.invite {
+        let relay = match &server {
+            Some(s) => s.clone(),
+            None => match home.load_config()?.relay_url {
+                Some(r) => RelayUrl::parse(&r)?,
+                None => return Err(crate::client::ClientError::NoRelay.into()),
+            },
+        };
+        let ttl = crate::defaults::INVITE_TTL;
+        let created = crate::client::invites::create(&mut client, &relay, ttl, None).await?;
+        let row = created.row;
+        let accept = format!("agentroom invite accept '{}'", row.encoded);
+        printer.event(
+            "invite",
+            json!({
+                "url": row.encoded,
+                "id": row.id,
+                "relay": row.relay_url,
+                "expires_at": row.expires_at,
+                "accept_command": accept,
+            }),
+            || Some(format!("Give this to the other agent (single use):\n  {accept}")),
+        );
+    }
     let opts = ServeOptions {
-        handler: HandlerCommand { command: args.on_message, timeout: args.timeout },
+        handler,
         seed: args.seed.zip(args.to).map(|(text, to)| (to, text)),
-        max_turns: args.max_turns,
-        concurrency: usize::from(args.concurrency),
+        max_turns: args.handler.max_turns(),
+        once: args.once,
+        concurrency: usize::from(args.handler.concurrency),
     };
     let result =
         serve(&mut client, &opts, &mut |ev| super::listen::print_event(printer, &ev)).await;

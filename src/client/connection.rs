@@ -329,6 +329,8 @@ impl Actor {
                     self.emit(LinkEvent::Fatal { relay: self.relay.clone(), error: e });
                     return;
                 }
+                // The reason alone: it is wrapped in `Unreachable` again below.
+                Ok(Err(LinkError::Unreachable { reason, .. })) => (reason, false),
                 Ok(Err(e)) => (e.to_string(), false),
                 Err(_) => (format!("no welcome within {}s", HANDSHAKE_TIMEOUT.as_secs()), false),
             };

@@ -1,13 +1,17 @@
 //! What `listen` and `serve` report, one value per line of `--json` output.
 //! Serialised with an `event` tag; the printer adds `ts`. Never a secret; message
-//! text only in `received` (the user asked to see it) and `replied`.
+//! text only in `message` (the user asked to see it) and `replied`.
+//!
+//! Names and fields follow the TypeScript agentroom where it has the same moment
+//! (`serving`, `message{from,text}`, `send_error`, `handler_error{code}`,
+//! `done{replies}`), with our richer fields beside them in the same object.
 
 use serde::Serialize;
 
 use super::store::{InboxRow, PeerRow};
 use crate::crypto::{IdentityPublicKey, fingerprint};
 
-/// The `send_failed` code when the peer reported it could not decrypt a message
+/// The `send_error` code when the peer reported it could not decrypt a message
 /// (a client-side code: the relay never sends it).
 pub const UNDECRYPTABLE: &str = "undecryptable";
 
@@ -20,6 +24,9 @@ pub struct PeerRef {
     pub label: Option<String>,
     /// Fingerprint.
     pub fingerprint: String,
+    /// The pair's safety number, where it matters (`paired`: compare it out of band).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub safety_number: Option<String>,
 }
 
 impl PeerRef {
@@ -29,6 +36,7 @@ impl PeerRef {
             pk: pk.to_b64u(),
             label: row.and_then(|r| r.label.clone()),
             fingerprint: fingerprint(pk),
+            safety_number: None,
         }
     }
 
@@ -96,6 +104,13 @@ pub enum Event {
         /// Envelopes it had queued.
         pending: u64,
     },
+    /// `serve` is up: handling messages from now on (the TypeScript `serving`).
+    Serving {
+        /// Our identity key (b64u).
+        pk: String,
+        /// The relays it logs in to.
+        relays: Vec<String>,
+    },
     /// A relay connection dropped; retrying.
     Disconnect {
         /// Relay URL.
@@ -118,17 +133,22 @@ pub enum Event {
         peer: PeerRef,
     },
     /// A message arrived (flattened: `id`, `from`, `fingerprint`, `text`, ...).
+    /// Named `message` as in the TypeScript agentroom.
+    #[serde(rename = "message")]
     Received {
         /// The message.
         #[serde(flatten)]
         message: MessageInfo,
     },
-    /// The handler answered; the reply is queued (and sent when the relay is up).
+    /// The handler answered (or `--seed` opened the conversation); the message is
+    /// queued and sent when the relay is up.
     Replied {
         /// Envelope id of the reply.
         id: String,
-        /// Message answered.
-        reply_to: String,
+        /// Message answered (`None` for the seed).
+        reply_to: Option<String>,
+        /// The `--seed` message (turn 1), not a handler's answer.
+        seed: bool,
         /// Recipient.
         to: String,
         /// Reply text.
@@ -147,6 +167,8 @@ pub enum Event {
         id: String,
         /// Its sender.
         from: String,
+        /// Exit code, if it exited (the TypeScript name).
+        code: Option<i32>,
         /// Exit code, if it exited.
         exit_code: Option<i32>,
         /// Signal, if killed by one.
@@ -163,7 +185,8 @@ pub enum Event {
         /// `delivered` or `stored`.
         status: String,
     },
-    /// The relay refused a message of ours for good.
+    /// The relay refused a message of ours for good (the TypeScript `send_error`).
+    #[serde(rename = "send_error")]
     SendFailed {
         /// Envelope id.
         id: String,
@@ -183,6 +206,9 @@ pub enum Event {
     Done {
         /// Messages handled (serve) or shown (listen).
         count: u64,
+        /// `serve`: messages sent, the seed included (the TypeScript `replies`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        replies: Option<u64>,
         /// Why it ended (`max_turns`, `once`, `cancelled`).
         reason: String,
     },
@@ -210,7 +236,12 @@ pub fn from_incoming(client: &super::Client, inc: &super::Incoming) -> Option<Ev
         Incoming::Presence { peer, online } => {
             Event::PeerOnline { peer: peer_ref(peer), online: *online }
         }
-        Incoming::Paired { peer } => Event::Paired { peer: PeerRef::new(&peer.pk, Some(peer)) },
+        Incoming::Paired { peer } => {
+            let mut r = PeerRef::new(&peer.pk, Some(peer));
+            r.safety_number =
+                Some(crate::crypto::safety_number(&client.identity().public(), &peer.pk));
+            Event::Paired { peer: r }
+        }
         Incoming::Sent { id, status } => Event::Sent {
             id: id.to_b64u(),
             status: match status {

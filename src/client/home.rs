@@ -17,7 +17,7 @@ pub enum HomeError {
     #[error("cannot find a home directory: pass --home DIR or set AGENTROOM_HOME")]
     NoHome,
     /// Reading, creating or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -26,7 +26,7 @@ pub enum HomeError {
         source: std::io::Error,
     },
     /// A state file exists but does not parse.
-    #[error("{path} is corrupt ({source}); move it away or restore it from a backup")]
+    #[error("{path} is corrupt; move it away or restore it from a backup")]
     Corrupt {
         /// The file.
         path: PathBuf,

@@ -17,7 +17,7 @@ const IDENTITY_FILE_VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     /// No identity in this home yet.
-    #[error("no identity in {0}: run `agentroom setup` first")]
+    #[error("no identity in {0}: run `agentroom --home '{0}' setup` first")]
     Missing(std::path::PathBuf),
     /// The file exists but is not a valid identity.
     #[error("identity file {0} is corrupt; move it away or restore it from a backup")]
@@ -27,7 +27,7 @@ pub enum IdentityError {
     Home(#[from] super::home::HomeError),
     /// The key could not be derived (libsodium failure).
     #[error("cannot derive the identity key: {0}")]
-    Key(#[from] crate::crypto::KeyError),
+    Key(crate::crypto::KeyError),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -94,6 +94,35 @@ pub fn load_or_create(home: &Home) -> Result<(IdentityKeyPair, bool), IdentityEr
     fsutil::write_private_atomic(&path, &bytes)
         .map_err(|source| super::home::HomeError::Io { path, source })?;
     Ok((pair, true))
+}
+
+/// Forget this home's identity and everything tied to it: the identity file and
+/// the state database (peers, sessions, queues, invites). `setup --force` then
+/// creates a new identity. The relay database and `config.json` stay.
+pub fn discard(home: &Home) -> Result<(), IdentityError> {
+    let db = home.db_path();
+    let mut paths = vec![home.identity_path(), db.clone()];
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut p = db.clone().into_os_string();
+        p.push(suffix);
+        paths.push(p.into());
+    }
+    for path in paths {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(super::home::HomeError::Io { path, source }.into()),
+        }
+    }
+    Ok(())
+}
+
+// The cause is printed in these variants' messages, so they are not `#[source]`
+// (an error chain would print it twice); hence hand-written `From`s.
+impl From<crate::crypto::KeyError> for IdentityError {
+    fn from(e: crate::crypto::KeyError) -> Self {
+        Self::Key(e)
+    }
 }
 
 #[cfg(test)]

@@ -143,6 +143,8 @@ pub struct Accepted {
     pub fingerprint: String,
     /// The safety number of the pair (compare it out of band).
     pub safety_number: String,
+    /// The relay announced the host online while the claim went through.
+    pub host_online: bool,
 }
 
 /// Before `invite accept` in a home without an identity: check the invite, then
@@ -167,6 +169,18 @@ pub async fn accept(
     encoded: &str,
     label: Option<String>,
 ) -> Result<Accepted, ClientError> {
+    accept_via(client, encoded, label, None).await
+}
+
+/// [`accept`], reaching the invite's relay at `server` instead of the URL signed
+/// into the invite (the same relay reached another way: `invite accept --server`).
+/// The peer keeps `server` as its relay.
+pub async fn accept_via(
+    client: &mut Client,
+    encoded: &str,
+    label: Option<String>,
+    server: Option<&RelayUrl>,
+) -> Result<Accepted, ClientError> {
     let invite = Invite::parse(encoded)?;
     invite.check_fresh(now_secs())?;
     let host = invite.host();
@@ -181,7 +195,10 @@ pub async fn accept(
             return Err(ClientError::LabelTaken(l.clone()));
         }
     }
-    let relay = RelayUrl::parse(invite.relay_url())?;
+    let relay = match server {
+        Some(s) => s.clone(),
+        None => RelayUrl::parse(invite.relay_url())?,
+    };
     // Reach the relay before storing anything: unreachable leaves no state.
     client.connect(&relay)?;
     client
@@ -207,8 +224,13 @@ pub async fn accept(
     let row = seal_in(&tx, &peer, &hello, Some(invite.id().0))?;
     tx.commit().map_err(store::StoreError::from)?;
     client.offer(&row)?;
+    let mut host_online = false;
     let sent = client
         .wait_for(REQUEST_TIMEOUT, "the relay to accept the invite claim", |_, inc| match inc {
+            Incoming::Presence { peer, online } if *peer == host => {
+                host_online = *online;
+                None
+            }
             Incoming::Sent { id, .. } if *id == row.id => Some(Ok(())),
             Incoming::SendFailed { id, code, message } if *id == row.id => {
                 Some(Err(ClientError::InviteRefused(*code, message.clone())))
@@ -224,5 +246,10 @@ pub async fn accept(
         return Err(e);
     }
     let me = client.identity().public();
-    Ok(Accepted { fingerprint: fingerprint(&host), safety_number: safety_number(&me, &host), peer })
+    Ok(Accepted {
+        fingerprint: fingerprint(&host),
+        safety_number: safety_number(&me, &host),
+        peer,
+        host_online,
+    })
 }

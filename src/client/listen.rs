@@ -39,7 +39,7 @@ pub async fn listen(
     client.set_link_options(super::connection::LinkOptions::long_running());
     let mut shown = 0u64;
     if show_backlog(client, from.as_ref(), opts.once, &mut shown, emit)? {
-        emit(Event::Done { count: shown, reason: "once".into() });
+        emit(Event::Done { count: shown, replies: None, reason: "once".into() });
         return Ok(shown);
     }
     let relays = client.connect_all()?;
@@ -67,12 +67,12 @@ pub async fn listen(
                 if shown == 0 {
                     return Err(ClientError::Timeout(opts.timeout.unwrap_or_default(), "a message"));
                 }
-                emit(Event::Done { count: shown, reason: "timeout".into() });
+                emit(Event::Done { count: shown, replies: None, reason: "timeout".into() });
                 return Ok(shown);
             }
         };
         let Some(inc) = inc else {
-            emit(Event::Done { count: shown, reason: "cancelled".into() });
+            emit(Event::Done { count: shown, replies: None, reason: "cancelled".into() });
             return Ok(shown);
         };
         match inc {
@@ -94,7 +94,7 @@ pub async fn listen(
             }
         }
     }
-    emit(Event::Done { count: shown, reason: "once".into() });
+    emit(Event::Done { count: shown, replies: None, reason: "once".into() });
     Ok(shown)
 }
 

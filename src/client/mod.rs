@@ -43,6 +43,20 @@ pub use engine::{Client, Incoming};
 
 use crate::protocol::ErrorCode;
 
+/// An error and its causes on one line (`a: b: c`), for output that has no
+/// error-chain printer (MCP results, events). Each variant says its cause once,
+/// either in its message or as its source, so nothing repeats.
+pub fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 /// How a failure should be reported (the CLI maps these to exit codes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
@@ -76,10 +90,10 @@ pub enum ClientError {
     Link(#[from] connection::LinkError),
     /// A pasted invite is malformed, forged or expired.
     #[error("invite refused: {0}")]
-    Invite(#[from] crate::crypto::InviteError),
+    Invite(crate::crypto::InviteError),
     /// A session operation failed (a damaged session record, or key trouble).
     #[error("session error: {0}")]
-    Session(#[from] crate::crypto::SessionError),
+    Session(crate::crypto::SessionError),
     /// Nothing to listen to: no peers and no open invites.
     #[error(
         "no peers and no open invites yet: run `agentroom invite create` or `agentroom invite accept` first"
@@ -88,6 +102,12 @@ pub enum ClientError {
     /// No peer matches.
     #[error("unknown peer {0:?}: see `agentroom peers`")]
     UnknownPeer(String),
+    /// No peer matches, but a label is close.
+    #[error("unknown peer {0:?}: did you mean {1:?}? (see `agentroom peers`)")]
+    UnknownPeerNear(String, String),
+    /// A key or fingerprint prefix shorter than 4 characters.
+    #[error("peer prefix {0:?} is too short (4+ characters of the key or fingerprint, or a label)")]
+    PrefixTooShort(String),
     /// Several peers match a prefix.
     #[error("peer {0:?} is ambiguous ({1} peers match): use more characters or the label")]
     AmbiguousPeer(String, usize),
@@ -159,12 +179,31 @@ impl ClientError {
         match self {
             ClientError::Identity(identity::IdentityError::Missing(_))
             | ClientError::UnknownPeer(_)
+            | ClientError::UnknownPeerNear(..)
+            | ClientError::PrefixTooShort(_)
             | ClientError::NoPeers
             | ClientError::AmbiguousPeer(..) => ErrorClass::NoSession,
             ClientError::Link(_) | ClientError::Timeout(..) => ErrorClass::Network,
-            ClientError::NoRelay | ClientError::RelayUrl(_) => ErrorClass::Usage,
+            // A bad invite is bad input (exit 2, as in the TypeScript agentroom).
+            ClientError::NoRelay | ClientError::RelayUrl(_) | ClientError::Invite(_) => {
+                ErrorClass::Usage
+            }
             _ => ErrorClass::Failure,
         }
+    }
+}
+
+// The cause is printed in these variants' messages, so they are not `#[source]`
+// (an error chain would print it twice); hence hand-written `From`s.
+impl From<crate::crypto::InviteError> for ClientError {
+    fn from(e: crate::crypto::InviteError) -> Self {
+        Self::Invite(e)
+    }
+}
+
+impl From<crate::crypto::SessionError> for ClientError {
+    fn from(e: crate::crypto::SessionError) -> Self {
+        Self::Session(e)
     }
 }
 

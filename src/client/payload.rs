@@ -6,13 +6,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::protocol::EnvelopeId;
 
-/// Largest text accepted for sending: the sealed body (text + JSON + 130 bytes of
-/// crypto overhead) base64url-encoded must fit the relay's 64 KiB frame.
-pub const MAX_TEXT_BYTES: usize = 44 * 1024;
+/// Largest text accepted for sending: 144 KiB of UTF-8, what the TypeScript
+/// agentroom carries, so its users' long messages still go through.
+pub const MAX_TEXT_BYTES: usize = 144 * 1024;
 
-/// Largest serialised payload (JSON escaping can grow a text): 47104 bytes seal to
-/// ~47.3 KB, ~63 KB in base64url, inside the 64 KiB frame with the `send` fields.
-pub const MAX_PAYLOAD_BYTES: usize = 46 * 1024;
+/// Largest serialised payload (JSON escaping can grow a text): 190 KiB seal to
+/// ~190.1 KiB, ~253.5 KiB in base64url, inside the 256 KiB frame with the `send`
+/// fields. A text under [`MAX_TEXT_BYTES`] whose escaping (quotes, control
+/// characters) grows it past this is refused as too large.
+pub const MAX_PAYLOAD_BYTES: usize = 190 * 1024;
 
 /// One decoded payload.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -25,7 +25,7 @@ pub fn resolve(conn: &Connection, query: &str) -> Result<PeerRow, ClientError> {
     }
     let norm = normalise_fp(q);
     if q.len() < MIN_PREFIX {
-        return Err(ClientError::UnknownPeer(q.to_owned()));
+        return Err(ClientError::PrefixTooShort(q.to_owned()));
     }
     let matches: Vec<PeerRow> = peers
         .into_iter()
@@ -36,12 +36,44 @@ pub fn resolve(conn: &Connection, query: &str) -> Result<PeerRow, ClientError> {
         })
         .collect();
     match matches.len() {
-        0 => Err(ClientError::UnknownPeer(q.to_owned())),
+        0 => Err(match closest_label(conn, q)? {
+            Some(near) => ClientError::UnknownPeerNear(q.to_owned(), near),
+            None => ClientError::UnknownPeer(q.to_owned()),
+        }),
         1 => {
             Ok(matches.into_iter().next().ok_or_else(|| ClientError::UnknownPeer(q.to_owned()))?)
         }
         n => Err(ClientError::AmbiguousPeer(q.to_owned(), n)),
     }
+}
+
+/// The label closest to `query` (edit distance at most a third of its length, at
+/// least 2), for a "did you mean" hint.
+fn closest_label(conn: &Connection, query: &str) -> Result<Option<String>, ClientError> {
+    let q = query.to_lowercase();
+    let best = store::list_peers(conn)?
+        .into_iter()
+        .filter_map(|p| p.label)
+        .map(|l| (edit_distance(&q, &l.to_lowercase()), l))
+        .min_by_key(|(d, _)| *d);
+    let limit = (q.chars().count() / 3).max(2);
+    Ok(best.filter(|(d, _)| *d <= limit).map(|(_, l)| l))
+}
+
+/// Levenshtein distance over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(cur).min(row[j]) };
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 fn normalise_fp(s: &str) -> String {
@@ -56,7 +88,7 @@ pub async fn resolve_synced(
     query: &str,
 ) -> Result<PeerRow, ClientError> {
     match resolve(client.conn(), query) {
-        Err(ClientError::UnknownPeer(_)) => {
+        Err(ClientError::UnknownPeer(_) | ClientError::UnknownPeerNear(..)) => {
             if let Err(e) = client.sync(SYNC_TIMEOUT).await {
                 tracing::debug!(error = %e, "could not catch up with the relays");
             }
@@ -137,9 +169,23 @@ mod tests {
         let fp = fingerprint(&pb);
         assert_eq!(resolve(c, &fp[..9]).unwrap().pk, pb);
         assert_eq!(resolve(c, &fp[..9].replace(' ', "")).unwrap().pk, pb);
-        assert!(matches!(resolve(c, "bob"), Err(ClientError::UnknownPeer(_))));
-        assert!(matches!(resolve(c, "AAA"), Err(ClientError::UnknownPeer(_))), "too short");
+        assert!(matches!(resolve(c, "bobby"), Err(ClientError::UnknownPeer(_))));
+        assert!(matches!(resolve(c, "AAA"), Err(ClientError::PrefixTooShort(_))), "too short");
+        match resolve(c, "alcie") {
+            Err(ClientError::UnknownPeerNear(q, near)) => {
+                assert_eq!((q, near), ("alcie".into(), "alice".into()))
+            }
+            other => panic!("expected a suggestion, got {other:?}"),
+        }
         let unknown = IdentityPublicKey::from_bytes(&[9; 32]).unwrap().to_b64u();
         assert!(matches!(resolve(c, &unknown), Err(ClientError::UnknownPeer(_))));
+    }
+
+    #[test]
+    fn edit_distance_counts_single_edits() {
+        assert_eq!(edit_distance("alice", "alice"), 0);
+        assert_eq!(edit_distance("alcie", "alice"), 2);
+        assert_eq!(edit_distance("bob", "bobby"), 2);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 }

@@ -34,15 +34,19 @@ pub struct ServeOptions {
     pub handler: HandlerCommand,
     /// Open the conversation: (peer, text) sent once at start.
     pub seed: Option<(String, String)>,
-    /// Stop after handling this many messages (stops two bots looping forever).
+    /// Stop after this many turns (stops two bots looping forever). A turn is a
+    /// message we send: each reply, and the seed as turn 1 (the TypeScript meaning).
     pub max_turns: Option<u64>,
+    /// Stop after the first message is handled, replied to or not.
+    pub once: bool,
     /// Handlers running at once (replies may then go out of order).
     pub concurrency: usize,
 }
 
 type Finished = (InboxRow, Result<HandlerOutcome, HandlerError>);
 
-/// Run until cancelled or `max_turns` messages are handled. Returns the count.
+/// Run until cancelled, `max_turns` turns or (`once`) one handled message.
+/// Returns how many messages were handled.
 pub async fn serve(
     client: &mut Client,
     opts: &ServeOptions,
@@ -50,37 +54,52 @@ pub async fn serve(
 ) -> Result<u64, ClientError> {
     let concurrency = opts.concurrency.max(1);
     client.set_link_options(super::connection::LinkOptions::long_running());
+    let mut turns = 0u64;
+    let mut seeded = None;
     if let Some((to, text)) = &opts.seed {
         let peer = peers::resolve_synced(client, to).await?;
         if text.len() > MAX_TEXT_BYTES {
             return Err(ClientError::TooLarge(text.len()));
         }
-        client.queue(&peer, &Payload::Text { text: text.clone(), reply_to: None }, None)?;
+        let payload = Payload::Text { text: text.clone(), reply_to: None };
+        let id = client.queue(&peer, &payload, None)?;
+        seeded = Some((id, peer.pk.to_b64u(), text.clone()));
+        turns = 1;
     }
     let relays = client.connect_all()?;
     if relays.is_empty() {
         return Err(ClientError::NoPeers);
     }
+    emit(Event::Serving {
+        pk: client.identity().public().to_b64u(),
+        relays: relays.iter().map(ToString::to_string).collect(),
+    });
     for relay in relays {
         // Links already up (a library caller connected earlier) get no new login event.
         if client.is_up(&relay) {
             emit(Event::Connected { relay: relay.to_string(), pending: 0 });
         }
     }
+    let mut replies_in_flight: HashSet<EnvelopeId> = HashSet::new();
+    if let Some((id, to, text)) = seeded {
+        replies_in_flight.insert(id);
+        emit(Event::Replied { id: id.to_b64u(), reply_to: None, seed: true, to, text });
+    }
     let mut running: JoinSet<Finished> = JoinSet::new();
     let mut busy: HashSet<i64> = HashSet::new();
     let mut queue: VecDeque<InboxRow> = VecDeque::new();
-    let mut replies_in_flight: HashSet<EnvelopeId> = HashSet::new();
     let mut handled = 0u64;
     let mut poll = tokio::time::interval(INBOX_POLL);
     // Handlers report their process group here as they start; it is recorded with
     // the message so a run after a kill -9 can end an orphan first.
     let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel();
     let reason = loop {
-        let limit_hit = opts.max_turns.is_some_and(|m| handled >= m);
+        let limit_hit = opts.max_turns.is_some_and(|m| turns >= m) || (opts.once && handled >= 1);
+        // A running handler may still reply: count it as a turn until it is done.
         while !limit_hit
             && running.len() < concurrency
-            && opts.max_turns.is_none_or(|m| handled + (running.len() as u64) < m)
+            && opts.max_turns.is_none_or(|m| turns + (running.len() as u64) < m)
+            && !(opts.once && handled + (running.len() as u64) >= 1)
         {
             let Some(row) = queue.pop_front() else { break };
             if let Some((pgid, start)) = store::inbox_take_handler(client.conn(), row.seq)? {
@@ -100,7 +119,7 @@ pub async fn serve(
             });
         }
         if limit_hit && running.is_empty() && replies_in_flight.is_empty() {
-            break "max_turns";
+            break if opts.once { "once" } else { "max_turns" };
         }
         tokio::select! {
             inc = client.next() => {
@@ -139,6 +158,7 @@ pub async fn serve(
                 busy.remove(&row.seq);
                 if let Some(id) = finish(client, &row, outcome, emit)? {
                     replies_in_flight.insert(id);
+                    turns += 1;
                 }
                 handled += 1;
             }
@@ -160,7 +180,7 @@ pub async fn serve(
     // Cancelled: dropping `running` kills every handler's process group; their
     // messages stay `new` and unacked, and are handled on the next run.
     drop(running);
-    emit(Event::Done { count: handled, reason: reason.into() });
+    emit(Event::Done { count: handled, replies: Some(turns), reason: reason.into() });
     Ok(handled)
 }
 
@@ -172,13 +192,21 @@ fn received(client: &Client, row: &InboxRow) -> Event {
 /// The handler's stdin and environment for one message.
 fn request_for(client: &Client, row: &InboxRow) -> Result<HandlerRequest, ClientError> {
     let peer = store::get_peer(client.conn(), &row.peer)?;
-    let name = peer.as_ref().map_or_else(|| row.peer.fmt_short(), store::PeerRow::display_name);
+    let label = peer.as_ref().map_or_else(|| row.peer.fmt_short(), store::PeerRow::display_name);
+    let sender = row.peer.to_b64u();
+    let own = client.identity().public().to_b64u();
+    let var = |k: &str, v: String| (String::from(k), v);
+    // FROM and PK keep the TypeScript agentroom's meanings (sender's key, our key);
+    // the PEER_* / SELF_* names say which is which.
     let mut env = vec![
-        (String::from(crate::env::AGENTROOM_FROM), name),
-        (String::from(crate::env::AGENTROOM_PK), row.peer.to_b64u()),
-        (String::from(crate::env::AGENTROOM_MSG_ID), row.id.to_b64u()),
-        (String::from(crate::env::AGENTROOM_FINGERPRINT), fingerprint(&row.peer)),
-        (String::from(crate::env::AGENTROOM_HOME), client.home().dir().display().to_string()),
+        var(crate::env::AGENTROOM_FROM, sender.clone()),
+        var(crate::env::AGENTROOM_PK, own.clone()),
+        var(crate::env::AGENTROOM_PEER_PK, sender),
+        var(crate::env::AGENTROOM_PEER_LABEL, label),
+        var(crate::env::AGENTROOM_SELF_PK, own),
+        var(crate::env::AGENTROOM_MSG_ID, row.id.to_b64u()),
+        var(crate::env::AGENTROOM_FINGERPRINT, fingerprint(&row.peer)),
+        var(crate::env::AGENTROOM_HOME, client.home().dir().display().to_string()),
     ];
     if let Some(r) = row.reply_to {
         env.push((String::from(crate::env::AGENTROOM_REPLY_TO), r.to_b64u()));
@@ -202,6 +230,7 @@ fn finish(
         Ok(HandlerOutcome::Reply(text)) if text.len() > MAX_TEXT_BYTES => Event::HandlerError {
             id: msg_id,
             from,
+            code: Some(0),
             exit_code: Some(0),
             signal: None,
             timed_out: false,
@@ -223,7 +252,13 @@ fn finish(
                 tx.commit().map_err(store::StoreError::from)?;
                 client.offer(&out)?;
                 reply_id = Some(out.id);
-                Event::Replied { id: out.id.to_b64u(), reply_to: msg_id, to: from, text }
+                Event::Replied {
+                    id: out.id.to_b64u(),
+                    reply_to: Some(msg_id),
+                    seed: false,
+                    to: from,
+                    text,
+                }
             }
             None => {
                 Event::Dropped { from, reason: "peer removed before the reply was sent".into() }
@@ -233,6 +268,7 @@ fn finish(
         Ok(HandlerOutcome::Failed { exit_code, signal, stderr_tail }) => Event::HandlerError {
             id: msg_id,
             from,
+            code: exit_code,
             exit_code,
             signal,
             timed_out: false,
@@ -241,6 +277,7 @@ fn finish(
         Ok(HandlerOutcome::TimedOut { stderr_tail }) => Event::HandlerError {
             id: msg_id,
             from,
+            code: None,
             exit_code: None,
             signal: None,
             timed_out: true,
@@ -249,10 +286,11 @@ fn finish(
         Err(e) => Event::HandlerError {
             id: msg_id,
             from,
+            code: None,
             exit_code: None,
             signal: None,
             timed_out: false,
-            stderr: e.to_string(),
+            stderr: super::error_text(&e),
         },
     };
     // Failed or empty runs are not retried: the handler saw the message once.

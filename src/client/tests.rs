@@ -39,9 +39,10 @@ async fn library_flow_with_in_process_relay_and_dial_override() {
 
     let echo = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/handlers/echo.sh");
     let opts = ServeOptions {
-        handler: HandlerCommand { command: echo.into(), timeout: Duration::from_secs(30) },
+        handler: HandlerCommand::new(echo, Duration::from_secs(30)),
         seed: None,
         max_turns: None,
+        once: false,
         concurrency: 2,
     };
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
@@ -94,7 +95,7 @@ async fn library_flow_with_in_process_relay_and_dial_override() {
             assert_eq!(reason, "cancelled");
         }
     }
-    for want in ["connected", "paired", "received", "replied", "done"] {
+    for want in ["connected", "paired", "message", "replied", "done"] {
         assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
     }
     relay.shutdown().await;

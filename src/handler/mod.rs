@@ -2,8 +2,9 @@
 //!
 //! The contract (README "Handler contract"), same as the TypeScript agentroom's:
 //! - the command runs as `sh -c CMD`, in its own process group, with the message text
-//!   on stdin (then closed) and the request's variables (`AGENTROOM_FROM`,
-//!   `AGENTROOM_PK`, `AGENTROOM_MSG_ID`) added to the inherited environment;
+//!   on stdin (then closed) and a scrubbed environment ([`env`]): an allowlist of
+//!   inherited variables, the names given with `--pass-env`, and the request's
+//!   `AGENTROOM_*` variables; relay and tunnel secrets never reach it;
 //! - exit 0 with non-blank stdout → that stdout, trimmed, is the reply
 //!   ([`HandlerOutcome::Reply`]); exit 0 with blank stdout → no reply;
 //! - any other exit, or death by a signal → [`HandlerOutcome::Failed`] with the last
@@ -17,6 +18,7 @@
 //! stragglers get [`DRAIN_GRACE`] to close the pipes, then are terminated, so a
 //! background grandchild holding stdout open can neither hang us nor be orphaned.
 
+pub mod env;
 mod output;
 
 use std::os::unix::process::ExitStatusExt;
@@ -29,8 +31,9 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::process::{self, ProcessError};
 use output::Capture;
 
-/// Most stdout bytes kept from one handler run (1 MiB). Replies are far smaller
-/// (a message is < 64 KiB on the wire); the cap only stops a runaway handler.
+/// Most stdout bytes kept from one handler run (1 MiB). Replies are smaller (a
+/// text is at most 144 KiB); the cap only stops a runaway handler. Stdin is not
+/// capped: it carries one received message.
 pub const MAX_STDOUT_BYTES: usize = 1024 * 1024;
 /// Stderr bytes kept for events and errors: enough for a stack trace's last lines.
 pub const STDERR_TAIL_BYTES: usize = 2 * 1024;
@@ -46,8 +49,21 @@ pub const DRAIN_GRACE: Duration = Duration::from_secs(1);
 pub struct HandlerCommand {
     /// Passed to `sh -c` as is.
     pub command: String,
-    /// Run time before the group is killed.
-    pub timeout: Duration,
+    /// Run time before the group is killed; `None`: no limit (`--handler-timeout 0`).
+    pub timeout: Option<Duration>,
+    /// Inherited variables let through beyond the allowlist.
+    pub pass_env: env::PassEnv,
+}
+
+impl HandlerCommand {
+    /// A command with a timeout (`Duration::ZERO`: none) and no extra variables.
+    pub fn new(command: impl Into<String>, timeout: Duration) -> Self {
+        Self {
+            command: command.into(),
+            timeout: (!timeout.is_zero()).then_some(timeout),
+            pass_env: env::PassEnv::default(),
+        }
+    }
 }
 
 /// One message to handle.
@@ -55,7 +71,7 @@ pub struct HandlerCommand {
 pub struct HandlerRequest {
     /// The decrypted message text, written to stdin.
     pub text: String,
-    /// Variables added to the inherited environment.
+    /// The per-message `AGENTROOM_*` variables (added to the scrubbed environment).
     pub env: Vec<(String, String)>,
 }
 
@@ -139,7 +155,8 @@ pub async fn run_reporting_group(
     command
         .arg("-c")
         .arg(&cmd.command)
-        .envs(req.env.iter().map(|(k, v)| (k, v)))
+        .env_clear()
+        .envs(env::build(std::env::vars_os(), &cmd.pass_env, &req.env))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
@@ -148,7 +165,7 @@ pub async fn run_reporting_group(
     if let Some(g) = guard.group() {
         started(HandlerGroup { pgid: g.id(), leader_start: g.start_time() });
     }
-    tracing::debug!(pgid, timeout_ms = cmd.timeout.as_millis(), "handler started");
+    tracing::debug!(pgid, timeout_ms = cmd.timeout.map(|t| t.as_millis()), "handler started");
 
     let stdout = Capture::default();
     let stderr = Capture::default();
@@ -171,7 +188,10 @@ pub async fn run_reporting_group(
         })
     });
 
-    let exited = tokio::time::timeout(cmd.timeout, child.wait()).await;
+    let exited = match cmd.timeout {
+        Some(limit) => tokio::time::timeout(limit, child.wait()).await,
+        None => Ok(child.wait().await),
+    };
     let timed_out = exited.is_err();
     let status = match exited {
         Ok(status) => {
@@ -250,7 +270,7 @@ mod tests {
 
     #[tokio::test]
     async fn empty_command_is_refused() {
-        let cmd = HandlerCommand { command: "  ".into(), timeout: Duration::from_secs(1) };
+        let cmd = HandlerCommand::new("  ", Duration::from_secs(1));
         let req = HandlerRequest { text: String::new(), env: vec![] };
         assert!(matches!(run(&cmd, req).await, Err(HandlerError::EmptyCommand)));
     }

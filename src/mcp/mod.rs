@@ -48,10 +48,10 @@ pub enum McpError {
     Client(#[from] ClientError),
     /// The MCP client did not complete the `initialize` handshake.
     #[error("MCP handshake failed: {0}")]
-    Handshake(#[source] Box<rmcp::service::ServerInitializeError>),
+    Handshake(Box<rmcp::service::ServerInitializeError>),
     /// The server task died.
     #[error("MCP server task failed: {0}")]
-    Join(#[from] tokio::task::JoinError),
+    Join(tokio::task::JoinError),
 }
 
 /// Tunables of the tools, with reasons.
@@ -133,4 +133,12 @@ pub async fn serve(home: Home, cancel: CancellationToken) -> Result<(), McpError
     let ((), result) = tokio::join!(link_task, service);
     result?;
     Ok(())
+}
+
+// The cause is printed in these variants' messages, so they are not `#[source]`
+// (an error chain would print it twice); hence hand-written `From`s.
+impl From<tokio::task::JoinError> for McpError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Self::Join(e)
+    }
 }

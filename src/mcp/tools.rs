@@ -58,7 +58,7 @@ impl AgentroomServer {
     ) -> Result<T, String> {
         let mut db =
             self.db.lock().map_err(|_| "internal error: state lock poisoned".to_owned())?;
-        f(&mut db).map_err(|e| e.to_string())
+        f(&mut db).map_err(|e| crate::client::error_text(&e))
     }
 
     async fn run_job<T>(
@@ -70,7 +70,7 @@ impl AgentroomServer {
             return Err("the server is shutting down".into());
         }
         match rx.await {
-            Ok(r) => r.map_err(|e| e.to_string()),
+            Ok(r) => r.map_err(|e| crate::client::error_text(&e)),
             Err(_) => Err("the server is shutting down".into()),
         }
     }
@@ -339,7 +339,7 @@ impl AgentroomServer {
             .collect();
         let room = match crate::room::control::status(self.home.dir()).await {
             Ok(s) => serde_json::to_value(s).expect("room status is strings and integers"),
-            Err(e) => serde_json::json!({"error": e.to_string()}),
+            Err(e) => serde_json::json!({"error": crate::client::error_text(&e)}),
         };
         Ok(Json(StatusResult {
             identity: Identity {
@@ -362,7 +362,7 @@ impl AgentroomServer {
         let pick = match arg.map(str::trim).filter(|s| !s.is_empty()) {
             Some(r) => r.to_owned(),
             None => {
-                let config = self.home.load_config().map_err(|e| e.to_string())?;
+                let config = self.home.load_config().map_err(|e| crate::client::error_text(&e))?;
                 let room = crate::room::state::read(self.home.dir()).ok().flatten();
                 match (config.relay_url, room) {
                     (Some(r), _) => r,

@@ -27,7 +27,7 @@ pub enum FrameError {
     UnknownType,
     /// Not JSON, not an object, a missing or ill-typed field, or bad base64url.
     #[error("malformed frame: {0}")]
-    Malformed(#[source] serde_json::Error),
+    Malformed(serde_json::Error),
     /// A binary WebSocket message: the protocol is text-only.
     #[error("binary frames are not part of the protocol")]
     Binary,

@@ -41,7 +41,7 @@ pub enum AuthError {
 
 /// The generated HMAC secret file could not be read or written.
 #[derive(Debug, thiserror::Error)]
-#[error("HMAC secret file {path}: {source}")]
+#[error("HMAC secret file {path}")]
 pub struct SecretFileError {
     /// The file.
     pub path: String,

@@ -195,11 +195,15 @@ impl RelayConfig {
         if let Some(days) = parse::<u64>(&get, env::PENDING_TTL_DAYS)? {
             c.pending_ttl = Duration::from_secs(days.saturating_mul(86_400));
         }
-        if let Some(v) = parse::<usize>(&get, env::MAX_FRAME_BYTES)? {
-            if v < 1024 {
-                return Err(ConfigError::Invalid { var: env::MAX_FRAME_BYTES });
+        // WS_MAX_PAYLOAD is the TypeScript relay's name; MAX_FRAME_BYTES wins.
+        for var in [env::MAX_FRAME_BYTES, env::WS_MAX_PAYLOAD] {
+            if let Some(v) = parse::<usize>(&get, var)? {
+                if v < 1024 {
+                    return Err(ConfigError::Invalid { var });
+                }
+                c.max_frame = v;
+                break;
             }
-            c.max_frame = v;
         }
         if let Some(v) = parse(&get, env::MAX_INVITES_PER_PK)? {
             c.max_invites_per_pk = v;
@@ -277,6 +281,16 @@ mod tests {
         let m: HashMap<String, String> =
             pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn ws_max_payload_is_an_alias_of_max_frame_bytes() {
+        let db = ("AGENTROOM_DB", "/tmp/x.db");
+        let c = RelayConfig::from_lookup(lookup(&[db, ("WS_MAX_PAYLOAD", "4096")])).unwrap();
+        assert_eq!(c.max_frame, 4096);
+        let both = [db, ("WS_MAX_PAYLOAD", "4096"), ("MAX_FRAME_BYTES", "8192")];
+        assert_eq!(RelayConfig::from_lookup(lookup(&both)).unwrap().max_frame, 8192);
+        assert!(RelayConfig::from_lookup(lookup(&[db, ("WS_MAX_PAYLOAD", "10")])).is_err());
     }
 
     #[test]

@@ -49,12 +49,12 @@ pub use store::StoreError;
 pub enum RelayError {
     /// libsodium could not be initialised.
     #[error("crypto init failed: {0}")]
-    Crypto(#[from] crate::crypto::KeyError),
+    Crypto(crate::crypto::KeyError),
     /// The HMAC secret file could not be read or created.
     #[error(transparent)]
     Secret(#[from] SecretFileError),
     /// The database could not be opened or migrated.
-    #[error("relay database {path}: {source}")]
+    #[error("relay database {path}")]
     Store {
         /// The database path.
         path: String,
@@ -63,7 +63,7 @@ pub enum RelayError {
         source: StoreError,
     },
     /// The listening socket could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -314,5 +314,13 @@ impl RelayHandle {
 impl Drop for RelayHandle {
     fn drop(&mut self) {
         self.shared.shutdown.cancel();
+    }
+}
+
+// The cause is printed in these variants' messages, so they are not `#[source]`
+// (an error chain would print it twice); hence hand-written `From`s.
+impl From<crate::crypto::KeyError> for RelayError {
+    fn from(e: crate::crypto::KeyError) -> Self {
+        Self::Crypto(e)
     }
 }

@@ -75,6 +75,8 @@ async fn health(State(shared): State<Arc<Shared>>) -> Response {
     let db_ok = shared.store.health().await.is_ok();
     let body = serde_json::json!({
         "status": if db_ok { "ok" } else { "degraded" },
+        // The TypeScript relay's field, for monitors written against it.
+        "ok": db_ok,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": shared.started.elapsed().as_secs(),
         "db": if db_ok { "ok" } else { "error" },

@@ -46,12 +46,12 @@ const QUEUE_RETRY: Duration = Duration::from_millis(2);
 pub enum StoreError {
     /// SQLite reported an error.
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     /// The schema could not be brought up to date.
     #[error("database migration failed: {0}")]
-    Migration(#[from] rusqlite_migration::Error),
+    Migration(rusqlite_migration::Error),
     /// The database directory could not be created.
-    #[error("cannot create database directory {path}: {source}")]
+    #[error("cannot create database directory {path}")]
     Dir {
         /// The directory.
         path: PathBuf,
@@ -642,5 +642,19 @@ fn apply(
             defer(out, reply, r);
         }
         Cmd::Close => {}
+    }
+}
+
+// The cause is printed in these variants' messages, so they are not `#[source]`
+// (an error chain would print it twice); hence hand-written `From`s.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Sqlite(e)
+    }
+}
+
+impl From<rusqlite_migration::Error> for StoreError {
+    fn from(e: rusqlite_migration::Error) -> Self {
+        Self::Migration(e)
     }
 }

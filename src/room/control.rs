@@ -49,6 +49,9 @@ pub struct PeerStatus {
     pub name: String,
     /// Fingerprint.
     pub fingerprint: String,
+    /// The pair's safety number (compare it with the peer out of band).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub safety_number: Option<String>,
     /// `host` or `guest`: their side of the invite.
     pub role: &'static str,
     /// The relay we reach them through.
@@ -70,12 +73,15 @@ fn client_view(
         return Ok((Vec::new(), 0, false));
     }
     let store = store::Store::open(&db)?;
+    let home = crate::client::home::Home::at(home);
+    let me = crate::client::identity::load(&home).ok().map(|pair| pair.public());
     let peers = store::list_peers(store.conn())?
         .into_iter()
         .map(|p| PeerStatus {
             pk: p.pk.to_b64u(),
             name: p.display_name(),
             fingerprint: crate::crypto::fingerprint(&p.pk),
+            safety_number: me.as_ref().map(|me| crate::crypto::safety_number(me, &p.pk)),
             role: p.role.name(),
             relay_url: p.relay_url,
             last_seen: p.last_seen,

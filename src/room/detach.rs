@@ -27,7 +27,7 @@ const POLL: Duration = Duration::from_millis(100);
 #[derive(Debug, thiserror::Error)]
 pub enum DetachError {
     /// The log file could not be opened.
-    #[error("cannot open the room log {path}: {source}")]
+    #[error("cannot open the room log {path}")]
     Log {
         /// The log file.
         path: PathBuf,
@@ -37,7 +37,7 @@ pub enum DetachError {
     },
     /// This binary could not be found or started again.
     #[error("cannot start the background room: {0}")]
-    Spawn(#[source] std::io::Error),
+    Spawn(std::io::Error),
     /// The child exited before it was ready.
     #[error(
         "the background room exited (status {status}) before it was ready; end of {log}:\n{tail}"

@@ -37,7 +37,7 @@ pub enum RoomError {
     Relay(#[from] crate::relay::RelayError),
     /// The tunnel could not start.
     #[error("tunnel: {0}")]
-    Tunnel(#[from] crate::tunnel::TunnelError),
+    Tunnel(crate::tunnel::TunnelError),
     /// The state file could not be read or written.
     #[error(transparent)]
     State(#[from] state::StateError),
@@ -47,4 +47,12 @@ pub enum RoomError {
     /// `--detach`: the background room could not be started or died while starting.
     #[error(transparent)]
     Detach(#[from] detach::DetachError),
+}
+
+// The cause is printed in these variants' messages, so they are not `#[source]`
+// (an error chain would print it twice); hence hand-written `From`s.
+impl From<crate::tunnel::TunnelError> for RoomError {
+    fn from(e: crate::tunnel::TunnelError) -> Self {
+        Self::Tunnel(e)
+    }
 }

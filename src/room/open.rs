@@ -62,8 +62,14 @@ pub struct OpenOptions {
     pub label: Option<String>,
     /// The handler; `None` keeps the room up for `agentroom listen`.
     pub handler: Option<HandlerCommand>,
-    /// Stop after this many handled messages.
+    /// Stop after this many replies (turns).
     pub max_turns: Option<u64>,
+    /// Stop after the first handled message.
+    pub once: bool,
+    /// The relay's database (`None`: `<home>/relay.db`).
+    pub relay_db: Option<PathBuf>,
+    /// `--seed TEXT --to PEER`: sent first by the handler loop (an already paired peer).
+    pub seed: Option<(String, String)>,
     /// Handlers running at once.
     pub concurrency: usize,
     /// Where a detached room logs (recorded in the state file).
@@ -180,7 +186,7 @@ pub async fn run(
     }
     drop(pair);
     let mut relay = opts.relay.clone();
-    relay.db_path = home.dir().join(super::RELAY_DB);
+    relay.db_path = opts.relay_db.clone().unwrap_or_else(|| home.dir().join(super::RELAY_DB));
     let last_port = restart::last_port(&home)?;
     let stack = tokio::select! {
         s = restart::start_stack(relay, opts.tunnel.clone(), last_port) => s?,
@@ -234,7 +240,8 @@ async fn supervise(
     if stack.has_tunnel() {
         tokio::select! {
             r = stack.probe(opts.probe_timeout) => if let Err(e) = r {
-                tracing::warn!(error = %e, "relay not reachable through the tunnel yet");
+                // Reported as an event (and a note): info, so it is not printed twice.
+                tracing::info!(error = %e, "relay not reachable through the tunnel yet");
                 let _ = events.send(RoomEvent::ProbeFailed { error: e.to_string() });
             },
             () = cancel.cancelled() => return Ok(RoomEnd::Cancelled),
@@ -394,8 +401,10 @@ async fn wait(
 ) -> Result<Wait, RoomError> {
     let serve_opts = opts.handler.as_ref().map(|h| ServeOptions {
         handler: h.clone(),
-        seed: None,
+        // The seed is turn 1: once a turn is counted it was sent (no resend after a move).
+        seed: if *handled == 0 { opts.seed.clone() } else { None },
         max_turns: opts.max_turns.map(|m| m.saturating_sub(*handled)),
+        once: opts.once,
         concurrency: opts.concurrency.max(1),
     });
     let turns = std::cell::Cell::new(0u64);
@@ -403,10 +412,8 @@ async fn wait(
         match (client.as_mut(), &serve_opts) {
             (Some(c), Some(so)) => {
                 let r = serve(c, so, &mut |ev| {
-                    if matches!(
-                        ev,
-                        Event::Replied { .. } | Event::NoReply { .. } | Event::HandlerError { .. }
-                    ) {
+                    // Turns count replies, as in the TypeScript agentroom.
+                    if matches!(ev, Event::Replied { .. }) {
                         turns.set(turns.get() + 1);
                     }
                     if !matches!(ev, Event::Done { .. }) {
@@ -447,7 +454,7 @@ async fn wait(
                         tracing::info!(%url, restarts, "tunnel back at the same URL");
                     }
                     TunnelState::Down { restarts, retry_in } => {
-                        tracing::warn!(restarts, ?retry_in, "tunnel down; restarting");
+                        tracing::info!(restarts, ?retry_in, "tunnel down; restarting");
                         let _ = events.send(RoomEvent::TunnelDown { restarts, retry_in });
                     }
                     TunnelState::Stopped => {}

@@ -22,7 +22,7 @@ pub const STATE_VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// The file exists but could not be read or written.
-    #[error("room state file {path}: {source}")]
+    #[error("room state file {path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -31,7 +31,7 @@ pub enum StateError {
         source: io::Error,
     },
     /// The file is not valid room state (corrupt or from an incompatible version).
-    #[error("room state file {path} is corrupt: {source}")]
+    #[error("room state file {path} is corrupt")]
     Corrupt {
         /// The file.
         path: PathBuf,

@@ -61,7 +61,7 @@ pub enum InstallError {
     #[error("no pinned sha256 for {0}")]
     NoChecksum(String),
     /// The HTTP request failed, or the body ended early.
-    #[error("cannot download {url}: {source}")]
+    #[error("cannot download {url}")]
     Http {
         /// The asset URL.
         url: Url,
@@ -103,7 +103,7 @@ pub enum InstallError {
         actual: String,
     },
     /// A local file operation failed.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -168,8 +168,10 @@ impl BinarySearch {
     pub fn from_env(explicit: Option<PathBuf>, home: PathBuf, allow_download: bool) -> Self {
         Self {
             explicit,
-            env_bin: std::env::var_os(crate::env::CLOUDFLARED_BIN)
-                .filter(|v| !v.is_empty())
+            // AGENTROOM_CLOUDFLARED is the TypeScript agentroom's name for it.
+            env_bin: [crate::env::CLOUDFLARED_BIN, crate::env::AGENTROOM_CLOUDFLARED]
+                .into_iter()
+                .find_map(|var| std::env::var_os(var).filter(|v| !v.is_empty()))
                 .map(PathBuf::from),
             path_var: std::env::var_os("PATH"),
             home,
@@ -256,7 +258,8 @@ pub async fn download_verified(
     });
     if let Err(e) = &result {
         let _ = std::fs::remove_file(&tmp);
-        tracing::warn!(error = %e, "cloudflared download refused");
+        // The caller reports the error itself: info, so it is not printed twice.
+        tracing::info!(error = %e, "cloudflared download refused");
     } else {
         tracing::info!(path = %dest.display(), "cloudflared installed and verified");
     }

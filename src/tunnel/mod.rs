@@ -242,7 +242,7 @@ pub enum TunnelError {
         last_output: String,
     },
     /// The bore server refused or could not be reached.
-    #[error("bore server {server}: {source}")]
+    #[error("bore server {server}")]
     Bore {
         /// The server.
         server: String,

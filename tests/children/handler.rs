@@ -7,7 +7,7 @@ use agentroom::handler::{self, HandlerCommand, HandlerOutcome, HandlerRequest, M
 use crate::procfs::{read_pid_file, wait_group_gone};
 
 fn cmd(command: &str) -> HandlerCommand {
-    HandlerCommand { command: command.to_owned(), timeout: Duration::from_secs(30) }
+    HandlerCommand::new(command, Duration::from_secs(30))
 }
 
 fn req(text: &str) -> HandlerRequest {
@@ -133,7 +133,7 @@ async fn timeout_kills_the_group() {
     let pid_file = dir.path().join("pgid");
     let script = format!("echo $$ > '{}'; echo started >&2; sleep 600", pid_file.display());
     // Generous: the script must get to `sleep` before the timeout, even on a loaded box.
-    let command = HandlerCommand { command: script, timeout: Duration::from_secs(3) };
+    let command = HandlerCommand::new(script, Duration::from_secs(3));
     let out = handler::run(&command, req("")).await.unwrap();
     assert_eq!(out, HandlerOutcome::TimedOut { stderr_tail: "started\n".into() });
     let pgid = read_pid_file(&pid_file).await;
@@ -150,7 +150,7 @@ async fn timeout_kills_a_grandchild_that_ignores_sigterm() {
         "echo $$ > '{}'; (trap '' TERM; sleep 600; echo never) & trap '' TERM; sleep 600",
         pid_file.display()
     );
-    let command = HandlerCommand { command: script, timeout: Duration::from_secs(3) };
+    let command = HandlerCommand::new(script, Duration::from_secs(3));
     let out = handler::run(&command, req("")).await.unwrap();
     assert!(matches!(out, HandlerOutcome::TimedOut { .. }), "{out:?}");
     let pgid = read_pid_file(&pid_file).await;
@@ -177,7 +177,7 @@ async fn cancelled_run_kills_the_group() {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("pgid");
     let script = format!("echo $$ > '{}'; sleep 600 & sleep 600", pid_file.display());
-    let command = HandlerCommand { command: script, timeout: Duration::from_secs(600) };
+    let command = HandlerCommand::new(script, Duration::from_secs(600));
     // Boxed, so that `drop` really drops the future (a `pin!`ned one lives on).
     let mut run = Box::pin(handler::run(&command, req("")));
     let pgid = tokio::select! {

@@ -7,12 +7,12 @@ fn no_identity_unknown_peer_and_usage() {
     let tmp = tempfile::tempdir().unwrap();
     let a = Agent::new(tmp.path(), "a");
     let (code, stderr) = a.fails(&["whoami"]);
-    assert_eq!(code, 4, "{stderr}");
-    assert!(stderr.contains("agentroom setup"), "{stderr}");
+    assert_eq!(code, 1, "TypeScript: whoami without an identity exits 1: {stderr}");
+    assert!(stderr.contains("setup` first"), "{stderr}");
     let (code, _) = a.fails(&["send", "bob", "hi"]);
     assert_eq!(code, 4);
     a.setup();
-    let (code, stderr) = a.fails(&["send", "bob", "hi"]);
+    let (code, stderr) = a.fails(&["send", "bobby", "hi"]);
     assert_eq!(code, 4);
     assert!(stderr.contains("unknown peer"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
@@ -122,7 +122,7 @@ fn a_damaged_session_drops_its_messages_without_crashing() {
     let lines = host.json_any(&["listen", "--timeout", "2s"]);
     let dropped = lines.iter().find(|v| v["event"] == "dropped").expect("dropped event");
     assert!(dropped["reason"].as_str().unwrap().contains("corrupt"), "{dropped}");
-    assert!(lines.iter().all(|v| v["event"] != "received"));
+    assert!(lines.iter().all(|v| v["event"] != "message"));
     host.json(&["peers", "remove", "guest"]);
 }
 
@@ -139,9 +139,217 @@ fn waiting_for_a_reply_that_never_comes_is_a_network_timeout() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("timed out"));
-    // The envelope id is printed before the wait fails.
-    let sent: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(sent["event"], "sent");
+    // The envelope id is printed before the wait fails, then the error object.
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["event"], "sent");
+    assert_eq!(lines[1]["event"], "error");
+    assert_eq!(lines[1]["code"], 3);
     // The message itself went out: the host gets it.
     assert!(host.json(&["listen", "--once"]).iter().any(|v| v["text"] == "anyone?"));
+}
+
+/// The exact stderr of the common failures: one line, each cause said once.
+#[test]
+fn common_failures_print_each_cause_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(tmp.path());
+    let (a, b) = (Agent::new(tmp.path(), "a"), Agent::new(tmp.path(), "b"));
+    let stderr_of = |agent: &Agent, args: &[&str]| agent.fails(args).1.trim().to_owned();
+    let home = a.home.display().to_string();
+    assert_eq!(
+        stderr_of(&a, &["whoami"]),
+        format!(
+            "agentroom: error: no identity in {home}: run `agentroom --home '{home}' setup` first"
+        )
+    );
+    a.setup();
+    b.setup();
+    assert_eq!(
+        stderr_of(&a, &["invite", "accept", "ar1.garbage"]),
+        "agentroom: error: invite refused: malformed invite"
+    );
+    let invite = b.invite(&relay.url, "a");
+    let mut chars: Vec<char> = invite.chars().collect();
+    let i = chars.len() / 2;
+    chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
+    let tampered: String = chars.into_iter().collect();
+    let forged = stderr_of(&a, &["invite", "accept", &tampered]);
+    assert!(
+        forged == "agentroom: error: invite refused: invite signature does not verify"
+            || forged == "agentroom: error: invite refused: malformed invite",
+        "{forged}"
+    );
+    let dead = "ws://127.0.0.1:1/ws";
+    assert_eq!(
+        stderr_of(&a, &["invite", "create", "--relay", dead]),
+        format!(
+            "agentroom: error: cannot reach relay {dead}: IO error: Connection refused (os error 111)"
+        )
+    );
+    let out = std::process::Command::new(crate::common::BIN)
+        .args(["relay", "--port", &relay.port.to_string(), "--db"])
+        .arg(tmp.path().join("second.db"))
+        .env("LOG_LEVEL", "error")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        format!(
+            "agentroom: error: cannot listen on 127.0.0.1:{}: Address already in use (os error 98)",
+            relay.port
+        )
+    );
+}
+
+/// Every subcommand's `--help` ends with examples, `completions` writes a script
+/// for every shell, and `--json` failures are one `error` object on stdout.
+#[test]
+fn help_examples_completions_and_json_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Agent::new(tmp.path(), "a");
+    let commands: &[&[&str]] = &[
+        &["setup"],
+        &["whoami"],
+        &["invite"],
+        &["invite", "create"],
+        &["invite", "list"],
+        &["invite", "revoke"],
+        &["invite", "accept"],
+        &["peers"],
+        &["peers", "list"],
+        &["peers", "rename"],
+        &["peers", "remove"],
+        &["send"],
+        &["listen"],
+        &["serve"],
+        &["mcp"],
+        &["relay"],
+        &["room"],
+        &["room", "open"],
+        &["room", "status"],
+        &["room", "stop"],
+        &["host"],
+        &["version"],
+        &["completions"],
+    ];
+    for cmd in commands {
+        let out = a.cmd().args(*cmd).arg("--help").output().unwrap();
+        let help = String::from_utf8(out.stdout).unwrap();
+        assert!(out.status.success(), "{cmd:?}");
+        assert!(
+            help.contains("Examples:\n  agentroom "),
+            "{cmd:?} --help has no examples:\n{help}"
+        );
+    }
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let out = a.cmd().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(script.contains("agentroom") && script.contains("invite"), "{shell}");
+    }
+    assert_eq!(a.fails(&["completions", "tcsh"]).0, 2);
+    // -V only on the top level.
+    assert!(a.cmd().arg("-V").output().unwrap().status.success());
+    assert_eq!(a.fails(&["whoami", "-V"]).0, 2);
+    // --json: the failure is also one NDJSON object on stdout, same exit code.
+    let out = a.cmd().args(["--json", "whoami"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["event"], "error");
+    assert_eq!(v["code"], 1);
+    assert!(v["message"].as_str().unwrap().starts_with("no identity in "), "{v}");
+    // A 3-character prefix is too short; a near label gets a suggestion.
+    let relay = Relay::start(tmp.path());
+    let b = Agent::new(tmp.path(), "b");
+    crate::common::pair(&relay, &a, &b);
+    let (code, stderr) = b.fails(&["send", "abc", "hi"]);
+    assert_eq!(code, 4);
+    assert!(stderr.contains("too short (4+"), "{stderr}");
+    let (code, stderr) = b.fails(&["send", "hots", "hi"]);
+    assert_eq!(code, 4);
+    assert!(stderr.contains("did you mean \"host\""), "{stderr}");
+    // peers rename, and the safety number on both sides.
+    let renamed = &b.json(&["peers", "rename", "host", "alice"])[0];
+    assert_eq!(renamed["label"], "alice");
+    let mine = &b.json(&["peers"])[0];
+    assert_eq!(mine["label"], "alice");
+    let theirs = &a.json(&["peers"])[0];
+    assert!(mine["safety_number"].is_string());
+    assert_eq!(mine["safety_number"], theirs["safety_number"], "both sides see the same number");
+    // The post-accept hint repeats --home.
+    let c = Agent::new(tmp.path(), "c");
+    c.setup();
+    let inv = a.invite(&relay.url, "c");
+    let text = c.ok(&["invite", "accept", &inv]);
+    assert!(text.contains(&format!("agentroom --home '{}' send", c.home.display())), "{text}");
+}
+
+#[test]
+fn room_open_without_cloudflared_hints_at_other_tunnels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Agent::new(tmp.path(), "a");
+    let out = a
+        .cmd()
+        .args(["room", "open", "--no-download"])
+        .env_remove("CLOUDFLARED_BIN")
+        .env_remove("AGENTROOM_CLOUDFLARED")
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "a missing binary is the user's to fix");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--tunnel none") && stderr.contains("--tunnel bore"), "{stderr}");
+    assert!(!stderr.contains("\"level\""), "no JSON log line beside the error: {stderr}");
+}
+
+#[test]
+fn a_slow_tunnel_shows_progress_on_a_terminal() {
+    use std::io::{BufRead, BufReader};
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` to give the room a terminal");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("h");
+    let fake =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cloudflared/fake-cloudflared");
+    // `script` runs the room on a pseudo-terminal and copies what it writes to our pipe.
+    let line = format!(
+        "{} --home '{}' room open --cloudflared-bin '{}' --tunnel-timeout 120s",
+        crate::common::BIN,
+        home.display(),
+        fake.display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qefc", &line, "/dev/null"])
+        .env("FAKE_CLOUDFLARED_MODE", "no-url")
+        .env("LOG_LEVEL", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = Vec::new();
+    for l in out.lines() {
+        let Ok(l) = l else { break };
+        let done = l.contains("waiting for the cloudflared tunnel's public URL");
+        seen.push(l);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::process::Command::new(crate::common::BIN)
+        .arg("--home")
+        .arg(&home)
+        .args(["room", "stop"])
+        .output();
+    assert!(seen.iter().any(|l| l.contains("public URL (")), "{seen:?}");
 }

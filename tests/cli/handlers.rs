@@ -43,8 +43,8 @@ echo "reply to $text""#,
     // A second message proves the order and that nothing else was queued.
     guest.json(&["send", "host", "two"]);
     let mut listen = guest.spawn(&["listen"]);
-    let a = listen.wait_event("received");
-    let b = listen.wait_event("received");
+    let a = listen.wait_event("message");
+    let b = listen.wait_event("message");
     assert_eq!(a["text"], "reply to one");
     assert_eq!(a["reply_to"], id.as_str());
     assert_eq!(b["text"], "reply to two");
@@ -73,7 +73,7 @@ case "$text" in
   quiet) exit 0 ;;
   hang) sh -c 'trap "" TERM; echo $$ > {pidfile}; while :; do sleep 1; done' &
         sleep 60 ;;
-  *) echo "got: $text from $AGENTROOM_FROM" ;;
+  *) echo "got: $text from $AGENTROOM_PEER_LABEL" ;;
 esac"#,
             pidfile = grandchild_pid.display()
         ),
@@ -85,7 +85,7 @@ esac"#,
         "--handler-timeout",
         "2s",
         "--max-turns",
-        "4",
+        "1",
     ]);
     serve.wait_event("connected");
     for text in ["fail", "quiet", "hang", "fine"] {
@@ -93,6 +93,7 @@ esac"#,
     }
     let failed = serve.wait_event("handler_error");
     assert_eq!(failed["exit_code"], 1);
+    assert_eq!(failed["code"], 1, "the TypeScript field");
     assert_eq!(failed["timed_out"], false);
     assert!(failed["stderr"].as_str().unwrap().contains("boom: bad input"));
     serve.wait_event("no_reply");
@@ -101,7 +102,9 @@ esac"#,
     let replied = serve.wait_event("replied");
     assert_eq!(replied["text"], "got: fine from guest");
     let done = serve.wait_event("done");
+    // Turns count replies: three runs without one did not end the loop.
     assert_eq!(done["count"], 4);
+    assert_eq!(done["replies"], 1);
     assert_eq!(done["reason"], "max_turns");
     assert_eq!(serve.wait_exit(), Some(0));
 
@@ -113,7 +116,7 @@ esac"#,
     // The guest got exactly one message back.
     let lines = guest.json(&["listen", "--timeout", "1s"]);
     let texts: Vec<_> =
-        lines.iter().filter(|v| v["event"] == "received").map(|v| v["text"].clone()).collect();
+        lines.iter().filter(|v| v["event"] == "message").map(|v| v["text"].clone()).collect();
     assert_eq!(texts, vec![serde_json::json!("got: fine from guest")]);
 }
 
@@ -145,7 +148,7 @@ fn a_third_identity_cannot_reach_the_handler() {
     let replied = serve.wait_event("replied");
     assert_eq!(replied["text"], "ok");
     assert!(
-        serve.seen.iter().all(|v| v["event"] != "received" || v["text"] == "legit"),
+        serve.seen.iter().all(|v| v["event"] != "message" || v["text"] == "legit"),
         "{:?}",
         serve.seen
     );

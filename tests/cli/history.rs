@@ -35,7 +35,7 @@ fn rows(home: &Path, peer: &str) -> (i64, i64, i64) {
 fn round_trip(guest: &Agent, text: &str) -> (String, String) {
     let lines = guest.json(&["send", "host", text, "--wait-reply", "--timeout", "60s"]);
     let sent = lines.iter().find(|v| v["event"] == "sent").expect("sent");
-    let reply = lines.iter().find(|v| v["event"] == "received").expect("reply");
+    let reply = lines.iter().find(|v| v["event"] == "message").expect("reply");
     assert_eq!(reply["text"], format!("echo: {text}"));
     (sent["id"].as_str().unwrap().to_owned(), reply["id"].as_str().unwrap().to_owned())
 }
@@ -170,8 +170,8 @@ fn retention_prunes_old_history_while_listening() {
     guest.json(&["send", "host", "one"]);
     guest.json(&["send", "host", "two"]);
     let mut listen = host.spawn(&["listen"]);
-    listen.wait_event("received");
-    listen.wait_event("received");
+    listen.wait_event("message");
+    listen.wait_event("message");
     drop(listen);
     assert_eq!(history(&host, &[]).len(), 2, "without --retain everything is kept");
 

@@ -40,18 +40,19 @@ fn tampered_and_expired_invites_are_refused() {
     let i = chars.len() / 2;
     chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
     let tampered: String = chars.into_iter().collect();
+    // A bad invite is bad input: exit 2, as in the TypeScript agentroom.
     let (code, stderr) = guest.fails(&["invite", "accept", &tampered]);
-    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("invite"), "{stderr}");
     let (code, _) = guest.fails(&["invite", "accept", "ar1.garbage"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(guest.json(&["peers"]).is_empty());
 
     let short = &host.json(&["invite", "create", "--relay", &relay.url, "--expires", "1s"])[0];
     let expired = short["invite"].as_str().unwrap().to_owned();
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let (code, stderr) = guest.fails(&["invite", "accept", &expired]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(stderr.contains("expired"), "{stderr}");
     assert!(guest.json(&["peers"]).is_empty());
     // The untouched invite still works.

@@ -3,7 +3,7 @@
 use crate::common::{Agent, Relay, pair};
 
 fn received<'a>(lines: &'a [serde_json::Value], text: &str) -> Option<&'a serde_json::Value> {
-    lines.iter().find(|v| v["event"] == "received" && v["text"] == text)
+    lines.iter().find(|v| v["event"] == "message" && v["text"] == text)
 }
 
 /// The guest removes the host (as "already paired" tells it to) and accepts a new
@@ -121,7 +121,7 @@ fn restore(agent: &Agent, bytes: &[u8]) {
 }
 
 /// The host restored an old state.db: its session is behind and the guest's next
-/// message cannot be decrypted. The guest is told (signed notice): `send_failed`
+/// message cannot be decrypted. The guest is told (signed notice): `send_error`
 /// with code `undecryptable` for that very message, instead of silence.
 #[test]
 fn an_undecryptable_message_surfaces_to_its_sender() {
@@ -149,7 +149,7 @@ fn an_undecryptable_message_surfaces_to_its_sender() {
     let dropped = h.wait_event("dropped");
     assert!(dropped["reason"].as_str().unwrap().contains("decrypt"), "{dropped}");
     let mut g = guest.spawn(&["listen"]);
-    let failed = g.wait_event("send_failed");
+    let failed = g.wait_event("send_error");
     assert_eq!(failed["id"], lost_id.as_str(), "{failed}");
     assert_eq!(failed["code"], "undecryptable", "{failed}");
 }

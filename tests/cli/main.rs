@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::panic, clippy::print_stderr)]
 
 mod common;
+mod compat;
 mod errors;
 mod files;
 mod handlers;

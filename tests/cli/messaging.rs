@@ -26,7 +26,7 @@ fn setup_pair_and_talk_both_ways() {
     let sent = &guest.json(&["send", "host", "hello host"])[0];
     let id = sent["id"].as_str().unwrap().to_owned();
     let lines = host.json(&["listen", "--once"]);
-    let msg = lines.iter().find(|v| v["event"] == "received").expect("received");
+    let msg = lines.iter().find(|v| v["event"] == "message").expect("received");
     assert_eq!(msg["id"], id.as_str());
     assert_eq!(msg["from"], gpk.as_str());
     assert_eq!(msg["label"], "guest");
@@ -40,7 +40,7 @@ fn setup_pair_and_talk_both_ways() {
         host.cmd().args(["send", &gpk[..10], "-"]).write_stdin("hello guest\n").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let lines = guest.json(&["listen", "--once", "--from", "host"]);
-    let msg = lines.iter().find(|v| v["event"] == "received").unwrap();
+    let msg = lines.iter().find(|v| v["event"] == "message").unwrap();
     assert_eq!(msg["text"], "hello guest");
     assert_eq!(msg["from"], hpk.as_str());
 
@@ -71,7 +71,7 @@ fn offline_guest_gets_twenty_messages_in_order() {
     let mut listen = guest.spawn(&["listen"]);
     let mut got = Vec::new();
     while got.len() < 20 {
-        let v = listen.wait_event("received");
+        let v = listen.wait_event("message");
         got.push((v["id"].as_str().unwrap().to_owned(), v["text"].as_str().unwrap().to_owned()));
     }
     let want: Vec<_> = ids.iter().cloned().zip((0..20).map(|i| format!("message {i}"))).collect();
@@ -79,7 +79,7 @@ fn offline_guest_gets_twenty_messages_in_order() {
     // Acked after storing: a second listener gets none of them again.
     drop(listen);
     let again = guest.json_any(&["listen", "--timeout", "1s"]);
-    assert!(again.iter().all(|v| v["event"] != "received"), "{again:?}");
+    assert!(again.iter().all(|v| v["event"] != "message"), "{again:?}");
 }
 
 #[test]
@@ -104,7 +104,7 @@ fn relay_restart_reconnects_and_queued_messages_go_out() {
     serve.wait_event("reconnect");
     // The guest's next connection flushes its outbox; the host answers.
     let mut listen = guest.spawn(&["listen", "--once"]);
-    let v = listen.wait_event("received");
+    let v = listen.wait_event("message");
     assert_eq!(v["text"], "echo: while you were out");
     assert_eq!(listen.wait_exit(), Some(0));
     let replied = serve.wait_event("replied");
@@ -140,23 +140,21 @@ fn two_bots_talk_with_a_seed_until_max_turns() {
             .map(|v| v["text"].as_str().unwrap().to_owned())
             .collect()
     };
-    // Each side handled three messages, each reply one "echo: " longer.
+    // Turns count what each side sends (the TypeScript meaning): the host sends
+    // three replies; the guest's seed is its turn 1, then it replies twice.
     assert_eq!(
         replies(&a),
         ["echo: ping", "echo: echo: echo: ping", "echo: echo: echo: echo: echo: ping"]
     );
-    assert_eq!(
-        replies(&b),
-        [
-            "echo: echo: ping",
-            "echo: echo: echo: echo: ping",
-            "echo: echo: echo: echo: echo: echo: ping"
-        ]
-    );
-    for bg in [&a, &b] {
+    assert_eq!(replies(&b), ["ping", "echo: echo: ping", "echo: echo: echo: echo: ping"]);
+    let seed = b.seen.iter().find(|v| v["event"] == "replied").unwrap();
+    assert_eq!(seed["seed"], true);
+    assert_eq!(seed["reply_to"], serde_json::Value::Null);
+    for (bg, handled) in [(&a, 3), (&b, 2)] {
         let done = bg.seen.iter().find(|v| v["event"] == "done").unwrap();
         assert_eq!(done["reason"], "max_turns");
-        assert_eq!(done["count"], 3);
+        assert_eq!(done["count"], handled);
+        assert_eq!(done["replies"], 3);
     }
 }
 
@@ -190,10 +188,10 @@ fn send_from_the_home_a_serve_is_running_in() {
     }
     serve.wait_event("reconnect");
     let sent = &guest.json(&["send", "host", "ping", "--wait-reply", "--timeout", "60s"]);
-    let reply = sent.iter().find(|v| v["event"] == "received").unwrap();
+    let reply = sent.iter().find(|v| v["event"] == "message").unwrap();
     assert_eq!(reply["text"], "echo: ping");
     let lines = guest.json_any(&["listen", "--timeout", "1s"]);
     let notes: Vec<_> =
-        lines.iter().filter(|v| v["event"] == "received").map(|v| v["text"].clone()).collect();
+        lines.iter().filter(|v| v["event"] == "message").map(|v| v["text"].clone()).collect();
     assert_eq!(notes, ["note 0", "note 1", "note 2"]);
 }

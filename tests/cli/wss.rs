@@ -47,12 +47,12 @@ fn pair_and_talk(url: &str, ca: &Path, host: &Agent, guest: &Agent) {
 
     let sent = &ok(guest, Some(ca), &["send", "host", "hello over wss"])[0];
     let lines = ok(host, Some(ca), &["listen", "--once"]);
-    let got = lines.iter().find(|v| v["event"] == "received").expect("received");
+    let got = lines.iter().find(|v| v["event"] == "message").expect("received");
     assert_eq!(got["text"], "hello over wss");
     assert_eq!(got["id"], sent["id"]);
     ok(host, Some(ca), &["send", "guest", "and back"]);
     let lines = ok(guest, Some(ca), &["listen", "--once"]);
-    let got = lines.iter().find(|v| v["event"] == "received").expect("received");
+    let got = lines.iter().find(|v| v["event"] == "message").expect("received");
     assert_eq!(got["text"], "and back");
 }
 
@@ -80,7 +80,7 @@ fn wss_through_nginx_pairs_talks_and_reconnects_after_the_proxy_restarts() {
     serve.wait_event("reconnect");
     ok(&guest, Some(&ca.pem), &["send", "host", "after the restart"]);
     let lines = ok(&guest, Some(&ca.pem), &["listen", "--once"]);
-    let got = lines.iter().find(|v| v["event"] == "received").expect("received");
+    let got = lines.iter().find(|v| v["event"] == "message").expect("received");
     assert_eq!(got["text"], "echo: after the restart");
 }
 

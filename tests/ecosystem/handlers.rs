@@ -66,7 +66,7 @@ fn claude_handler_passes_the_message_on_stdin_with_no_tools() {
     let out = run_handler(
         "claude.sh",
         "what is 2+2? $(rm -rf ~)",
-        &[("AGENTROOM_FROM", "bob")],
+        &[("AGENTROOM_PEER_LABEL", "bob")],
         Some(&path),
     );
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));

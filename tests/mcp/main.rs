@@ -192,7 +192,7 @@ fn send_reaches_the_peer_and_wait_reply_returns_a_leased_reply() {
     let sent = server.tool_ok("send", json!({"peer": "peer", "text": "from the mcp server"}));
     assert!(["delivered", "stored"].contains(&sent["status"].as_str().unwrap()), "{sent}");
     let heard = cli(p.path(), &["listen", "--once", "--timeout", "60s"]);
-    let received = event(&heard, "received");
+    let received = event(&heard, "message");
     assert_eq!(received["text"], "from the mcp server");
     assert_eq!(received["id"], sent["id"]);
 
@@ -288,8 +288,8 @@ fn invite_accept_pairs_with_a_cli_host_both_ways() {
     // The host learns of us from the hello when it next connects.
     let sent = server.tool_ok("send", json!({"peer": "host", "text": "hi host"}));
     let heard = cli(p.path(), &["listen", "--once", "--timeout", "60s"]);
-    assert_eq!(event(&heard, "received")["text"], "hi host");
-    assert_eq!(event(&heard, "received")["id"], sent["id"]);
+    assert_eq!(event(&heard, "message")["text"], "hi host");
+    assert_eq!(event(&heard, "message")["id"], sent["id"]);
 
     cli(p.path(), &["send", "mcp", "hi guest"]);
     cli(p.path(), &["send", "mcp", "and again"]);
@@ -328,8 +328,8 @@ fn the_link_comes_back_after_the_relay_restarts_and_queued_sends_go_out() {
     relay.restart();
     server.poll_tool("status", json!({}), link_up(true));
     let heard = cli(p.path(), &["listen", "--once", "--timeout", "60s"]);
-    assert_eq!(event(&heard, "received")["text"], "while you were away");
-    assert_eq!(event(&heard, "received")["id"], queued["id"]);
+    assert_eq!(event(&heard, "message")["text"], "while you were away");
+    assert_eq!(event(&heard, "message")["id"], queued["id"]);
     cli(p.path(), &["send", "mcp", "after the restart"]);
     let msg = server.tool_ok("next_message", json!({"timeout_secs": 60}))["message"].clone();
     assert_eq!(msg["text"], "after the restart");

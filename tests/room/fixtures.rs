@@ -148,7 +148,7 @@ pub(crate) fn guest_round_trip(guest: &Path, host_pk: &str, text: &str) -> Strin
     let received = out
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .find(|v| v["event"] == "received")
+        .find(|v| v["event"] == "message")
         .unwrap_or_else(|| panic!("no reply received: {out}"));
     received["text"].as_str().unwrap().to_owned()
 }

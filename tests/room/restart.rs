@@ -129,7 +129,7 @@ fn serve_and_listen_wait_for_a_relay_that_is_down_at_start() {
     let mut room = RoomProc::start(&home, &args, &[]);
     room.wait_event("room_ready");
     run_ok(&home, &["send", &guest_pk, "back again"]);
-    let got = listen.wait_event("received");
+    let got = listen.wait_event("message");
     assert_eq!(got["text"], "back again");
     assert_eq!(listen.wait_exit(), 0);
     room.signal(Signal::SIGINT);

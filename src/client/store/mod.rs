@@ -41,7 +41,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The file could not be created or opened.
-    #[error("cannot open {path}: {source}")]
+    #[error("cannot open {path}")]
     Open {
         /// Database path.
         path: PathBuf,
@@ -60,10 +60,10 @@ pub enum StoreError {
     Foreign(PathBuf),
     /// The schema could not be brought up to date.
     #[error("cannot migrate the state database: {0}")]
-    Migration(#[from] rusqlite_migration::Error),
+    Migration(rusqlite_migration::Error),
     /// A query failed.
     #[error("state database error: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Sql(rusqlite::Error),
     /// A stored value does not parse (a damaged row).
     #[error("corrupt {0} record in the state database")]
     BadRecord(&'static str),
@@ -157,6 +157,20 @@ fn classify(e: rusqlite::Error, path: &Path) -> StoreError {
     match e.sqlite_error_code() {
         Some(NotADatabase | DatabaseCorrupt) => StoreError::Corrupt(path.to_path_buf()),
         _ => StoreError::Sql(e),
+    }
+}
+
+// The cause is printed in these variants' messages, so they are not `#[source]`
+// (an error chain would print it twice); hence hand-written `From`s.
+impl From<rusqlite_migration::Error> for StoreError {
+    fn from(e: rusqlite_migration::Error) -> Self {
+        Self::Migration(e)
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Sql(e)
     }
 }
 

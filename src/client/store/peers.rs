@@ -179,6 +179,16 @@ pub fn touch_peer(conn: &Connection, pk: &IdentityPublicKey, now: u64) -> Result
     Ok(())
 }
 
+/// Give a peer a new local label (`peers rename`).
+pub fn set_peer_label(
+    conn: &Connection,
+    pk: &IdentityPublicKey,
+    label: &str,
+) -> Result<(), StoreError> {
+    conn.execute("UPDATE peers SET label = ?2 WHERE pk = ?1", params![pk.to_b64u(), label])?;
+    Ok(())
+}
+
 /// Point a peer at a new relay (a `relay_moved` message).
 pub fn set_peer_relay(
     conn: &Connection,
