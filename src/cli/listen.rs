@@ -64,7 +64,8 @@ pub async fn run(
 /// `listen --quiet`: a message shows its size, not its text.
 fn print_quiet(printer: Printer, ev: &Event) {
     let Event::Received { message } = ev else { return print_event(printer, ev) };
-    let mut value = serde_json::to_value(ev).unwrap_or_default();
+    let mut value =
+        serde_json::to_value(ev).expect("events are structs with string keys: always serialise");
     if let Some(obj) = value.as_object_mut() {
         obj.remove("event");
         obj.remove("text");
