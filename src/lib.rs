@@ -22,6 +22,7 @@
 pub mod cli;
 pub mod client;
 pub mod crypto;
+pub mod daemon;
 pub mod defaults;
 pub mod env;
 pub mod fsutil;

@@ -7,9 +7,8 @@ use clap::Args;
 
 use super::duration::parse_duration;
 use super::{ExitStatus, Printer, home_of};
-use crate::client::Client;
 use crate::client::events::Event;
-use crate::client::listen::{ListenOptions, listen};
+use crate::client::listen::ListenOptions;
 
 /// Options of `agentroom listen`.
 #[derive(Debug, Args)]
@@ -23,6 +22,10 @@ pub struct ListenArgs {
     /// Stop after this long; exit 3 if no message arrived at all.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Option<Duration>,
+    /// Observe: print every message the home receives without consuming it
+    /// (a `serve` or `mcp` in the same home still gets each one).
+    #[arg(long)]
+    pub follow: bool,
 }
 
 /// Run `listen`.
@@ -33,9 +36,19 @@ pub async fn run(
 ) -> anyhow::Result<ExitStatus> {
     let home = home_of(home)?;
     let (cancel, sig) = super::cancel_on_signals();
-    let mut client = Client::open(&home, cancel.clone())?;
     let opts = ListenOptions { once: args.once, from: args.from, timeout: args.timeout };
-    let result = listen(&mut client, &opts, &mut |ev| print_event(printer, &ev)).await;
+    let follow = args.follow;
+    let c = cancel.clone();
+    let result = crate::daemon::consumer::run_attached(&home, cancel.clone(), |dc| {
+        let (opts, c) = (opts.clone(), c.clone());
+        async move {
+            crate::daemon::consumer::listen(dc, &opts, follow, &c, &mut |ev| {
+                print_event(printer, &ev);
+            })
+            .await
+        }
+    })
+    .await;
     cancel.cancel();
     result?;
     Ok(super::exit_after(&sig))

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod daemon;
 pub mod duration;
 pub mod exit;
 pub mod invite;
@@ -73,6 +74,10 @@ pub enum Command {
     Room(room::RoomCommand),
     /// Same as `room open`.
     Host(room::OpenArgs),
+    /// Own this home: relay links, inbox, outbox and the local API on `<home>/agentroom.sock`.
+    Daemon(daemon::DaemonArgs),
+    /// Show the home's daemon: pid, socket, relay links, queue counts.
+    Status,
     /// Print the version.
     Version,
 }
@@ -131,6 +136,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Room(cmd) => room::run(home, cmd, printer).await,
         Command::Host(args) => room::open(home, args, printer).await,
         Command::Mcp => mcp::run(home).await,
+        Command::Daemon(args) => daemon::run(home, args, printer).await,
+        Command::Status => daemon::status(home, printer).await,
         Command::Version => {
             printer.event(
                 "version",
@@ -151,6 +158,8 @@ fn status_for(e: &anyhow::Error) -> ExitStatus {
         } else if let Some(ie) = cause.downcast_ref::<crate::client::identity::IdentityError>() {
             matches!(ie, crate::client::identity::IdentityError::Missing(_))
                 .then_some(ErrorClass::NoSession)
+        } else if let Some(de) = cause.downcast_ref::<crate::daemon::DaemonError>() {
+            Some(de.class())
         } else if cause.downcast_ref::<crate::client::connection::LinkError>().is_some() {
             Some(ErrorClass::Network)
         } else {

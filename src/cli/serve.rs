@@ -7,8 +7,7 @@ use clap::Args;
 
 use super::duration::parse_duration;
 use super::{ExitStatus, Printer, home_of};
-use crate::client::Client;
-use crate::client::serve::{ServeOptions, serve};
+use crate::client::serve::ServeOptions;
 use crate::handler::HandlerCommand;
 
 /// Options of `agentroom serve`.
@@ -46,15 +45,26 @@ pub async fn run(
     }
     let home = home_of(home)?;
     let (cancel, sig) = super::cancel_on_signals();
-    let mut client = Client::open(&home, cancel.clone())?;
     let opts = ServeOptions {
         handler: HandlerCommand { command: args.on_message, timeout: args.timeout },
         seed: args.seed.zip(args.to).map(|(text, to)| (to, text)),
         max_turns: args.max_turns,
         concurrency: usize::from(args.concurrency),
     };
-    let result =
-        serve(&mut client, &opts, &mut |ev| super::listen::print_event(printer, &ev)).await;
+    // The home's daemon hands out each message once, so several `serve` (and
+    // `listen`, `mcp`) share a home; the first one runs the daemon in-process.
+    let c = cancel.clone();
+    let h = home.clone();
+    let result = crate::daemon::consumer::run_attached(&home, cancel.clone(), |dc| {
+        let (opts, c, h) = (opts.clone(), c.clone(), h.clone());
+        async move {
+            crate::daemon::consumer::serve(dc, &h, &opts, &c, &mut |ev| {
+                super::listen::print_event(printer, &ev);
+            })
+            .await
+        }
+    })
+    .await;
     cancel.cancel();
     result?;
     Ok(super::exit_after(&sig))

@@ -13,7 +13,6 @@ use crate::client::home::Home;
 use crate::client::store::Store;
 use crate::client::{Client, ClientError, identity};
 
-pub mod lease;
 mod link;
 pub mod schema;
 mod tools;

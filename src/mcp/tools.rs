@@ -24,12 +24,13 @@ use super::schema::{
     InviteCreateArgs, InviteCreateResult, Message, NextMessageArgs, NextMessageResult,
     OutboxCounts, PeerInfo, PeersResult, RelayInfo, SendArgs, SendResult, StatusResult,
 };
-use super::{INSTRUCTIONS, lease, limits};
+use super::{INSTRUCTIONS, limits};
 use crate::client::home::Home;
 use crate::client::relay_url::RelayUrl;
 use crate::client::store::{self, Store};
 use crate::client::{ClientError, now_ms, now_secs, peers};
 use crate::crypto::{IdentityPublicKey, fingerprint, safety_number};
+use crate::daemon::lease;
 use crate::protocol::DeliveryStatus;
 
 /// A tool's failure: the sentence the agent reads.
@@ -102,8 +103,8 @@ impl AgentroomServer {
             if cancelled.is_cancelled() {
                 return Ok(None);
             }
-            let leased =
-                self.with_db(|db| Ok(lease::lease_next(db, from.as_ref(), now_ms(), lease_ms)?))?;
+            let leased = self
+                .with_db(|db| Ok(lease::lease_next(db, from.as_ref(), now_ms(), lease_ms, &[])?))?;
             if let Some(m) = leased {
                 let peer = self.with_db(|db| Ok(store::get_peer(db.conn(), &m.peer)?))?;
                 tracing::info!(from = %m.peer.fmt_short(), seq = m.seq, delivery = m.delivery, "message leased");
