@@ -58,11 +58,20 @@ pub(crate) struct AppState {
     db: Db,
     jobs: mpsc::Sender<Job>,
     shared: Shared,
+    /// Fires when the daemon stops: event streams end, so shutdown never
+    /// waits on a subscriber.
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
-    pub(crate) fn new(info: Info, db: Db, jobs: mpsc::Sender<Job>, shared: Shared) -> Self {
-        Self { info: std::sync::Arc::new(info), db, jobs, shared }
+    pub(crate) fn new(
+        info: Info,
+        db: Db,
+        jobs: mpsc::Sender<Job>,
+        shared: Shared,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Self {
+        Self { info: std::sync::Arc::new(info), db, jobs, shared, stop }
     }
 
     async fn job<T>(
@@ -520,6 +529,7 @@ async fn events(
             .unwrap_or_else(|_| SseEvent::default().comment("unserialisable event"));
         Some((Ok(sse), rx))
     });
+    let stream = futures_util::StreamExt::take_until(stream, s.stop.clone().cancelled_owned());
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 

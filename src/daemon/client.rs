@@ -159,7 +159,14 @@ impl DaemonClient {
         tokio::spawn(async move {
             let mut body = resp.bytes_stream();
             let mut buf: Vec<u8> = Vec::new();
-            while let Some(Ok(chunk)) = body.next().await {
+            loop {
+                // Stop reading when the consumer is gone, so the connection
+                // closes and the daemon never waits on it.
+                let chunk = tokio::select! {
+                    () = tx.closed() => return,
+                    c = body.next() => c,
+                };
+                let Some(Ok(chunk)) = chunk else { return };
                 buf.extend_from_slice(&chunk);
                 while let Some(end) = find_blank_line(&buf) {
                     let block: Vec<u8> = buf.drain(..end + 2).collect();

@@ -186,6 +186,7 @@ impl Daemon {
             db,
             jobs_tx,
             shared,
+            cancel.clone(),
         );
         let (router, _) = api::router(state);
         let unix = api::bind_unix(&socket)?;

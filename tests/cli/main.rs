@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::panic, clippy::print_stderr)]
 
 mod common;
+mod daemon;
 mod errors;
 mod handlers;
 mod invites;
