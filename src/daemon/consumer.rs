@@ -49,7 +49,9 @@ where
         let (dc, daemon, stop) = match attach_or_own(home, super::ATTACH_TIMEOUT).await? {
             Attach::Daemon(dc) => (dc, None, None),
             Attach::Owner(lock) => {
-                let stop = cancel.child_token();
+                // Not a child of `cancel`: on a signal the consumer finishes
+                // first (killing its handlers, printing `done`), then the daemon stops.
+                let stop = CancellationToken::new();
                 let d = Daemon::start(home, lock, &DaemonOptions::default(), stop.clone()).await?;
                 let dc = DaemonClient::connect(home).await?.ok_or(DaemonError::Stopped)?;
                 (dc, Some(d), Some(stop))
@@ -63,7 +65,10 @@ where
             }
         }
         match result {
-            Err(DaemonError::Stopped) if !cancel.is_cancelled() => {
+            // The daemon went away (its owner stopped) mid-stream or mid-call.
+            Err(DaemonError::Stopped | DaemonError::Api { status: 0, .. })
+                if !cancel.is_cancelled() =>
+            {
                 tracing::info!("the home's daemon stopped; attaching again");
             }
             other => return other,

@@ -189,6 +189,17 @@ fn row_by_seq(conn: &Connection, seq: i64) -> Result<Option<InboxRow>, StoreErro
     crate::client::store::inbox_seen(conn, &peer, &id)
 }
 
+/// End every lease: called when a daemon starts, since the consumers that held
+/// them belonged to a daemon that is gone (one killed with its `serve`, say).
+/// A consumer that survived and acks a released lease gets "unknown" once the
+/// message was leased again, and its reply is not sent: answered at most once.
+pub fn release_all(conn: &Connection) -> Result<usize, StoreError> {
+    Ok(conn.execute(
+        "UPDATE inbox SET lease_until = NULL WHERE state = 'new' AND lease_until IS NOT NULL",
+        [],
+    )?)
+}
+
 /// The highest inbox seq (0 when empty).
 pub fn last_seq(conn: &Connection) -> Result<i64, StoreError> {
     Ok(conn.query_row("SELECT coalesce(max(seq), 0) FROM inbox", [], |r| r.get(0))?)

@@ -143,6 +143,11 @@ impl Daemon {
         let shared = engine::Shared::new();
         let (jobs_tx, jobs_rx) = tokio::sync::mpsc::channel(64);
         let db = db::Db::open(&home.db_path())?;
+        let released =
+            db.call(|s| lease::release_all(s.conn())).await?.map_err(ClientError::from)?;
+        if released > 0 {
+            tracing::info!(released, "leases of an earlier daemon's consumers ended");
+        }
         // The engine owns a Client (not Sync, holds SQLite across awaits): it
         // gets its own thread and runtime.
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
