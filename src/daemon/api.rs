@@ -541,7 +541,7 @@ mod tests {
     fn openapi_document_matches_the_checked_in_file() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/protocol/openapi.json");
         let now = super::openapi_json();
-        if std::env::var_os("AGENTROOM_BLESS").is_some() {
+        if std::env::var_os(crate::env::AGENTROOM_BLESS).is_some() {
             std::fs::write(path, &now).unwrap();
         }
         let file = std::fs::read_to_string(path).unwrap_or_default();

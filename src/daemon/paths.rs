@@ -38,7 +38,7 @@ pub fn socket_path(home: &Home) -> Result<PathBuf, DaemonError> {
 }
 
 fn fallback_dir() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+    match std::env::var_os(crate::env::XDG_RUNTIME_DIR).filter(|v| !v.is_empty()) {
         Some(d) => PathBuf::from(d).join("agentroom"),
         None => std::env::temp_dir().join(format!("agentroom-{}", nix::unistd::getuid())),
     }
