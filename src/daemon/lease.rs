@@ -65,6 +65,28 @@ pub fn lease_next(
     lease_ms: u64,
     awaited: &[String],
 ) -> Result<Option<Leased>, StoreError> {
+    lease_matching(store, from, None, now_ms, lease_ms, awaited)
+}
+
+/// Lease the reply to our envelope `reply_to` (a message naming it in its
+/// `reply_to`), never an older unread message of the same peer.
+pub fn lease_reply(
+    store: &mut Store,
+    reply_to: &EnvelopeId,
+    now_ms: u64,
+    lease_ms: u64,
+) -> Result<Option<Leased>, StoreError> {
+    lease_matching(store, None, Some(reply_to), now_ms, lease_ms, &[])
+}
+
+fn lease_matching(
+    store: &mut Store,
+    from: Option<&IdentityPublicKey>,
+    reply_to: Option<&EnvelopeId>,
+    now_ms: u64,
+    lease_ms: u64,
+    awaited: &[String],
+) -> Result<Option<Leased>, StoreError> {
     let awaited = serde_json::to_string(awaited).expect("a list of strings serialises");
     let tx = store.immediate()?;
     let row = tx
@@ -74,8 +96,14 @@ pub fn lease_next(
                AND (?1 IS NULL OR peer = ?1)
                AND (lease_until IS NULL OR lease_until <= ?2)
                AND (reply_to IS NULL OR reply_to NOT IN (SELECT value FROM json_each(?3)))
+               AND (?4 IS NULL OR reply_to = ?4)
              ORDER BY seq LIMIT 1",
-            params![from.map(IdentityPublicKey::to_b64u), to_i64(now_ms), awaited],
+            params![
+                from.map(IdentityPublicKey::to_b64u),
+                to_i64(now_ms),
+                awaited,
+                reply_to.map(EnvelopeId::to_b64u)
+            ],
             |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
@@ -288,6 +316,34 @@ mod tests {
         assert_eq!(ack(db.conn(), &next.lease_id).unwrap(), AckOutcome::Acked);
         assert_eq!(lease_next(&mut db, None, 2_000_000, 500, &[]).unwrap(), None);
         assert_eq!(counts(db.conn(), 2_000_000).unwrap(), (0, 0));
+    }
+
+    #[test]
+    fn a_reply_wait_gets_the_reply_not_an_older_unread_message() {
+        crate::crypto::init().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Store::open(&dir.path().join("state.db")).unwrap();
+        let ours = EnvelopeId([9; 16]);
+        for (id, reply_to, text) in [(1u8, None, "older, unread"), (2, Some(ours), "the answer")] {
+            let m = NewInbox {
+                peer: &pk(1),
+                id: &EnvelopeId([id; 16]),
+                kind: "text",
+                text,
+                reply_to,
+                relay_ts: 1,
+                state: "new",
+            };
+            store::insert_inbox(db.conn(), &m, 1).unwrap();
+        }
+        let got = lease_reply(&mut db, &ours, 0, 10).unwrap().unwrap();
+        assert_eq!(got.text, "the answer");
+        assert_eq!(lease_reply(&mut db, &ours, 0, 10).unwrap(), None, "leased once");
+        // Consumers never take a reply a `send` waits for; the rest they do.
+        let awaited = [ours.to_b64u()];
+        let next = lease_next(&mut db, None, 100, 10, &awaited).unwrap().unwrap();
+        assert_eq!(next.text, "older, unread");
+        assert_eq!(lease_next(&mut db, None, 200, 10, &awaited).unwrap(), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::home::Home;
 use crate::client::store::Store;
-use crate::client::{Client, ClientError, identity};
+use crate::client::{ClientError, identity};
 
 mod link;
 pub mod schema;
@@ -48,6 +48,9 @@ pub enum McpError {
     /// The MCP client did not complete the `initialize` handshake.
     #[error("MCP handshake failed: {0}")]
     Handshake(#[source] Box<rmcp::service::ServerInitializeError>),
+    /// The home's daemon could not be reached or started.
+    #[error(transparent)]
+    Daemon(#[from] crate::daemon::DaemonError),
     /// The server task died.
     #[error("MCP server task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
@@ -105,9 +108,22 @@ pub async fn serve(home: Home, cancel: CancellationToken) -> Result<(), McpError
     }
     let me = pair.public();
     drop(pair);
-    let client = Client::open(&home, cancel.child_token())?;
+    // The home's daemon holds the relay links; the first consumer runs it.
+    let (dc, daemon) =
+        match crate::daemon::attach_or_own(&home, crate::daemon::ATTACH_TIMEOUT).await? {
+            crate::daemon::Attach::Daemon(dc) => (dc, None),
+            crate::daemon::Attach::Owner(lock) => {
+                let stop = CancellationToken::new();
+                let opts = crate::daemon::DaemonOptions::default();
+                let d = crate::daemon::Daemon::start(&home, lock, &opts, stop.clone()).await?;
+                let dc = crate::daemon::DaemonClient::connect(&home)
+                    .await?
+                    .ok_or(crate::daemon::DaemonError::Stopped)?;
+                (dc, Some((d, stop)))
+            }
+        };
     let db = Store::open(&home.db_path()).map_err(ClientError::Store)?;
-    let (link, link_task) = link::new(client, cancel.child_token());
+    let (link, link_task) = link::new(dc, cancel.child_token()).await?;
     let server = tools::AgentroomServer::new(home, me, db, link);
     tracing::info!(public_key = %me.fmt_short(), "MCP server ready on stdio");
     let service = async {
@@ -130,6 +146,10 @@ pub async fn serve(home: Home, cancel: CancellationToken) -> Result<(), McpError
         result
     };
     let ((), result) = tokio::join!(link_task, service);
+    if let Some((d, stop)) = daemon {
+        stop.cancel();
+        d.wait().await?;
+    }
     result?;
     Ok(())
 }

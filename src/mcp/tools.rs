@@ -31,7 +31,6 @@ use crate::client::store::{self, Store};
 use crate::client::{ClientError, now_ms, now_secs, peers};
 use crate::crypto::{IdentityPublicKey, fingerprint, safety_number};
 use crate::daemon::lease;
-use crate::protocol::DeliveryStatus;
 
 /// A tool's failure: the sentence the agent reads.
 type ToolResult<T> = Result<Json<T>, String>;
@@ -63,7 +62,7 @@ impl AgentroomServer {
 
     async fn run_job<T>(
         &self,
-        job: impl FnOnce(oneshot::Sender<Result<T, ClientError>>) -> Job,
+        job: impl FnOnce(oneshot::Sender<Result<T, crate::daemon::DaemonError>>) -> Job,
     ) -> Result<T, String> {
         let (tx, rx) = oneshot::channel();
         if !self.link.submit(job(tx)).await {
@@ -75,10 +74,12 @@ impl AgentroomServer {
         }
     }
 
-    /// Wait up to `timeout` for a message (from `from` if given) and lease it.
+    /// Wait up to `timeout` for a message (from `from` if given; with
+    /// `reply_to`, only the reply to that envelope of ours) and lease it.
     async fn wait_and_lease(
         &self,
         from: Option<IdentityPublicKey>,
+        reply_to: Option<crate::protocol::EnvelopeId>,
         timeout: Duration,
         lease: Duration,
         ctx: &RequestContext<RoleServer>,
@@ -103,8 +104,12 @@ impl AgentroomServer {
             if cancelled.is_cancelled() {
                 return Ok(None);
             }
-            let leased = self
-                .with_db(|db| Ok(lease::lease_next(db, from.as_ref(), now_ms(), lease_ms, &[])?))?;
+            let leased = self.with_db(|db| {
+                Ok(match &reply_to {
+                    Some(id) => lease::lease_reply(db, id, now_ms(), lease_ms)?,
+                    None => lease::lease_next(db, from.as_ref(), now_ms(), lease_ms, &[])?,
+                })
+            })?;
             if let Some(m) = leased {
                 let peer = self.with_db(|db| Ok(store::get_peer(db.conn(), &m.peer)?))?;
                 tracing::info!(from = %m.peer.fmt_short(), seq = m.seq, delivery = m.delivery, "message leased");
@@ -181,20 +186,24 @@ impl AgentroomServer {
         }
         let peer = self.with_db(|db| peers::resolve(db.conn(), &args.peer))?;
         let query = peer.pk.to_b64u();
-        let out = self.run_job(|done| Job::Send { peer: query, text, done }).await?;
+        let relay = peer.relay_url.clone();
+        let out = self.run_job(|done| Job::Send { peer: query, relay, text, done }).await?;
         let reply = match wait {
             Some(w) if !w.is_zero() => {
-                self.wait_and_lease(Some(peer.pk), w, limits::DEFAULT_LEASE, &ctx).await?
+                // Only the answer to this message: never an older unread one.
+                let id = crate::protocol::EnvelopeId::from_b64u(&out.id)
+                    .ok_or_else(|| "the daemon returned a malformed envelope id".to_owned())?;
+                self.wait_and_lease(Some(peer.pk), Some(id), w, limits::DEFAULT_LEASE, &ctx).await?
             }
             _ => None,
         };
         Ok(Json(SendResult {
-            id: out.id.to_b64u(),
-            to: out.peer.pk.to_b64u(),
+            id: out.id,
+            to: out.to,
             status: match out.status {
-                Some(DeliveryStatus::Delivered) => "delivered",
-                Some(DeliveryStatus::Stored) => "stored",
-                None => "queued",
+                crate::daemon::types::SendStatus::Delivered => "delivered",
+                crate::daemon::types::SendStatus::Stored => "stored",
+                crate::daemon::types::SendStatus::Queued => "queued",
             }
             .to_owned(),
             reply,
@@ -221,7 +230,7 @@ impl AgentroomServer {
             Some(q) => Some(self.with_db(|db| peers::resolve(db.conn(), q))?.pk),
             None => None,
         };
-        let message = self.wait_and_lease(from, timeout, lease, &ctx).await?;
+        let message = self.wait_and_lease(from, None, timeout, lease, &ctx).await?;
         let (remaining, _) = self.with_db(|db| Ok(lease::counts(db.conn(), now_ms())?))?;
         Ok(Json(NextMessageResult { message, remaining }))
     }
@@ -268,13 +277,17 @@ impl AgentroomServer {
         }
         let relay = self.default_relay(args.relay.as_deref())?;
         let label = args.label.filter(|l| !l.trim().is_empty());
-        let created = self.run_job(|done| Job::InviteCreate { relay, ttl, label, done }).await?;
-        let row = created.row;
+        let req = crate::daemon::types::InviteCreateRequest {
+            relay: Some(relay.to_string()),
+            ttl_secs: Some(ttl.as_secs().max(1)),
+            label,
+        };
+        let row = self.run_job(|done| Job::InviteCreate { req, done }).await?;
         Ok(Json(InviteCreateResult {
-            accept_command: format!("agentroom invite accept '{}'", row.encoded),
+            accept_command: format!("agentroom invite accept '{}'", row.invite),
             id: row.id,
-            invite: row.encoded,
-            relay: row.relay_url,
+            invite: row.invite,
+            relay: row.relay,
             expires_at: row.expires_at,
             label: row.label,
         }))
@@ -289,13 +302,14 @@ impl AgentroomServer {
     ) -> ToolResult<InviteAcceptResult> {
         let invite = args.invite.trim().to_owned();
         let label = args.label.filter(|l| !l.trim().is_empty());
-        let a = self.run_job(|done| Job::InviteAccept { invite, label, done }).await?;
+        let req = crate::daemon::types::InviteAcceptRequest { invite, label };
+        let a = self.run_job(|done| Job::InviteAccept { req, done }).await?;
         Ok(Json(InviteAcceptResult {
-            peer: a.peer.pk.to_b64u(),
-            label: a.peer.label,
+            peer: a.peer,
+            label: a.label,
             fingerprint: a.fingerprint,
             safety_number: a.safety_number,
-            relay: a.peer.relay_url,
+            relay: a.relay,
         }))
     }
 

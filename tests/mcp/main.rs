@@ -196,13 +196,28 @@ fn send_reaches_the_peer_and_wait_reply_returns_a_leased_reply() {
     assert_eq!(received["text"], "from the mcp server");
     assert_eq!(received["id"], sent["id"]);
 
-    // A reply already waiting is returned with the send, leased.
-    cli(p.path(), &["send", "mcp", "the answer"]);
+    // wait_reply returns the reply to *this* message, leased: never an older
+    // unread message of the same peer (that one stays for next_message).
+    cli(p.path(), &["send", "mcp", "older, unread"]);
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_agentroom"))
+        .arg("--home")
+        .arg(p.path())
+        .args(["serve", "--on-message", "sed s/^/re:/"])
+        .env_remove("AGENTROOM_HOME")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let out =
         server.tool_ok("send", json!({"peer": "peer", "text": "question", "wait_reply_secs": 60}));
+    let _ = serve.kill();
+    let _ = serve.wait();
     let reply = &out["reply"];
-    assert_eq!(reply["text"], "the answer");
+    assert_eq!(reply["text"], "re:question", "{out}");
     assert_eq!(server.tool_ok("ack", json!({"lease_id": reply["lease_id"]}))["status"], "acked");
+    let older = server.tool_ok("next_message", json!({"timeout_secs": 60}))["message"].clone();
+    assert_eq!(older["text"], "older, unread");
     server.assert_stdout_is_jsonrpc();
 }
 
