@@ -12,12 +12,16 @@
 //!   messaging and the serve loop (exactly-once handling).
 //! - [`relay`]: the relay server (axum HTTP + WebSocket, SQLite store-and-forward,
 //!   HMAC session tokens); embeddable via [`relay::start`].
+//! - [`daemon`]: the one owner of a home (flock): relay links, inbox leases, the
+//!   local API (axum on `<home>/agentroom.sock`, optional loopback HTTP with a
+//!   token), SSE events and the OpenAPI document; `serve`, `listen`, `mcp` and the
+//!   one-shot commands are its clients (the first consumer runs it in-process).
 //! - [`mcp`]: `agentroom mcp`, the MCP stdio server (send, next_message + ack leases, invites, status).
 //! - [`cli`]: the `agentroom` command line (clap derive), one file per command.
 //! - [`defaults`], [`env`](mod@env): every tunable and every environment variable, once.
 //! - [`fsutil`]: private files (0600) written atomically (temp + fsync + rename).
 //!
-//! Dependencies point down: cli → client/relay/tunnel/handler → protocol → crypto.
+//! Dependencies point down: cli, mcp → daemon → client/relay/tunnel/handler → protocol → crypto.
 
 pub mod cli;
 pub mod client;

@@ -24,7 +24,7 @@ use crate::client::{Client, ClientError};
 pub mod api;
 pub mod client;
 pub mod consumer;
-mod db;
+pub(crate) mod db;
 mod engine;
 pub mod http;
 pub mod lease;

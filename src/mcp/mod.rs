@@ -3,14 +3,16 @@
 //! `next_message` + `ack` (leased, at-least-once until acked, exactly-once
 //! after), `peers`, `invite_create`, `invite_accept`, `status`.
 //!
-//! stdout carries JSON-RPC only; logs go to stderr. While the server runs, a
-//! background task ([`link`]) keeps the relay links up and stores incoming
-//! messages in the inbox, so nothing waits on the agent calling a tool.
+//! stdout carries JSON-RPC only; logs go to stderr. The home's daemon keeps the
+//! relay links up and stores incoming messages (the server starts it
+//! in-process when it is the home's first consumer, else it is its client);
+//! [`link`] follows its events and runs sends and invites through it, so
+//! nothing waits on the agent calling a tool. Database reads, leases and acks
+//! run on a dedicated database thread, never on the runtime's workers.
 
 use tokio_util::sync::CancellationToken;
 
 use crate::client::home::Home;
-use crate::client::store::Store;
 use crate::client::{ClientError, identity};
 
 mod link;
@@ -122,7 +124,7 @@ pub async fn serve(home: Home, cancel: CancellationToken) -> Result<(), McpError
                 (dc, Some((d, stop)))
             }
         };
-    let db = Store::open(&home.db_path()).map_err(ClientError::Store)?;
+    let db = crate::daemon::db::Db::open(&home.db_path())?;
     let (link, link_task) = link::new(dc, cancel.child_token()).await?;
     let server = tools::AgentroomServer::new(home, me, db, link);
     tracing::info!(public_key = %me.fmt_short(), "MCP server ready on stdio");

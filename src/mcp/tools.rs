@@ -4,7 +4,6 @@
 //! the host agent reads it instead of its client showing an opaque protocol
 //! error.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -30,6 +29,7 @@ use crate::client::relay_url::RelayUrl;
 use crate::client::store::{self, Store};
 use crate::client::{ClientError, now_ms, now_secs, peers};
 use crate::crypto::{IdentityPublicKey, fingerprint, safety_number};
+use crate::daemon::db::Db;
 use crate::daemon::lease;
 
 /// A tool's failure: the sentence the agent reads.
@@ -40,24 +40,27 @@ type ToolResult<T> = Result<Json<T>, String>;
 pub(crate) struct AgentroomServer {
     home: Home,
     me: IdentityPublicKey,
-    db: Arc<Mutex<Store>>,
+    /// The database on its own thread: no lock on the runtime's workers, no
+    /// SQLite wait blocking one.
+    db: Db,
     link: LinkHandle,
     tool_router: ToolRouter<Self>,
 }
 
 #[tool_router]
 impl AgentroomServer {
-    pub(crate) fn new(home: Home, me: IdentityPublicKey, db: Store, link: LinkHandle) -> Self {
-        Self { home, me, db: Arc::new(Mutex::new(db)), link, tool_router: Self::tool_router() }
+    pub(crate) fn new(home: Home, me: IdentityPublicKey, db: Db, link: LinkHandle) -> Self {
+        Self { home, me, db, link, tool_router: Self::tool_router() }
     }
 
-    fn with_db<T>(
+    async fn with_db<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Store) -> Result<T, ClientError>,
+        f: impl FnOnce(&mut Store) -> Result<T, ClientError> + Send + 'static,
     ) -> Result<T, String> {
-        let mut db =
-            self.db.lock().map_err(|_| "internal error: state lock poisoned".to_owned())?;
-        f(&mut db).map_err(|e| e.to_string())
+        match self.db.call(f).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     async fn run_job<T>(
@@ -104,14 +107,17 @@ impl AgentroomServer {
             if cancelled.is_cancelled() {
                 return Ok(None);
             }
-            let leased = self.with_db(|db| {
-                Ok(match &reply_to {
-                    Some(id) => lease::lease_reply(db, id, now_ms(), lease_ms)?,
-                    None => lease::lease_next(db, from.as_ref(), now_ms(), lease_ms, &[])?,
+            let leased = self
+                .with_db(move |db| {
+                    Ok(match &reply_to {
+                        Some(id) => lease::lease_reply(db, id, now_ms(), lease_ms)?,
+                        None => lease::lease_next(db, from.as_ref(), now_ms(), lease_ms, &[])?,
+                    })
                 })
-            })?;
+                .await?;
             if let Some(m) = leased {
-                let peer = self.with_db(|db| Ok(store::get_peer(db.conn(), &m.peer)?))?;
+                let pk = m.peer;
+                let peer = self.with_db(move |db| Ok(store::get_peer(db.conn(), &pk)?)).await?;
                 tracing::info!(from = %m.peer.fmt_short(), seq = m.seq, delivery = m.delivery, "message leased");
                 return Ok(Some(Message::new(&m, peer.as_ref())));
             }
@@ -152,18 +158,17 @@ impl AgentroomServer {
         }
     }
 
-    fn peer_list(&self) -> Result<Vec<PeerInfo>, String> {
-        self.with_db(|db| {
-            let rows = store::list_peers(db.conn())?;
-            let unread = store::inbox_new(db.conn(), None)?;
-            Ok(rows
-                .iter()
-                .map(|p| {
-                    let n = unread.iter().filter(|m| m.peer == p.pk && m.kind == "text").count();
-                    self.peer_info(p, u64::try_from(n).unwrap_or(u64::MAX))
-                })
-                .collect())
-        })
+    async fn peer_list(&self) -> Result<Vec<PeerInfo>, String> {
+        let (rows, unread) = self
+            .with_db(|db| Ok((store::list_peers(db.conn())?, store::inbox_new(db.conn(), None)?)))
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|p| {
+                let n = unread.iter().filter(|m| m.peer == p.pk && m.kind == "text").count();
+                self.peer_info(p, u64::try_from(n).unwrap_or(u64::MAX))
+            })
+            .collect())
     }
 
     /// Send a text message to a paired peer. Returns once the relay holds it
@@ -184,7 +189,8 @@ impl AgentroomServer {
         if text.trim().is_empty() {
             return Err("refusing to send an empty message".into());
         }
-        let peer = self.with_db(|db| peers::resolve(db.conn(), &args.peer))?;
+        let q = args.peer.clone();
+        let peer = self.with_db(move |db| peers::resolve(db.conn(), &q)).await?;
         let query = peer.pk.to_b64u();
         let relay = peer.relay_url.clone();
         let out = self.run_job(|done| Job::Send { peer: query, relay, text, done }).await?;
@@ -227,11 +233,14 @@ impl AgentroomServer {
         let lease = limits::secs_arg("lease_secs", args.lease_secs, 1, limits::MAX_LEASE_SECS)?
             .unwrap_or(limits::DEFAULT_LEASE);
         let from = match args.from.as_deref() {
-            Some(q) => Some(self.with_db(|db| peers::resolve(db.conn(), q))?.pk),
+            Some(q) => {
+                let q = q.to_owned();
+                Some(self.with_db(move |db| peers::resolve(db.conn(), &q)).await?.pk)
+            }
             None => None,
         };
         let message = self.wait_and_lease(from, None, timeout, lease, &ctx).await?;
-        let (remaining, _) = self.with_db(|db| Ok(lease::counts(db.conn(), now_ms())?))?;
+        let (remaining, _) = self.with_db(|db| Ok(lease::counts(db.conn(), now_ms())?)).await?;
         Ok(Json(NextMessageResult { message, remaining }))
     }
 
@@ -239,7 +248,8 @@ impl AgentroomServer {
     /// marked consumed and never offered again. Acking twice is harmless.
     #[tool(name = "ack")]
     async fn ack(&self, Parameters(args): Parameters<AckArgs>) -> ToolResult<AckResult> {
-        let outcome = self.with_db(|db| Ok(lease::ack(db.conn(), args.lease_id.trim())?))?;
+        let lease_id = args.lease_id.trim().to_owned();
+        let outcome = self.with_db(move |db| Ok(lease::ack(db.conn(), &lease_id)?)).await?;
         match outcome {
             lease::AckOutcome::Acked => Ok(Json(AckResult { status: "acked".into() })),
             lease::AckOutcome::AlreadyAcked => {
@@ -257,7 +267,7 @@ impl AgentroomServer {
     /// with the peer out of band), relay, unread count.
     #[tool(name = "peers")]
     async fn peers(&self) -> ToolResult<PeersResult> {
-        Ok(Json(PeersResult { peers: self.peer_list()? }))
+        Ok(Json(PeersResult { peers: self.peer_list().await? }))
     }
 
     /// Create a single-use invite and publish it to the relay. Give the invite
@@ -317,17 +327,19 @@ impl AgentroomServer {
     /// inbox and outbox counts, and the room running in this home, if any.
     #[tool(name = "status")]
     async fn status(&self) -> ToolResult<StatusResult> {
-        let peers = self.peer_list()?;
-        let (waiting, leased, pending, invites_open) = self.with_db(|db| {
-            let (w, l) = lease::counts(db.conn(), now_ms())?;
-            let p = store::outbox_pending_count(db.conn())?;
-            let now = now_secs();
-            let open = store::list_invites(db.conn())?
-                .iter()
-                .filter(|i| i.status == "open" && i.expires_at > now)
-                .count();
-            Ok((w, l, p, u64::try_from(open).unwrap_or(u64::MAX)))
-        })?;
+        let peers = self.peer_list().await?;
+        let (waiting, leased, pending, invites_open) = self
+            .with_db(|db| {
+                let (w, l) = lease::counts(db.conn(), now_ms())?;
+                let p = store::outbox_pending_count(db.conn())?;
+                let now = now_secs();
+                let open = store::list_invites(db.conn())?
+                    .iter()
+                    .filter(|i| i.status == "open" && i.expires_at > now)
+                    .count();
+                Ok((w, l, p, u64::try_from(open).unwrap_or(u64::MAX)))
+            })
+            .await?;
         let relays = self
             .link
             .relays()
