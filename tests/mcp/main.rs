@@ -384,7 +384,7 @@ fn mcp_serve_and_an_observer_share_one_home() {
     };
     // serve answers nothing, only notes what it handled.
     let handler = format!("cat >> {runs}; echo >> {runs}");
-    let mut serve = bg(&["serve", "--on-message", &handler]);
+    let serve = bg(&["serve", "--on-message", &handler]);
     let mut follow = bg(&["listen", "--follow"]);
     let (tx, observed) = std::sync::mpsc::channel::<Value>();
     let out = follow.stdout.take().unwrap();
