@@ -107,7 +107,7 @@ async fn detach(home: &crate::client::home::Home, printer: Printer) -> anyhow::R
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    // Its own session: the terminal's Ctrl-C and hangup do not reach it.
+    // Its own process group: the terminal's Ctrl-C does not reach it.
     cmd.process_group(0);
     let mut child = cmd.spawn()?;
     let deadline = std::time::Instant::now() + crate::daemon::ATTACH_TIMEOUT;
