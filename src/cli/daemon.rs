@@ -78,7 +78,7 @@ pub async fn run(
             concurrency: usize::from(args.concurrency),
         };
         let dc = DaemonClient::connect(&home).await?.ok_or(crate::daemon::DaemonError::Stopped)?;
-        let served = consumer::serve(dc, &home, &opts, &cancel, &mut |ev| {
+        let served = consumer::serve(dc, true, &home, &opts, &cancel, &mut |ev| {
             super::listen::print_event(printer, &ev);
         })
         .await;

@@ -39,10 +39,10 @@ pub async fn run(
     let opts = ListenOptions { once: args.once, from: args.from, timeout: args.timeout };
     let follow = args.follow;
     let c = cancel.clone();
-    let result = crate::daemon::consumer::run_attached(&home, cancel.clone(), |dc| {
+    let result = crate::daemon::consumer::run_attached(&home, cancel.clone(), |dc, owner| {
         let (opts, c) = (opts.clone(), c.clone());
         async move {
-            crate::daemon::consumer::listen(dc, &opts, follow, &c, &mut |ev| {
+            crate::daemon::consumer::listen(dc, owner, &opts, follow, &c, &mut |ev| {
                 print_event(printer, &ev);
             })
             .await

@@ -55,10 +55,10 @@ pub async fn run(
     // `listen`, `mcp`) share a home; the first one runs the daemon in-process.
     let c = cancel.clone();
     let h = home.clone();
-    let result = crate::daemon::consumer::run_attached(&home, cancel.clone(), |dc| {
+    let result = crate::daemon::consumer::run_attached(&home, cancel.clone(), |dc, owner| {
         let (opts, c, h) = (opts.clone(), c.clone(), h.clone());
         async move {
-            crate::daemon::consumer::serve(dc, &h, &opts, &c, &mut |ev| {
+            crate::daemon::consumer::serve(dc, owner, &h, &opts, &c, &mut |ev| {
                 super::listen::print_event(printer, &ev);
             })
             .await

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -509,26 +509,42 @@ async fn revoke_invite(
     Ok(Json(InviteRevoked { id: row.id, relay_confirmed }))
 }
 
+/// `GET /v1/events` options.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct EventsQuery {
+    /// First replay the events since the daemon started (at most 256): for the
+    /// consumer that started the daemon and subscribes a moment later.
+    #[serde(default)]
+    replay: bool,
+}
+
 /// Server-Sent Events: every `DaemonEvent`, to every subscriber. Observing
 /// never consumes a message.
-#[utoipa::path(get, path = "/v1/events", tag = "daemon",
+#[utoipa::path(get, path = "/v1/events", tag = "daemon", params(EventsQuery),
     responses((status = 200, description = "text/event-stream of DaemonEvent", content_type = "text/event-stream", body = DaemonEvent)))]
 async fn events(
     State(s): State<AppState>,
+    Query(q): Query<EventsQuery>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let rx = s.shared.events.subscribe();
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+    let (early, rx) = s.shared.subscribe(q.replay);
+    let live = futures_util::stream::unfold(rx, |mut rx| async move {
         let ev = match rx.recv().await {
             Ok(ev) => ev,
             Err(broadcast::error::RecvError::Lagged(n)) => DaemonEvent::Lagged { missed: n },
             Err(broadcast::error::RecvError::Closed) => return None,
         };
-        let sse = SseEvent::default()
-            .event(ev.name())
-            .json_data(&ev)
-            .unwrap_or_else(|_| SseEvent::default().comment("unserialisable event"));
-        Some((Ok(sse), rx))
+        Some((ev, rx))
     });
+    let stream = futures_util::StreamExt::map(
+        futures_util::StreamExt::chain(futures_util::stream::iter(early), live),
+        |ev| {
+            Ok(SseEvent::default()
+                .event(ev.name())
+                .json_data(&ev)
+                .unwrap_or_else(|_| SseEvent::default().comment("unserialisable event")))
+        },
+    );
     let stream = futures_util::StreamExt::take_until(stream, s.stop.clone().cancelled_owned());
     Sse::new(stream).keep_alive(KeepAlive::default())
 }

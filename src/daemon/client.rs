@@ -146,8 +146,17 @@ impl DaemonClient {
     /// Subscribe to `GET /v1/events`; events arrive on the returned channel
     /// (closed when the daemon goes away). Subscribed when this returns.
     pub async fn events(&self) -> Result<mpsc::Receiver<DaemonEvent>, DaemonError> {
-        let resp =
-            self.http.get(format!("{BASE}/v1/events")).send().await.map_err(|e| unreachable(&e))?;
+        self.events_from(false).await
+    }
+
+    /// [`Self::events`], first replaying the daemon's events since it started
+    /// when `replay` (for the consumer that started it).
+    pub async fn events_from(
+        &self,
+        replay: bool,
+    ) -> Result<mpsc::Receiver<DaemonEvent>, DaemonError> {
+        let url = format!("{BASE}/v1/events?replay={replay}");
+        let resp = self.http.get(url).send().await.map_err(|e| unreachable(&e))?;
         if !resp.status().is_success() {
             return Err(DaemonError::Api {
                 status: resp.status().as_u16(),

@@ -42,7 +42,7 @@ pub async fn run_attached<F, Fut, T>(
     mut consume: F,
 ) -> Result<T, DaemonError>
 where
-    F: FnMut(DaemonClient) -> Fut,
+    F: FnMut(DaemonClient, bool) -> Fut,
     Fut: Future<Output = Result<T, DaemonError>>,
 {
     loop {
@@ -57,7 +57,8 @@ where
                 (dc, Some(d), Some(stop))
             }
         };
-        let result = consume(dc).await;
+        let owner = daemon.is_some();
+        let result = consume(dc, owner).await;
         if let (Some(d), Some(stop)) = (daemon, stop) {
             stop.cancel();
             if let Err(e) = d.wait().await {
@@ -115,10 +116,11 @@ fn forward(ev: DaemonEvent, announced: &mut HashSet<String>, emit: &mut dyn FnMu
 /// Subscribe to events and report the relays already up as `connected`.
 async fn start_events(
     dc: &DaemonClient,
+    replay: bool,
     announced: &mut HashSet<String>,
     emit: &mut dyn FnMut(Event),
 ) -> Result<(mpsc::Receiver<DaemonEvent>, usize), DaemonError> {
-    let events = dc.events().await?;
+    let events = dc.events_from(replay).await?;
     let status = dc.status().await?;
     for r in &status.relays {
         if r.up && announced.insert(r.url.clone()) {
@@ -145,6 +147,7 @@ type Finished = (ApiMessage, Result<HandlerOutcome, HandlerError>);
 /// `serve`: lease, run the handler, ack with its reply. Returns the count.
 pub async fn serve(
     dc: DaemonClient,
+    owner: bool,
     home: &Home,
     opts: &ServeOptions,
     cancel: &CancellationToken,
@@ -154,7 +157,7 @@ pub async fn serve(
     let lease = opts.handler.timeout.saturating_add(LEASE_MARGIN);
     let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).clamp(1_000, 3_600_000);
     let mut announced = HashSet::new();
-    let (mut events, relays) = start_events(&dc, &mut announced, emit).await?;
+    let (mut events, relays) = start_events(&dc, owner, &mut announced, emit).await?;
     if let Some((to, text)) = &opts.seed {
         let req = SendRequest {
             peer: to.clone(),
@@ -312,13 +315,14 @@ async fn finish(
 /// observe instead: print every message the daemon receives, consuming none.
 pub async fn listen(
     dc: DaemonClient,
+    owner: bool,
     opts: &ListenOptions,
     follow: bool,
     cancel: &CancellationToken,
     emit: &mut dyn FnMut(Event),
 ) -> Result<u64, DaemonError> {
     let mut announced = HashSet::new();
-    let (mut events, relays) = start_events(&dc, &mut announced, emit).await?;
+    let (mut events, relays) = start_events(&dc, owner, &mut announced, emit).await?;
     let from_pk = match &opts.from {
         Some(q) => {
             let peers = dc.peers().await?.peers;
@@ -339,11 +343,17 @@ pub async fn listen(
                     lease_ms: Some(LISTEN_LEASE_MS),
                 };
                 let Some(m) = dc.next(&req).await?.message else { break };
-                emit(Event::Received { message: message_info(&m) });
+                // Consume, then show (as `listen` always did): a listener
+                // killed between the two loses the line on screen, never
+                // shows a message twice.
                 let lease_id = m.lease_id.clone().expect("a leased message carries its lease id");
                 dc.ack(&AckRequest { lease_id, reply: None, handler: None }).await?;
+                emit(Event::Received { message: message_info(&m) });
                 shown += 1;
                 if opts.once {
+                    // Report what the daemon announced up to this message
+                    // (a `paired` before it, say) before leaving.
+                    catch_up(&mut events, m.seq, &mut announced, emit).await;
                     emit(Event::Done { count: shown, reason: "once".into() });
                     return Ok(shown);
                 }
@@ -382,6 +392,27 @@ pub async fn listen(
     emit(Event::Done { count: shown, reason: "cancelled".into() });
     Ok(shown)
 }
+
+/// Forward events until the daemon's `received` for inbox row `seq` (bounded:
+/// a daemon that never announces it costs [`CATCH_UP`] at most).
+async fn catch_up(
+    events: &mut mpsc::Receiver<DaemonEvent>,
+    seq: i64,
+    announced: &mut HashSet<String>,
+    emit: &mut dyn FnMut(Event),
+) {
+    let deadline = tokio::time::Instant::now() + CATCH_UP;
+    while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, events.recv()).await {
+        let done = matches!(&ev, DaemonEvent::Received { message } if message.seq >= seq);
+        forward(ev, announced, emit);
+        if done {
+            return;
+        }
+    }
+}
+
+/// The longest [`catch_up`] waits.
+const CATCH_UP: Duration = Duration::from_secs(2);
 
 /// A peer query against the daemon's list: label, key, or a unique key prefix.
 fn resolve_peer(peers: &[PeerInfo], q: &str) -> Result<String, DaemonError> {

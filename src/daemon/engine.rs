@@ -40,6 +40,10 @@ pub(crate) struct Shared {
     pub(crate) links: Arc<Mutex<BTreeMap<String, RelayStatus>>>,
     /// Envelope ids whose reply a `send` waits for (never leased to consumers).
     pub(crate) awaited: Arc<Mutex<HashSet<String>>>,
+    /// The first events of this daemon, for a subscriber that asks for a
+    /// replay: the consumer that started the daemon subscribes only after the
+    /// links (and their `connected`, `paired`, `dropped`) are already up.
+    pub(crate) early: Arc<Mutex<Vec<DaemonEvent>>>,
 }
 
 impl Shared {
@@ -50,11 +54,27 @@ impl Shared {
             arrived: Arc::new(Notify::new()),
             links: Arc::new(Mutex::new(BTreeMap::new())),
             awaited: Arc::new(Mutex::new(HashSet::new())),
+            early: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
     pub(crate) fn emit(&self, ev: DaemonEvent) {
+        // Under the lock, so a replaying subscriber gets each event exactly once.
+        let mut early = self.early.lock().expect("the early-events lock is never poisoned");
+        if early.len() < super::EARLY_EVENTS {
+            early.push(ev.clone());
+        }
         let _ = self.events.send(ev);
+    }
+
+    /// Subscribe, with the early events when `replay`.
+    pub(crate) fn subscribe(
+        &self,
+        replay: bool,
+    ) -> (Vec<DaemonEvent>, broadcast::Receiver<DaemonEvent>) {
+        let early = self.early.lock().expect("the early-events lock is never poisoned");
+        let rx = self.events.subscribe();
+        (if replay { early.clone() } else { Vec::new() }, rx)
     }
 
     pub(crate) fn awaited_ids(&self) -> Vec<String> {

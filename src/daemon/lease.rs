@@ -341,9 +341,9 @@ mod tests {
         assert_eq!(lease_reply(&mut db, &ours, 0, 10).unwrap(), None, "leased once");
         // Consumers never take a reply a `send` waits for; the rest they do.
         let awaited = [ours.to_b64u()];
-        let next = lease_next(&mut db, None, 100, 10, &awaited).unwrap().unwrap();
+        let next = lease_next(&mut db, None, 100, 1000, &awaited).unwrap().unwrap();
         assert_eq!(next.text, "older, unread");
-        assert_eq!(lease_next(&mut db, None, 200, 10, &awaited).unwrap(), None);
+        assert_eq!(lease_next(&mut db, None, 200, 1000, &awaited).unwrap(), None);
     }
 
     #[test]

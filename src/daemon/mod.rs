@@ -37,6 +37,8 @@ pub use lock::HomeLock;
 
 /// Events kept for a slow SSE subscriber before it is told it lagged.
 pub(crate) const EVENT_BUFFER: usize = 1024;
+/// Events kept from a daemon's start for `GET /v1/events?replay=true`.
+pub(crate) const EARLY_EVENTS: usize = 256;
 /// How long a command waits for a starting daemon (or a one-shot command
 /// holding the home) before giving up.
 pub const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
