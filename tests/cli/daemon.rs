@@ -256,3 +256,25 @@ fn killed_consumer_and_killed_daemon_lose_nothing() {
     assert_eq!(std::fs::read_to_string(&runs).unwrap(), "only once\n", "handled once");
     let _ = Duration::ZERO;
 }
+
+#[test]
+fn daemon_with_a_handler_answers_and_a_wait_reply_gets_that_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(tmp.path());
+    let (host, guest) = (Agent::new(tmp.path(), "host"), Agent::new(tmp.path(), "guest"));
+    pair(&relay, &host, &guest);
+    let mut daemon = start_daemon(&host, &["--on-message", "sed s/^/d:/"]);
+    // An older unread message from the host waits in the guest's inbox; the
+    // guest's daemon must hand `--wait-reply` the answer to its own message.
+    host.json(&["send", "guest", "older, unread"]);
+    let mut guest_daemon = start_daemon(&guest, &[]);
+    let out = guest.json(&["send", "host", "hi", "--wait-reply", "--timeout", "60s"]);
+    let reply = out.iter().find(|v| v["event"] == "received").expect("a reply");
+    assert_eq!(reply["text"], "d:hi");
+    assert_eq!(reply["reply_to"], out[0]["id"]);
+    let rest = guest.json(&["listen", "--once", "--timeout", "30s"]);
+    assert_eq!(rest.iter().find(|v| v["event"] == "received").unwrap()["text"], "older, unread");
+    daemon.wait_event("replied");
+    guest_daemon.sigkill();
+    daemon.sigkill();
+}
