@@ -67,3 +67,7 @@ pub const MAX_CONNECTIONS_PER_IP: &str = "MAX_CONNECTIONS_PER_IP";
 pub const BORE_SECRET: &str = "BORE_SECRET";
 /// Relay: milliseconds an online recipient has to ack before the envelope is committed.
 pub const LIVE_ACK_WINDOW_MS: &str = "LIVE_ACK_WINDOW_MS";
+/// Daemon: where the socket goes when `<home>/agentroom.sock` is too long for a socket address.
+pub const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
+/// Development: `1` makes `cargo test --lib openapi` rewrite protocol/openapi.json.
+pub const AGENTROOM_BLESS: &str = "AGENTROOM_BLESS";

@@ -14,6 +14,10 @@
 //! - [`relay`]: the relay server (axum HTTP + WebSocket behind its own accept loop,
 //!   optional TLS, SQLite store-and-forward, HMAC session tokens); embeddable via
 //!   [`relay::start`].
+//! - [`daemon`]: the one owner of a home (flock): relay links, inbox leases, the
+//!   local API (axum on `<home>/agentroom.sock`, optional loopback HTTP with a
+//!   token), SSE events and the OpenAPI document; `serve`, `listen`, `mcp` and the
+//!   one-shot commands are its clients (the first consumer runs it in-process).
 //! - [`mcp`]: `agentroom mcp`, the MCP stdio server (send, next_message + ack leases, invites, status).
 //! - [`service`]: `agentroom service`: the systemd user unit / launchd agent that runs a home's daemon.
 //! - [`cli`]: the `agentroom` command line (clap derive), one file per command.
@@ -22,12 +26,13 @@
 //! - [`backoff`]: the one exponential backoff (relay reconnects, tunnel restarts).
 //! - [`fsutil`]: private files (0600) written atomically (temp + fsync + rename).
 //!
-//! Dependencies point down: cli → client/relay/tunnel/handler → protocol → crypto.
+//! Dependencies point down: cli, mcp → daemon → client/relay/tunnel/handler → protocol → crypto.
 
 pub mod backoff;
 pub mod cli;
 pub mod client;
 pub mod crypto;
+pub mod daemon;
 pub mod defaults;
 pub mod env;
 pub mod fsutil;

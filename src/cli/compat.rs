@@ -1,7 +1,7 @@
 //! Spellings shared by several commands for the TypeScript agentroom's users.
 
 use crate::client::relay_url::RelayUrl;
-use crate::client::{Client, ClientError, store};
+use crate::client::{Client, ClientError};
 
 /// `--server URL` on `send`, `listen` and `serve`. The TypeScript agentroom has one
 /// relay per identity, named on each command; here every peer records the relay
@@ -14,14 +14,6 @@ pub(crate) fn redirect_relays(
 ) -> Result<Option<RelayUrl>, ClientError> {
     let Some(server) = server else { return Ok(None) };
     let server = RelayUrl::parse(server)?;
-    let mut urls: Vec<String> =
-        store::list_peers(client.conn())?.into_iter().map(|p| p.relay_url).collect();
-    urls.extend(store::open_invite_relays(client.conn(), crate::client::now_secs())?);
-    for url in urls {
-        let relay = RelayUrl::parse(&url)?;
-        if relay != server {
-            client.set_dial_override(&relay, server.clone());
-        }
-    }
+    client.redirect_all_relays(&server)?;
     Ok(Some(server))
 }

@@ -88,6 +88,10 @@ pub async fn run(
             });
         }
     }
+    let _lock = match super::daemon::one_shot(&home).await? {
+        super::daemon::Via::Daemon(dc) => return via_daemon(&dc, cmd, printer).await,
+        super::daemon::Via::Direct(lock) => lock,
+    };
     let (cancel, sig) = super::cancel_on_signals();
     let mut client = Client::open(&home, cancel.clone())?;
     let result = match cmd {
@@ -255,6 +259,118 @@ async fn accept(
             ))
         },
     );
+    Ok(ExitStatus::Success)
+}
+
+/// Invite commands through the home's daemon: same output, its relay link.
+async fn via_daemon(
+    dc: &crate::daemon::DaemonClient,
+    cmd: InviteCommand,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    use crate::daemon::types::{InviteAcceptRequest, InviteCreateRequest};
+    match cmd {
+        InviteCommand::Create(args) => {
+            if args.expires.is_zero() {
+                anyhow::bail!(ClientError::Invite(crate::crypto::InviteError::Expired));
+            }
+            let req = InviteCreateRequest {
+                relay: args.relay,
+                ttl_secs: Some(args.expires.as_secs().max(1)),
+                label: args.label,
+            };
+            let row = dc.invite_create(&req).await?;
+            let accept_line = format!("agentroom invite accept '{}'", row.invite);
+            printer.event(
+                "invite_created",
+                json!({
+                    "id": row.id,
+                    "invite": row.invite,
+                    "relay": row.relay,
+                    "expires_at": row.expires_at,
+                    "label": row.label,
+                    "accept_command": accept_line,
+                }),
+                || {
+                    Some(format!(
+                        "{}\n\nGive this to the other agent (single use, expires in {}):\n  {accept_line}\n\nThe daemon of this home will hear from it.",
+                        row.invite,
+                        human_duration(row.expires_at.saturating_sub(now_secs())),
+                    ))
+                },
+            );
+        }
+        InviteCommand::List => {
+            let rows = dc.invites().await?.invites;
+            if rows.is_empty() {
+                printer.human("No invites. Create one with `agentroom invite create`.");
+            }
+            let now = now_secs();
+            for r in rows {
+                printer.event(
+                    "invite",
+                    json!({
+                        "id": r.id,
+                        "status": r.status,
+                        "label": r.label,
+                        "relay": r.relay,
+                        "expires_at": r.expires_at,
+                        "created_at": r.created_at,
+                        "claimed_by": r.claimed_by,
+                    }),
+                    || {
+                        Some(format!(
+                            "{}  {:<8} {:<12} {}  {}",
+                            r.id,
+                            r.status,
+                            r.label.as_deref().unwrap_or("-"),
+                            r.relay,
+                            if r.status == "open" {
+                                format!(
+                                    "expires in {}",
+                                    human_duration(r.expires_at.saturating_sub(now))
+                                )
+                            } else {
+                                String::new()
+                            }
+                        ))
+                    },
+                );
+            }
+        }
+        InviteCommand::Revoke { id } => {
+            let r = dc.invite_revoke(&id).await?;
+            printer.event(
+                "invite_revoked",
+                json!({"id": r.id, "relay_confirmed": r.relay_confirmed}),
+                || Some(format!("Revoked invite {}.", r.id)),
+            );
+        }
+        InviteCommand::Accept(args) => {
+            let req = InviteAcceptRequest { invite: args.invite, label: args.label };
+            let a = dc.invite_accept(&req).await?;
+            printer.event(
+                "invite_accepted",
+                json!({
+                    "peer": a.peer,
+                    "label": a.label,
+                    "fingerprint": a.fingerprint,
+                    "safety_number": a.safety_number,
+                    "relay": a.relay,
+                }),
+                || {
+                    Some(format!(
+                        "Paired with {}\n  public key:    {}\n  fingerprint:   {}\n  safety number: {}\n  relay:         {}",
+                        a.label.clone().unwrap_or_else(|| a.peer.clone()),
+                        a.peer,
+                        a.fingerprint,
+                        a.safety_number,
+                        a.relay,
+                    ))
+                },
+            );
+        }
+    }
     Ok(ExitStatus::Success)
 }
 

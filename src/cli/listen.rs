@@ -7,9 +7,11 @@ use clap::Args;
 
 use super::duration::parse_duration;
 use super::{ExitStatus, Printer, home_of};
-use crate::client::Client;
 use crate::client::events::Event;
-use crate::client::listen::{ListenOptions, listen};
+use crate::client::listen::ListenOptions;
+use crate::client::relay_url::RelayUrl;
+use crate::daemon::DaemonOptions;
+use crate::daemon::consumer::run_attached;
 
 /// Options of `agentroom listen`.
 #[derive(Debug, Args)]
@@ -37,6 +39,10 @@ pub struct ListenArgs {
     /// Relay to use (TypeScript spelling): every peer's relay is dialled here.
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
+    /// Observe: print every message the home receives without consuming it
+    /// (a `serve` or `mcp` in the same home still gets each one).
+    #[arg(long)]
+    pub follow: bool,
 }
 
 /// Run `listen`.
@@ -47,13 +53,19 @@ pub async fn run(
 ) -> anyhow::Result<ExitStatus> {
     let home = home_of(home)?;
     let (cancel, sig) = super::cancel_on_signals();
-    let mut client = Client::open(&home, cancel.clone())?;
-    client.set_retention(args.retain)?;
-    super::compat::redirect_relays(&mut client, args.server.as_deref())?;
+    let server = args.server.as_deref().map(RelayUrl::parse).transpose()?;
+    let daemon_opts = DaemonOptions { retain: args.retain, server, ..DaemonOptions::default() };
     let opts = ListenOptions { once: args.once, from: args.from, timeout: args.timeout };
-    let quiet = args.quiet;
-    let result = listen(&mut client, &opts, &mut |ev| {
-        if quiet { print_quiet(printer, &ev) } else { print_event(printer, &ev) }
+    let (follow, quiet) = (args.follow, args.quiet);
+    let c = cancel.clone();
+    let result = run_attached(&home, &daemon_opts, cancel.clone(), |dc, owner| {
+        let (opts, c) = (opts.clone(), c.clone());
+        async move {
+            crate::daemon::consumer::listen(dc, owner, &opts, follow, &c, &mut |ev| {
+                if quiet { print_quiet(printer, &ev) } else { print_event(printer, &ev) }
+            })
+            .await
+        }
     })
     .await;
     cancel.cancel();

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 pub mod compat;
 pub mod completions;
+pub mod daemon;
 pub mod duration;
 pub mod exit;
 pub mod history;
@@ -105,6 +106,10 @@ pub enum Command {
     /// Run this home's daemon at login: a systemd user unit or a launchd agent.
     #[command(subcommand)]
     Service(service::ServiceCommand),
+    /// Own this home: relay links, inbox, outbox and the local API on `<home>/agentroom.sock`.
+    Daemon(daemon::DaemonArgs),
+    /// Show the home's daemon: pid, socket, relay links, queue counts.
+    Status,
     /// Print the version.
     #[command(after_help = "Examples:
   agentroom version
@@ -191,6 +196,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Service(cmd) => service::run(home, cmd, printer),
         Command::Mcp => mcp::run(home).await,
         Command::Completions { shell } => completions::run(shell),
+        Command::Daemon(args) => daemon::run(home, args, printer).await,
+        Command::Status => daemon::status(home, printer).await,
         Command::Version => {
             printer.event(
                 "version",
@@ -217,6 +224,8 @@ fn status_for(e: &anyhow::Error) -> ExitStatus {
         } else if let Some(ie) = cause.downcast_ref::<crate::client::identity::IdentityError>() {
             matches!(ie, crate::client::identity::IdentityError::Missing(_))
                 .then_some(ErrorClass::NoSession)
+        } else if let Some(de) = cause.downcast_ref::<crate::daemon::DaemonError>() {
+            Some(de.class())
         } else if cause.downcast_ref::<crate::client::connection::LinkError>().is_some() {
             Some(ErrorClass::Network)
         } else {

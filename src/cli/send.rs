@@ -47,12 +47,16 @@ pub async fn run(
         std::io::stdin().read_to_string(&mut s)?;
         s.trim_end_matches(['\n', '\r']).to_owned()
     } else {
-        args.text
+        args.text.clone()
     };
     if text.trim().is_empty() {
         anyhow::bail!("refusing to send an empty message");
     }
     let home = home_of(home)?;
+    let _lock = match super::daemon::one_shot(&home).await? {
+        super::daemon::Via::Daemon(dc) => return via_daemon(&dc, &args, text, printer).await,
+        super::daemon::Via::Direct(lock) => lock,
+    };
     let (cancel, sig) = super::cancel_on_signals();
     let mut client = Client::open(&home, cancel.clone())?;
     super::compat::redirect_relays(&mut client, args.server.as_deref())?;
@@ -91,6 +95,57 @@ pub async fn run(
     }
     if let Some(e) = out.reply_error {
         return Err(e.into());
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// `send` through the home's daemon: same output, no relay connection of our own.
+async fn via_daemon(
+    dc: &crate::daemon::DaemonClient,
+    args: &SendArgs,
+    text: String,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    use crate::daemon::types::{SendRequest, SendStatus};
+    let wait_ms = u64::try_from(args.timeout.as_millis()).unwrap_or(u64::MAX);
+    let req = SendRequest {
+        peer: args.peer.clone(),
+        text,
+        wait_reply_ms: args.wait_reply.then_some(wait_ms),
+        wait_sent_ms: None,
+    };
+    let out = dc.send(&req).await?;
+    let status = match out.status {
+        SendStatus::Delivered => "delivered",
+        SendStatus::Stored => "stored",
+        SendStatus::Queued => {
+            printer.note(
+                "agentroom: the message stays queued and goes out when the relay is reachable (the daemon keeps trying)",
+            );
+            return Err(crate::client::ClientError::Timeout(
+                send::SENT_TIMEOUT,
+                "the relay to take the message",
+            )
+            .into());
+        }
+    };
+    printer.event("sent", json!({"id": out.id, "to": out.to, "status": status}), || {
+        Some(out.id.clone())
+    });
+    if let Some(m) = out.reply {
+        let message = MessageInfo {
+            id: m.id,
+            from: m.from,
+            label: m.label,
+            fingerprint: m.fingerprint,
+            sent_at: m.sent_at,
+            text: m.text,
+            reply_to: m.reply_to,
+        };
+        super::listen::print_event(printer, &crate::client::events::Event::Received { message });
+    }
+    if out.reply_error.is_some() && args.wait_reply {
+        return Err(crate::client::ClientError::Timeout(args.timeout, "a reply").into());
     }
     Ok(ExitStatus::Success)
 }

@@ -8,9 +8,9 @@ use serde_json::json;
 
 use super::duration::parse_duration;
 use super::{ExitStatus, Printer, home_of};
-use crate::client::Client;
 use crate::client::relay_url::RelayUrl;
-use crate::client::serve::{ServeOptions, serve};
+use crate::client::serve::ServeOptions;
+use crate::daemon::DaemonOptions;
 use crate::handler::HandlerCommand;
 use crate::handler::env::PassEnv;
 
@@ -89,7 +89,7 @@ impl HandlerArgs {
 }
 
 /// A `--pass-env` name, checked when parsing (a refused name is a usage error).
-fn pass_env_name(name: &str) -> Result<String, String> {
+pub(crate) fn pass_env_name(name: &str) -> Result<String, String> {
     PassEnv::new(vec![name.to_owned()]).map_err(|e| e.to_string())?;
     Ok(name.to_owned())
 }
@@ -103,33 +103,10 @@ pub async fn run(
     let handler = args.handler.command(args.on_message)?;
     let home = home_of(home)?;
     let (cancel, sig) = super::cancel_on_signals();
-    let mut client = Client::open(&home, cancel.clone())?;
-    client.set_retention(args.retain)?;
-    let server = super::compat::redirect_relays(&mut client, args.server.as_deref())?;
-    if args.invite {
-        let relay = match &server {
-            Some(s) => s.clone(),
-            None => match home.load_config()?.relay_url {
-                Some(r) => RelayUrl::parse(&r)?,
-                None => return Err(crate::client::ClientError::NoRelay.into()),
-            },
-        };
-        let ttl = crate::defaults::INVITE_TTL;
-        let created = crate::client::invites::create(&mut client, &relay, ttl, None).await?;
-        let row = created.row;
-        let accept = format!("agentroom invite accept '{}'", row.encoded);
-        printer.event(
-            "invite",
-            json!({
-                "url": row.encoded,
-                "id": row.id,
-                "relay": row.relay_url,
-                "expires_at": row.expires_at,
-                "accept_command": accept,
-            }),
-            || Some(format!("Give this to the other agent (single use):\n  {accept}")),
-        );
-    }
+    let server = args.server.as_deref().map(RelayUrl::parse).transpose()?;
+    let daemon_opts =
+        DaemonOptions { retain: args.retain, server: server.clone(), ..DaemonOptions::default() };
+    let invite = args.invite.then(|| server.map(|s| s.to_string()));
     let opts = ServeOptions {
         handler,
         seed: args.seed.zip(args.to).map(|(text, to)| (to, text)),
@@ -137,9 +114,49 @@ pub async fn run(
         once: args.once,
         concurrency: usize::from(args.handler.concurrency),
     };
+    // The home's daemon hands out each message once, so several `serve` (and
+    // `listen`, `mcp`) share a home; the first one runs the daemon in-process.
+    let c = cancel.clone();
+    let h = home.clone();
     let result =
-        serve(&mut client, &opts, &mut |ev| super::listen::print_event(printer, &ev)).await;
+        crate::daemon::consumer::run_attached(&home, &daemon_opts, cancel.clone(), |dc, owner| {
+            let (opts, c, h, invite) = (opts.clone(), c.clone(), h.clone(), invite.clone());
+            async move {
+                if let Some(relay) = invite {
+                    publish_invite(&dc, relay, printer).await?;
+                }
+                crate::daemon::consumer::serve(dc, owner, &h, &opts, &c, &mut |ev| {
+                    super::listen::print_event(printer, &ev);
+                })
+                .await
+            }
+        })
+        .await;
     cancel.cancel();
     result?;
     Ok(super::exit_after(&sig))
+}
+
+/// `serve --invite`: publish a single-use invite through the home's daemon and
+/// print it as the TypeScript agentroom does (`invite{url}`).
+async fn publish_invite(
+    dc: &crate::daemon::DaemonClient,
+    relay: Option<String>,
+    printer: Printer,
+) -> Result<(), crate::daemon::DaemonError> {
+    let req = crate::daemon::types::InviteCreateRequest { relay, ttl_secs: None, label: None };
+    let created = dc.invite_create(&req).await?;
+    let accept = format!("agentroom invite accept '{}'", created.invite);
+    printer.event(
+        "invite",
+        json!({
+            "url": created.invite,
+            "id": created.id,
+            "relay": created.relay,
+            "expires_at": created.expires_at,
+            "accept_command": accept,
+        }),
+        || Some(format!("Give this to the other agent (single use):\n  {accept}")),
+    );
+    Ok(())
 }

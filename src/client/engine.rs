@@ -240,6 +240,21 @@ impl Client {
         self.dial_overrides.insert(relay.as_str().to_owned(), dial);
     }
 
+    /// `--server`: dial every peer's (and open invite's) relay at `server`
+    /// instead (the same relay reached another way, e.g. a new tunnel address).
+    pub fn redirect_all_relays(&mut self, server: &RelayUrl) -> Result<(), ClientError> {
+        let mut urls: Vec<String> =
+            store::list_peers(self.conn())?.into_iter().map(|p| p.relay_url).collect();
+        urls.extend(store::open_invite_relays(self.conn(), now_secs())?);
+        for url in urls {
+            let relay = RelayUrl::parse(&url)?;
+            if &relay != server {
+                self.set_dial_override(&relay, server.clone());
+            }
+        }
+        Ok(())
+    }
+
     /// Start a link to `relay` unless one runs already.
     pub fn connect(&mut self, relay: &RelayUrl) -> Result<(), ClientError> {
         if self.links.contains_key(self.link_key(relay.as_str())) {

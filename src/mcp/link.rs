@@ -1,11 +1,11 @@
-//! The background half of `agentroom mcp`: one task owns the [`Client`], keeps
-//! a link to every relay of this home up (reconnecting with the link's own
-//! backoff), stores and acks incoming envelopes, and runs the tool calls that
-//! need the engine (send, invites) one at a time.
-//!
-//! Tools that only read (next_message, ack, peers, status) use their own
-//! database connection and the [`LinkSnapshot`], so they answer even while a
-//! send waits for the relay.
+//! The background half of `agentroom mcp`: a client of the home's daemon (or
+//! the daemon's owner when the MCP server is the first consumer of its home).
+//! The daemon holds the relay links and stores every message; this task
+//! follows its event stream (link state for `status`, a wake-up for waiting
+//! `next_message` calls) and runs the tool calls that need the daemon (send,
+//! invites) one at a time. Leases and acks use the same inbox table the daemon
+//! leases from, so MCP tools, `serve` and `listen` in one home never get the
+//! same message.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -14,70 +14,46 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::connection::LinkOptions;
-use crate::client::invites::{self, Accepted, CreatedInvite};
-use crate::client::relay_url::RelayUrl;
-use crate::client::send;
-use crate::client::store::PeerRow;
-use crate::client::{Client, ClientError, Incoming};
-use crate::protocol::{DeliveryStatus, EnvelopeId};
-
-/// How often the task re-reads peers and open invites and restarts links that
-/// gave up (a relay that refused us, or one added by another process).
-const RELINK_EVERY: Duration = Duration::from_secs(30);
-
-/// Pause after an engine error so a broken database cannot spin the loop.
-const ERROR_PAUSE: Duration = Duration::from_secs(1);
+use crate::daemon::types::{
+    DaemonEvent, InviteAcceptRequest, InviteAccepted, InviteCreateRequest, InviteCreated,
+    SendRequest, SendResponse,
+};
+use crate::daemon::{DaemonClient, DaemonError};
 
 /// How long `send` waits for the relay when its link is down at call time:
 /// the message is in the outbox already, so the agent hears "queued" soon
 /// instead of waiting out the full relay timeout.
 const QUEUED_WAIT: Duration = Duration::from_secs(5);
+/// How long `send` waits for the relay when its link is up.
+const SENT_WAIT: Duration = Duration::from_secs(30);
 
-/// A message handed to the engine.
-#[derive(Debug)]
-pub(crate) struct Sent {
-    /// Recipient.
-    pub(crate) peer: PeerRow,
-    /// Envelope id.
-    pub(crate) id: EnvelopeId,
-    /// What the relay said; `None`: not yet, the message waits in the outbox
-    /// and goes out when the link is back (reporting it as an error would make
-    /// the agent send it twice).
-    pub(crate) status: Option<DeliveryStatus>,
-}
-
-/// A tool call the engine runs.
+/// A tool call the daemon runs.
 #[derive(Debug)]
 pub(crate) enum Job {
     /// `send` without waiting for a reply (replies are leased like any message).
     Send {
         /// Peer query.
         peer: String,
+        /// The peer's relay (how long to wait depends on its link).
+        relay: String,
         /// Text.
         text: String,
         /// Answer.
-        done: oneshot::Sender<Result<Sent, ClientError>>,
+        done: oneshot::Sender<Result<SendResponse, DaemonError>>,
     },
     /// `invite_create`.
     InviteCreate {
-        /// Relay.
-        relay: RelayUrl,
-        /// Lifetime.
-        ttl: Duration,
-        /// Label for the guest.
-        label: Option<String>,
+        /// The request.
+        req: InviteCreateRequest,
         /// Answer.
-        done: oneshot::Sender<Result<CreatedInvite, ClientError>>,
+        done: oneshot::Sender<Result<InviteCreated, DaemonError>>,
     },
     /// `invite_accept`.
     InviteAccept {
-        /// The invite string.
-        invite: String,
-        /// Label for the host.
-        label: Option<String>,
+        /// The request.
+        req: InviteAcceptRequest,
         /// Answer.
-        done: oneshot::Sender<Result<Accepted, ClientError>>,
+        done: oneshot::Sender<Result<InviteAccepted, DaemonError>>,
     },
 }
 
@@ -121,220 +97,114 @@ impl LinkHandle {
     }
 }
 
-/// Build the task and its handle. The task future is not `Send` (the engine
-/// holds a SQLite connection across awaits, as every client command does), so
-/// the caller polls it beside the MCP service instead of spawning it. It runs
+/// Attach to the daemon and build the task and its handle. The task runs
 /// until `cancel` fires or every [`LinkHandle`] is dropped.
-pub(crate) fn new(
-    mut client: Client,
+pub(crate) async fn new(
+    dc: DaemonClient,
     cancel: CancellationToken,
-) -> (LinkHandle, impl Future<Output = ()>) {
-    // Never give up on a relay while the server runs: the host agent may call
-    // next_message for hours, and the relay may come back at any time.
-    client.set_link_options(LinkOptions::long_running());
+) -> Result<(LinkHandle, impl Future<Output = ()>), DaemonError> {
+    let events = dc.events().await?;
+    let status = dc.status().await?;
     let (jobs, rx) = mpsc::channel(16);
-    let handle = LinkHandle {
-        jobs,
-        arrived: Arc::new(Notify::new()),
-        snapshot: Arc::new(Mutex::new(LinkSnapshot::default())),
-    };
+    let mut snap = LinkSnapshot::default();
+    for r in status.relays {
+        snap.relays.insert(
+            r.url,
+            RelayLink { up: r.up, last_error: r.last_error, pending_at_login: None },
+        );
+    }
+    let handle =
+        LinkHandle { jobs, arrived: Arc::new(Notify::new()), snapshot: Arc::new(Mutex::new(snap)) };
     let task = Task {
-        client,
+        dc,
         jobs: rx,
+        events,
         arrived: handle.arrived.clone(),
         snapshot: handle.snapshot.clone(),
     };
-    (handle, task.run(cancel))
+    Ok((handle, task.run(cancel)))
 }
 
 struct Task {
-    client: Client,
+    dc: DaemonClient,
     jobs: mpsc::Receiver<Job>,
+    events: mpsc::Receiver<DaemonEvent>,
     arrived: Arc<Notify>,
     snapshot: Arc<Mutex<LinkSnapshot>>,
 }
 
-enum Step {
-    Stop,
-    Job(Job),
-    Relink,
-    Event(Result<Option<Incoming>, ClientError>),
-}
-
 impl Task {
     async fn run(mut self, cancel: CancellationToken) {
-        self.relink();
-        let mut relink = tokio::time::interval(RELINK_EVERY);
-        relink.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            // Pick a step first, then act on it: a job needs `&mut client`,
-            // which the pending `next()` future borrows. `next()` is cancel-safe
-            // (it only awaits channel receives and an interval tick).
-            let step = tokio::select! {
+            tokio::select! {
                 biased;
-                () = cancel.cancelled() => Step::Stop,
-                job = self.jobs.recv() => job.map_or(Step::Stop, Step::Job),
-                _ = relink.tick() => Step::Relink,
-                ev = self.client.next() => Step::Event(ev),
-            };
-            match step {
-                Step::Stop => break,
-                Step::Job(job) => self.run_job(job).await,
-                Step::Relink => self.relink(),
-                Step::Event(Ok(Some(inc))) => self.on_incoming(inc),
-                Step::Event(Ok(None)) => break,
-                Step::Event(Err(e)) => {
-                    tracing::warn!(error = %e, "engine error; continuing");
-                    tokio::time::sleep(ERROR_PAUSE).await;
-                }
+                () = cancel.cancelled() => break,
+                job = self.jobs.recv() => match job {
+                    Some(job) => self.run_job(job).await,
+                    None => break,
+                },
+                ev = self.events.recv() => match ev {
+                    Some(ev) => self.on_event(ev),
+                    None => {
+                        tracing::warn!("the home's daemon stopped; MCP tools can no longer send");
+                        break;
+                    }
+                },
             }
-            // Messages may have been stored while a job waited on the relay.
-            self.arrived.notify_waiters();
         }
         tracing::debug!("link task stopped");
     }
 
-    fn relink(&mut self) {
-        match self.client.connect_all() {
-            Ok(relays) => {
-                if let Ok(mut snap) = self.snapshot.lock() {
-                    for r in relays {
-                        let up = self.client.is_up(&r);
-                        snap.relays.entry(r.as_str().to_owned()).or_default().up = up;
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot list relays to connect to"),
-        }
-    }
-
-    fn set_link(&self, relay: &RelayUrl, f: impl FnOnce(&mut RelayLink)) {
+    fn set_link(&self, relay: &str, f: impl FnOnce(&mut RelayLink)) {
         if let Ok(mut snap) = self.snapshot.lock() {
-            f(snap.relays.entry(relay.as_str().to_owned()).or_default());
+            f(snap.relays.entry(relay.to_owned()).or_default());
         }
     }
 
-    fn on_incoming(&mut self, inc: Incoming) {
-        match inc {
-            Incoming::Message { relay, row, .. } => {
-                // Stored already (store-then-ack); the agent gets it through a lease.
-                self.client.ack(&relay, &row.peer, &row.id);
-                tracing::info!(from = %row.peer.fmt_short(), seq = row.seq, "message stored");
-                self.arrived.notify_waiters();
-            }
-            Incoming::Up { relay, pending, reconnect } => {
-                tracing::info!(relay = %relay, pending, reconnect, "relay link up");
+    fn on_event(&self, ev: DaemonEvent) {
+        match ev {
+            DaemonEvent::Received { .. } => self.arrived.notify_waiters(),
+            DaemonEvent::Connected { relay, pending }
+            | DaemonEvent::Reconnect { relay, pending } => {
                 self.set_link(&relay, |l| {
                     l.up = true;
                     l.pending_at_login = Some(pending);
                 });
             }
-            Incoming::Down { relay, reason, retry_in } => {
-                tracing::info!(relay = %relay, %reason, ?retry_in, "relay link down; retrying");
-                self.set_link(&relay, |l| {
-                    l.up = false;
-                    l.last_error = Some(reason);
-                });
-            }
-            Incoming::Fatal(e) => {
-                tracing::warn!(error = %e, "relay link gave up; retrying later");
-                // The engine dropped the link; mark every relay it no longer reports up.
-                let relays: Vec<String> = self
-                    .snapshot
-                    .lock()
-                    .map(|s| s.relays.keys().cloned().collect())
-                    .unwrap_or_default();
-                for r in relays {
-                    if let Ok(url) = RelayUrl::parse(&r) {
-                        if !self.client.is_up(&url) {
-                            self.set_link(&url, |l| {
-                                l.up = false;
-                                l.last_error = Some(e.to_string());
-                            });
-                        }
-                    }
-                }
-            }
-            Incoming::Paired { peer } => {
-                tracing::info!(peer = %peer.pk.fmt_short(), "a guest accepted an invite");
-            }
-            Incoming::Dropped { from, reason } => {
-                tracing::warn!(from = %from.fmt_short(), %reason, "dropped an envelope");
-            }
-            Incoming::Sent { .. }
-            | Incoming::SendFailed { .. }
-            | Incoming::Undecryptable { .. }
-            | Incoming::Presence { .. }
-            | Incoming::Reply { .. } => {}
+            DaemonEvent::Disconnect { relay, reason, .. } => self.set_link(&relay, |l| {
+                l.up = false;
+                l.last_error = Some(reason);
+            }),
+            _ => {}
         }
     }
 
     async fn run_job(&mut self, job: Job) {
         match job {
-            Job::Send { peer, text, done } => {
-                let _ = done.send(self.send(&peer, &text).await);
+            Job::Send { peer, relay, text, done } => {
+                let up = self.snapshot.lock().map(|s| s.relays.get(&relay).is_some_and(|l| l.up));
+                let wait = if up.unwrap_or(false) { SENT_WAIT } else { QUEUED_WAIT };
+                let req = SendRequest {
+                    peer,
+                    text,
+                    wait_reply_ms: None,
+                    wait_sent_ms: Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
+                };
+                let _ = done.send(self.dc.send(&req).await);
             }
-            Job::InviteCreate { relay, ttl, label, done } => {
-                let r = invites::create(&mut self.client, &relay, ttl, label).await;
-                let _ = done.send(r);
+            Job::InviteCreate { req, done } => {
+                let _ = done.send(self.dc.invite_create(&req).await);
             }
-            Job::InviteAccept { invite, label, done } => {
-                let r = invites::accept(&mut self.client, &invite, label).await;
-                let _ = done.send(r);
+            Job::InviteAccept { req, done } => {
+                let _ = done.send(self.dc.invite_accept(&req).await);
             }
         }
-        // A job may have added a relay (accept) or logged one in meanwhile.
-        self.relink();
-    }
-}
-
-impl Task {
-    /// `send::send`, but a message the relay has not confirmed in time is
-    /// reported as queued (it is durably in the outbox before the first await,
-    /// so dropping the wait loses nothing).
-    async fn send(&mut self, query: &str, text: &str) -> Result<Sent, ClientError> {
-        let peer = crate::client::peers::resolve(self.client.conn(), query)?;
-        let relay = RelayUrl::parse(&peer.relay_url)?;
-        let before = last_outbox_seq(self.client.conn())?;
-        let up = self.client.is_up(&relay);
-        let attempt = send::send(&mut self.client, query, text, None);
-        let result = if up {
-            attempt.await
-        } else {
-            tokio::time::timeout(QUEUED_WAIT, attempt)
-                .await
-                .unwrap_or(Err(ClientError::Timeout(QUEUED_WAIT, "the relay")))
-        };
-        match result {
-            Ok(out) => Ok(Sent { peer: out.peer, id: out.id, status: Some(out.status) }),
-            Err(ClientError::Timeout(..)) => {
-                let id = queued_id(self.client.conn(), &peer, before)?;
-                tracing::info!(peer = %peer.pk.fmt_short(), "relay did not confirm; message queued");
-                Ok(Sent { peer, id, status: None })
+        // A job may have added a relay (accept): refresh the link list.
+        if let Ok(st) = self.dc.status().await {
+            for r in st.relays {
+                self.set_link(&r.url, |l| l.up = r.up);
             }
-            Err(e) => Err(e),
         }
+        self.arrived.notify_waiters();
     }
-}
-
-fn last_outbox_seq(conn: &rusqlite::Connection) -> Result<i64, ClientError> {
-    conn.query_row("SELECT coalesce(max(seq), 0) FROM outbox", [], |r| r.get(0))
-        .map_err(|e| ClientError::Store(e.into()))
-}
-
-/// The envelope `send` queued for `peer` after outbox row `after`.
-fn queued_id(
-    conn: &rusqlite::Connection,
-    peer: &PeerRow,
-    after: i64,
-) -> Result<EnvelopeId, ClientError> {
-    let id: String = conn
-        .query_row(
-            "SELECT id FROM outbox WHERE peer = ?1 AND seq > ?2 ORDER BY seq LIMIT 1",
-            rusqlite::params![peer.pk.to_b64u(), after],
-            |r| r.get(0),
-        )
-        .map_err(|e| ClientError::Store(e.into()))?;
-    EnvelopeId::from_b64u(&id)
-        .ok_or(ClientError::Store(crate::client::store::StoreError::BadRecord("outbox")))
 }

@@ -3,17 +3,18 @@
 //! `next_message` + `ack` (leased, at-least-once until acked, exactly-once
 //! after), `peers`, `invite_create`, `invite_accept`, `peers_update`, `status`.
 //!
-//! stdout carries JSON-RPC only; logs go to stderr. While the server runs, a
-//! background task ([`link`]) keeps the relay links up and stores incoming
-//! messages in the inbox, so nothing waits on the agent calling a tool.
+//! stdout carries JSON-RPC only; logs go to stderr. The home's daemon keeps the
+//! relay links up and stores incoming messages (the server starts it
+//! in-process when it is the home's first consumer, else it is its client);
+//! [`link`] follows its events and runs sends and invites through it, so
+//! nothing waits on the agent calling a tool. Database reads, leases and acks
+//! run on a dedicated database thread, never on the runtime's workers.
 
 use tokio_util::sync::CancellationToken;
 
 use crate::client::home::Home;
-use crate::client::store::Store;
-use crate::client::{Client, ClientError, identity};
+use crate::client::{ClientError, identity};
 
-pub mod lease;
 mod link;
 pub mod schema;
 mod tools;
@@ -49,6 +50,9 @@ pub enum McpError {
     /// The MCP client did not complete the `initialize` handshake.
     #[error("MCP handshake failed: {0}")]
     Handshake(Box<rmcp::service::ServerInitializeError>),
+    /// The home's daemon could not be reached or started.
+    #[error(transparent)]
+    Daemon(#[from] crate::daemon::DaemonError),
     /// The server task died.
     #[error("MCP server task failed: {0}")]
     Join(tokio::task::JoinError),
@@ -106,9 +110,22 @@ pub async fn serve(home: Home, cancel: CancellationToken) -> Result<(), McpError
     }
     let me = pair.public();
     drop(pair);
-    let client = Client::open(&home, cancel.child_token())?;
-    let db = Store::open(&home.db_path()).map_err(ClientError::Store)?;
-    let (link, link_task) = link::new(client, cancel.child_token());
+    // The home's daemon holds the relay links; the first consumer runs it.
+    let (dc, daemon) =
+        match crate::daemon::attach_or_own(&home, crate::daemon::ATTACH_TIMEOUT).await? {
+            crate::daemon::Attach::Daemon(dc) => (dc, None),
+            crate::daemon::Attach::Owner(lock) => {
+                let stop = CancellationToken::new();
+                let opts = crate::daemon::DaemonOptions::default();
+                let d = crate::daemon::Daemon::start(&home, lock, &opts, stop.clone()).await?;
+                let dc = crate::daemon::DaemonClient::connect(&home)
+                    .await?
+                    .ok_or(crate::daemon::DaemonError::Stopped)?;
+                (dc, Some((d, stop)))
+            }
+        };
+    let db = crate::daemon::db::Db::open(&home.db_path())?;
+    let (link, link_task) = link::new(dc, cancel.child_token()).await?;
     let server = tools::AgentroomServer::new(home, me, db, link);
     tracing::info!(public_key = %me.fmt_short(), "MCP server ready on stdio");
     let service = async {
@@ -131,6 +148,10 @@ pub async fn serve(home: Home, cancel: CancellationToken) -> Result<(), McpError
         result
     };
     let ((), result) = tokio::join!(link_task, service);
+    if let Some((d, stop)) = daemon {
+        stop.cancel();
+        d.wait().await?;
+    }
     result?;
     Ok(())
 }

@@ -4,9 +4,9 @@
 use rmcp::schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::lease::Leased;
 use crate::client::store::PeerRow;
 use crate::crypto::fingerprint;
+use crate::daemon::lease::Leased;
 
 /// Arguments of `send`.
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -4,7 +4,6 @@
 //! the host agent reads it instead of its client showing an opaque protocol
 //! error.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -25,13 +24,14 @@ use super::schema::{
     OutboxCounts, PeerInfo, PeersResult, PeersUpdateArgs, PeersUpdateResult, RelayInfo, SendArgs,
     SendResult, StatusResult,
 };
-use super::{INSTRUCTIONS, lease, limits};
+use super::{INSTRUCTIONS, limits};
 use crate::client::home::Home;
 use crate::client::relay_url::RelayUrl;
 use crate::client::store::{self, Store};
 use crate::client::{ClientError, now_ms, now_secs, peers};
 use crate::crypto::{IdentityPublicKey, fingerprint, safety_number};
-use crate::protocol::DeliveryStatus;
+use crate::daemon::db::Db;
+use crate::daemon::lease;
 
 /// A tool's failure: the sentence the agent reads.
 type ToolResult<T> = Result<Json<T>, String>;
@@ -41,29 +41,32 @@ type ToolResult<T> = Result<Json<T>, String>;
 pub(crate) struct AgentroomServer {
     home: Home,
     me: IdentityPublicKey,
-    db: Arc<Mutex<Store>>,
+    /// The database on its own thread: no lock on the runtime's workers, no
+    /// SQLite wait blocking one.
+    db: Db,
     link: LinkHandle,
     tool_router: ToolRouter<Self>,
 }
 
 #[tool_router]
 impl AgentroomServer {
-    pub(crate) fn new(home: Home, me: IdentityPublicKey, db: Store, link: LinkHandle) -> Self {
-        Self { home, me, db: Arc::new(Mutex::new(db)), link, tool_router: Self::tool_router() }
+    pub(crate) fn new(home: Home, me: IdentityPublicKey, db: Db, link: LinkHandle) -> Self {
+        Self { home, me, db, link, tool_router: Self::tool_router() }
     }
 
-    fn with_db<T>(
+    async fn with_db<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Store) -> Result<T, ClientError>,
+        f: impl FnOnce(&mut Store) -> Result<T, ClientError> + Send + 'static,
     ) -> Result<T, String> {
-        let mut db =
-            self.db.lock().map_err(|_| "internal error: state lock poisoned".to_owned())?;
-        f(&mut db).map_err(|e| crate::client::error_text(&e))
+        match self.db.call(f).await {
+            Ok(r) => r.map_err(|e| crate::client::error_text(&e)),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     async fn run_job<T>(
         &self,
-        job: impl FnOnce(oneshot::Sender<Result<T, ClientError>>) -> Job,
+        job: impl FnOnce(oneshot::Sender<Result<T, crate::daemon::DaemonError>>) -> Job,
     ) -> Result<T, String> {
         let (tx, rx) = oneshot::channel();
         if !self.link.submit(job(tx)).await {
@@ -75,10 +78,12 @@ impl AgentroomServer {
         }
     }
 
-    /// Wait up to `timeout` for a message (from `from` if given) and lease it.
+    /// Wait up to `timeout` for a message (from `from` if given; with
+    /// `reply_to`, only the reply to that envelope of ours) and lease it.
     async fn wait_and_lease(
         &self,
         from: Option<IdentityPublicKey>,
+        reply_to: Option<crate::protocol::EnvelopeId>,
         timeout: Duration,
         lease: Duration,
         ctx: &RequestContext<RoleServer>,
@@ -103,10 +108,17 @@ impl AgentroomServer {
             if cancelled.is_cancelled() {
                 return Ok(None);
             }
-            let leased =
-                self.with_db(|db| Ok(lease::lease_next(db, from.as_ref(), now_ms(), lease_ms)?))?;
+            let leased = self
+                .with_db(move |db| {
+                    Ok(match &reply_to {
+                        Some(id) => lease::lease_reply(db, id, now_ms(), lease_ms)?,
+                        None => lease::lease_next(db, from.as_ref(), now_ms(), lease_ms, &[])?,
+                    })
+                })
+                .await?;
             if let Some(m) = leased {
-                let peer = self.with_db(|db| Ok(store::get_peer(db.conn(), &m.peer)?))?;
+                let pk = m.peer;
+                let peer = self.with_db(move |db| Ok(store::get_peer(db.conn(), &pk)?)).await?;
                 tracing::info!(from = %m.peer.fmt_short(), seq = m.seq, delivery = m.delivery, "message leased");
                 return Ok(Some(Message::new(&m, peer.as_ref())));
             }
@@ -147,18 +159,17 @@ impl AgentroomServer {
         }
     }
 
-    fn peer_list(&self) -> Result<Vec<PeerInfo>, String> {
-        self.with_db(|db| {
-            let rows = store::list_peers(db.conn())?;
-            let unread = store::inbox_new(db.conn(), None)?;
-            Ok(rows
-                .iter()
-                .map(|p| {
-                    let n = unread.iter().filter(|m| m.peer == p.pk && m.kind == "text").count();
-                    self.peer_info(p, u64::try_from(n).unwrap_or(u64::MAX))
-                })
-                .collect())
-        })
+    async fn peer_list(&self) -> Result<Vec<PeerInfo>, String> {
+        let (rows, unread) = self
+            .with_db(|db| Ok((store::list_peers(db.conn())?, store::inbox_new(db.conn(), None)?)))
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|p| {
+                let n = unread.iter().filter(|m| m.peer == p.pk && m.kind == "text").count();
+                self.peer_info(p, u64::try_from(n).unwrap_or(u64::MAX))
+            })
+            .collect())
     }
 
     /// Send a text message to a paired peer. Returns once the relay holds it
@@ -179,22 +190,27 @@ impl AgentroomServer {
         if text.trim().is_empty() {
             return Err("refusing to send an empty message".into());
         }
-        let peer = self.with_db(|db| peers::resolve(db.conn(), &args.peer))?;
+        let q = args.peer.clone();
+        let peer = self.with_db(move |db| peers::resolve(db.conn(), &q)).await?;
         let query = peer.pk.to_b64u();
-        let out = self.run_job(|done| Job::Send { peer: query, text, done }).await?;
+        let relay = peer.relay_url.clone();
+        let out = self.run_job(|done| Job::Send { peer: query, relay, text, done }).await?;
         let reply = match wait {
             Some(w) if !w.is_zero() => {
-                self.wait_and_lease(Some(peer.pk), w, limits::DEFAULT_LEASE, &ctx).await?
+                // Only the answer to this message: never an older unread one.
+                let id = crate::protocol::EnvelopeId::from_b64u(&out.id)
+                    .ok_or_else(|| "the daemon returned a malformed envelope id".to_owned())?;
+                self.wait_and_lease(Some(peer.pk), Some(id), w, limits::DEFAULT_LEASE, &ctx).await?
             }
             _ => None,
         };
         Ok(Json(SendResult {
-            id: out.id.to_b64u(),
-            to: out.peer.pk.to_b64u(),
+            id: out.id,
+            to: out.to,
             status: match out.status {
-                Some(DeliveryStatus::Delivered) => "delivered",
-                Some(DeliveryStatus::Stored) => "stored",
-                None => "queued",
+                crate::daemon::types::SendStatus::Delivered => "delivered",
+                crate::daemon::types::SendStatus::Stored => "stored",
+                crate::daemon::types::SendStatus::Queued => "queued",
             }
             .to_owned(),
             reply,
@@ -218,11 +234,14 @@ impl AgentroomServer {
         let lease = limits::secs_arg("lease_secs", args.lease_secs, 1, limits::MAX_LEASE_SECS)?
             .unwrap_or(limits::DEFAULT_LEASE);
         let from = match args.from.as_deref() {
-            Some(q) => Some(self.with_db(|db| peers::resolve(db.conn(), q))?.pk),
+            Some(q) => {
+                let q = q.to_owned();
+                Some(self.with_db(move |db| peers::resolve(db.conn(), &q)).await?.pk)
+            }
             None => None,
         };
-        let message = self.wait_and_lease(from, timeout, lease, &ctx).await?;
-        let (remaining, _) = self.with_db(|db| Ok(lease::counts(db.conn(), now_ms())?))?;
+        let message = self.wait_and_lease(from, None, timeout, lease, &ctx).await?;
+        let (remaining, _) = self.with_db(|db| Ok(lease::counts(db.conn(), now_ms())?)).await?;
         Ok(Json(NextMessageResult { message, remaining }))
     }
 
@@ -230,7 +249,8 @@ impl AgentroomServer {
     /// marked consumed and never offered again. Acking twice is harmless.
     #[tool(name = "ack")]
     async fn ack(&self, Parameters(args): Parameters<AckArgs>) -> ToolResult<AckResult> {
-        let outcome = self.with_db(|db| Ok(lease::ack(db.conn(), args.lease_id.trim())?))?;
+        let lease_id = args.lease_id.trim().to_owned();
+        let outcome = self.with_db(move |db| Ok(lease::ack(db.conn(), &lease_id)?)).await?;
         match outcome {
             lease::AckOutcome::Acked => Ok(Json(AckResult { status: "acked".into() })),
             lease::AckOutcome::AlreadyAcked => {
@@ -248,7 +268,7 @@ impl AgentroomServer {
     /// with the peer out of band), relay, unread count.
     #[tool(name = "peers")]
     async fn peers(&self) -> ToolResult<PeersResult> {
-        Ok(Json(PeersResult { peers: self.peer_list()? }))
+        Ok(Json(PeersResult { peers: self.peer_list().await? }))
     }
 
     /// Create a single-use invite and publish it to the relay. Give the invite
@@ -268,13 +288,17 @@ impl AgentroomServer {
         }
         let relay = self.default_relay(args.relay.as_deref())?;
         let label = args.label.filter(|l| !l.trim().is_empty());
-        let created = self.run_job(|done| Job::InviteCreate { relay, ttl, label, done }).await?;
-        let row = created.row;
+        let req = crate::daemon::types::InviteCreateRequest {
+            relay: Some(relay.to_string()),
+            ttl_secs: Some(ttl.as_secs().max(1)),
+            label,
+        };
+        let row = self.run_job(|done| Job::InviteCreate { req, done }).await?;
         Ok(Json(InviteCreateResult {
-            accept_command: format!("agentroom invite accept '{}'", row.encoded),
+            accept_command: format!("agentroom invite accept '{}'", row.invite),
             id: row.id,
-            invite: row.encoded,
-            relay: row.relay_url,
+            invite: row.invite,
+            relay: row.relay,
             expires_at: row.expires_at,
             label: row.label,
         }))
@@ -289,13 +313,14 @@ impl AgentroomServer {
     ) -> ToolResult<InviteAcceptResult> {
         let invite = args.invite.trim().to_owned();
         let label = args.label.filter(|l| !l.trim().is_empty());
-        let a = self.run_job(|done| Job::InviteAccept { invite, label, done }).await?;
+        let req = crate::daemon::types::InviteAcceptRequest { invite, label };
+        let a = self.run_job(|done| Job::InviteAccept { req, done }).await?;
         Ok(Json(InviteAcceptResult {
-            peer: a.peer.pk.to_b64u(),
-            label: a.peer.label,
+            peer: a.peer,
+            label: a.label,
             fingerprint: a.fingerprint,
             safety_number: a.safety_number,
-            relay: a.peer.relay_url,
+            relay: a.relay,
         }))
     }
 
@@ -307,7 +332,8 @@ impl AgentroomServer {
         &self,
         Parameters(args): Parameters<PeersUpdateArgs>,
     ) -> ToolResult<PeersUpdateResult> {
-        let p = self.with_db(|db| peers::apply_relay_update(db.conn(), &args.update))?;
+        let update = args.update.clone();
+        let p = self.with_db(move |db| peers::apply_relay_update(db.conn(), &update)).await?;
         Ok(Json(PeersUpdateResult { peer: p.pk.to_b64u(), label: p.label, relay: p.relay_url }))
     }
 
@@ -315,17 +341,19 @@ impl AgentroomServer {
     /// inbox and outbox counts, and the room running in this home, if any.
     #[tool(name = "status")]
     async fn status(&self) -> ToolResult<StatusResult> {
-        let peers = self.peer_list()?;
-        let (waiting, leased, pending, invites_open) = self.with_db(|db| {
-            let (w, l) = lease::counts(db.conn(), now_ms())?;
-            let p = store::outbox_pending_count(db.conn())?;
-            let now = now_secs();
-            let open = store::list_invites(db.conn())?
-                .iter()
-                .filter(|i| i.status == store::InviteStatus::Open && i.expires_at > now)
-                .count();
-            Ok((w, l, p, u64::try_from(open).unwrap_or(u64::MAX)))
-        })?;
+        let peers = self.peer_list().await?;
+        let (waiting, leased, pending, invites_open) = self
+            .with_db(|db| {
+                let (w, l) = lease::counts(db.conn(), now_ms())?;
+                let p = store::outbox_pending_count(db.conn())?;
+                let now = now_secs();
+                let open = store::list_invites(db.conn())?
+                    .iter()
+                    .filter(|i| i.status == store::InviteStatus::Open && i.expires_at > now)
+                    .count();
+                Ok((w, l, p, u64::try_from(open).unwrap_or(u64::MAX)))
+            })
+            .await?;
         let relays = self
             .link
             .relays()

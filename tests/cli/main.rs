@@ -6,6 +6,7 @@
 
 mod common;
 mod compat;
+mod daemon;
 mod errors;
 mod files;
 mod handlers;

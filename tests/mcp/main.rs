@@ -196,13 +196,28 @@ fn send_reaches_the_peer_and_wait_reply_returns_a_leased_reply() {
     assert_eq!(received["text"], "from the mcp server");
     assert_eq!(received["id"], sent["id"]);
 
-    // A reply already waiting is returned with the send, leased.
-    cli(p.path(), &["send", "mcp", "the answer"]);
+    // wait_reply returns the reply to *this* message, leased: never an older
+    // unread message of the same peer (that one stays for next_message).
+    cli(p.path(), &["send", "mcp", "older, unread"]);
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_agentroom"))
+        .arg("--home")
+        .arg(p.path())
+        .args(["serve", "--on-message", "sed s/^/re:/"])
+        .env_remove("AGENTROOM_HOME")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let out =
         server.tool_ok("send", json!({"peer": "peer", "text": "question", "wait_reply_secs": 60}));
+    let _ = serve.kill();
+    let _ = serve.wait();
     let reply = &out["reply"];
-    assert_eq!(reply["text"], "the answer");
+    assert_eq!(reply["text"], "re:question", "{out}");
     assert_eq!(server.tool_ok("ack", json!({"lease_id": reply["lease_id"]}))["status"], "acked");
+    let older = server.tool_ok("next_message", json!({"timeout_secs": 60}))["message"].clone();
+    assert_eq!(older["text"], "older, unread");
     server.assert_stdout_is_jsonrpc();
 }
 
@@ -356,5 +371,92 @@ fn a_long_wait_sends_progress_to_a_host_that_asked_for_it() {
     assert!(!progress.is_empty(), "no progress notification");
     assert_eq!(progress[0]["params"]["progressToken"], "wait-1");
     assert_eq!(progress[0]["params"]["total"], 15.0);
+    server.assert_stdout_is_jsonrpc();
+}
+
+#[test]
+fn mcp_serve_and_an_observer_share_one_home() {
+    let Pair { relay: _relay, m, p, mut server } = pair();
+    let runs = m.path().join("..").join(format!("runs-{}", std::process::id()));
+    let runs = runs.to_string_lossy().into_owned();
+    let bg = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_agentroom"))
+            .arg("--home")
+            .arg(m.path())
+            .arg("--json")
+            .args(args)
+            .env_remove("AGENTROOM_HOME")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // serve answers nothing, only notes what it handled.
+    let handler = format!("cat >> {runs}; echo >> {runs}");
+    let serve = bg(&["serve", "--on-message", &handler]);
+    let mut follow = bg(&["listen", "--follow"]);
+    let (tx, observed) = std::sync::mpsc::channel::<Value>();
+    let out = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    // Wait until the observer is attached (it reports the relay link).
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let v = observed.recv_timeout(deadline - std::time::Instant::now()).unwrap();
+        if v["event"] == "connected" {
+            break;
+        }
+    }
+    let texts: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
+    for t in &texts {
+        cli(p.path(), &["send", "mcp", t]);
+    }
+    let mut by_mcp = Vec::new();
+    let handled_by_serve = || -> Vec<String> {
+        std::fs::read_to_string(&runs)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    while by_mcp.len() + handled_by_serve().len() < texts.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "mcp {by_mcp:?}, serve {:?}",
+            handled_by_serve()
+        );
+        let m = server.tool_ok("next_message", json!({"timeout_secs": 1}))["message"].clone();
+        if m.is_null() {
+            continue;
+        }
+        by_mcp.push(m["text"].as_str().unwrap().to_owned());
+        assert_eq!(server.tool_ok("ack", json!({"lease_id": m["lease_id"]}))["status"], "acked");
+    }
+    let mut all = by_mcp.clone();
+    all.extend(handled_by_serve());
+    all.sort();
+    let mut want = texts.clone();
+    want.sort();
+    assert_eq!(all, want, "every message to exactly one consumer (mcp {by_mcp:?})");
+    let mut seen = Vec::new();
+    while seen.len() < texts.len() {
+        let v = observed.recv_timeout(deadline - std::time::Instant::now()).unwrap();
+        if v["event"] == "received" {
+            seen.push(v["text"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(seen, texts, "the observer sees every message, in order");
+    for mut c in [serve, follow] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
     server.assert_stdout_is_jsonrpc();
 }

@@ -11,7 +11,7 @@ use crate::crypto::IdentityPublicKey;
 use crate::protocol::{DeliveryStatus, EnvelopeId};
 
 /// Which way a message went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// From the peer to us.
@@ -30,7 +30,7 @@ impl Direction {
 }
 
 /// What is known about a message's delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryState {
     /// Out: sealed and in the outbox; the relay has not confirmed it yet.
@@ -70,7 +70,7 @@ impl DeliveryState {
 
 /// One message of the history, as the CLI (`history --json`) and the local API
 /// return it. Keys and ids are base64url strings, times unix milliseconds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
     /// Local order (increases with every stored message; stable across queries).
     pub seq: i64,
