@@ -107,13 +107,15 @@ pub async fn run(
 ) -> anyhow::Result<ExitStatus> {
     let home = home_of(home)?;
     let is_list = matches!(args.command, None | Some(PeersCommand::List));
-    let _lock = if is_list {
+    // A running daemon holds the relay link: the list is then read from the
+    // store it keeps up to date (the same rows, safety numbers and expiry).
+    let (_lock, daemon_runs) = if is_list {
         match super::daemon::one_shot(&home).await? {
-            super::daemon::Via::Daemon(dc) => return list_via_daemon(&dc, printer).await,
-            super::daemon::Via::Direct(lock) => lock,
+            super::daemon::Via::Daemon(_) => (None, true),
+            super::daemon::Via::Direct(lock) => (lock, false),
         }
     } else {
-        None
+        (None, false)
     };
     let (cancel, sig) = super::cancel_on_signals();
     let mut client = Client::open(&home, cancel.clone())?;
@@ -121,7 +123,7 @@ pub async fn run(
         PeersCommand::List => {
             // A guest may have accepted an open invite while we were offline:
             // take in its queued hello first (best effort, bounded).
-            if !store::open_invite_relays(client.conn(), now_secs())?.is_empty() {
+            if !daemon_runs && !store::open_invite_relays(client.conn(), now_secs())?.is_empty() {
                 if let Err(e) = client.sync(std::time::Duration::from_secs(5)).await {
                     tracing::debug!(error = %e, "peers: could not catch up with the relay");
                 }
@@ -252,47 +254,6 @@ async fn rename(
         json!({"pk": peer.pk.to_b64u(), "old_label": peer.label, "label": new_label}),
         || Some(format!("Renamed {} to {new_label}.", peer.display_name())),
     );
-    Ok(ExitStatus::Success)
-}
-
-/// `peers` through the home's daemon.
-async fn list_via_daemon(
-    dc: &crate::daemon::DaemonClient,
-    printer: Printer,
-) -> anyhow::Result<ExitStatus> {
-    let peers = dc.peers().await?.peers;
-    if peers.is_empty() {
-        printer.human("No peers yet. Create an invite (`agentroom invite create`) or accept one.");
-    }
-    let now = now_secs();
-    for p in peers {
-        printer.event(
-            "peer",
-            json!({
-                "pk": p.pk,
-                "label": p.label,
-                "fingerprint": p.fingerprint,
-                "role": p.role,
-                "relay": p.relay,
-                "paired_at": p.paired_at,
-                "last_seen": p.last_seen,
-            }),
-            || {
-                let seen = p.last_seen.map_or_else(
-                    || "never".to_owned(),
-                    |t| format!("{} ago", super::invite::human_duration(now.saturating_sub(t))),
-                );
-                Some(format!(
-                    "{:<12} {}  {}  {}  last seen {seen}\n             {}",
-                    p.label.as_deref().unwrap_or("-"),
-                    p.pk,
-                    p.role,
-                    p.relay,
-                    p.fingerprint,
-                ))
-            },
-        );
-    }
     Ok(ExitStatus::Success)
 }
 

@@ -74,10 +74,10 @@ fn two_serves_on_one_home_handle_each_message_exactly_once() {
     let mut listen = guest.spawn(&["listen"]);
     let mut replies = Vec::new();
     while replies.len() < 20 {
-        replies.push(listen.wait_event("received")["text"].as_str().unwrap().to_owned());
+        replies.push(listen.wait_event("message")["text"].as_str().unwrap().to_owned());
     }
     for _ in 0..20 {
-        observer.wait_event("received");
+        observer.wait_event("message");
     }
     replies.sort();
     let mut want: Vec<String> = (0..20).map(|i| format!("re:m{i}")).collect();
@@ -87,7 +87,7 @@ fn two_serves_on_one_home_handle_each_message_exactly_once() {
     assert_eq!(lines.lines().count(), 20, "exactly 20 handler runs: {lines}");
     // No more replies trickle in.
     let extra = guest.json_any(&["listen", "--timeout", "2s"]);
-    assert!(extra.iter().all(|v| v["event"] != "received"), "{extra:?}");
+    assert!(extra.iter().all(|v| v["event"] != "message"), "{extra:?}");
 }
 
 #[test]
@@ -108,8 +108,8 @@ fn a_handler_calling_send_reuses_the_daemons_link() {
     let before = relay_metric(&relay, "connections_total");
     guest.json(&["send", "host", "ping"]);
     let mut got = vec![
-        listen.wait_event("received")["text"].as_str().unwrap().to_owned(),
-        listen.wait_event("received")["text"].as_str().unwrap().to_owned(),
+        listen.wait_event("message")["text"].as_str().unwrap().to_owned(),
+        listen.wait_event("message")["text"].as_str().unwrap().to_owned(),
     ];
     got.sort();
     assert_eq!(got, ["re:ping", "side:ping"]);
@@ -252,7 +252,7 @@ fn killed_consumer_and_killed_daemon_lose_nothing() {
     let replied = second.wait_event("replied");
     assert_eq!(replied["text"], "got:only once");
     let mut listen = guest.spawn(&["listen", "--once"]);
-    assert_eq!(listen.wait_event("received")["text"], "got:only once");
+    assert_eq!(listen.wait_event("message")["text"], "got:only once");
     assert_eq!(std::fs::read_to_string(&runs).unwrap(), "only once\n", "handled once");
     let _ = Duration::ZERO;
 }
@@ -264,16 +264,20 @@ fn daemon_with_a_handler_answers_and_a_wait_reply_gets_that_answer() {
     let (host, guest) = (Agent::new(tmp.path(), "host"), Agent::new(tmp.path(), "guest"));
     pair(&relay, &host, &guest);
     let mut daemon = start_daemon(&host, &["--on-message", "sed s/^/d:/"]);
+    // The host learns the guest's name from its hello, which its daemon takes in.
+    poll_until("the host to know the guest", || {
+        host.json(&["peers"]).iter().any(|p| p["label"] == "guest")
+    });
     // An older unread message from the host waits in the guest's inbox; the
     // guest's daemon must hand `--wait-reply` the answer to its own message.
     host.json(&["send", "guest", "older, unread"]);
     let mut guest_daemon = start_daemon(&guest, &[]);
     let out = guest.json(&["send", "host", "hi", "--wait-reply", "--timeout", "60s"]);
-    let reply = out.iter().find(|v| v["event"] == "received").expect("a reply");
+    let reply = out.iter().find(|v| v["event"] == "message").expect("a reply");
     assert_eq!(reply["text"], "d:hi");
     assert_eq!(reply["reply_to"], out[0]["id"]);
     let rest = guest.json(&["listen", "--once", "--timeout", "30s"]);
-    assert_eq!(rest.iter().find(|v| v["event"] == "received").unwrap()["text"], "older, unread");
+    assert_eq!(rest.iter().find(|v| v["event"] == "message").unwrap()["text"], "older, unread");
     daemon.wait_event("replied");
     guest_daemon.sigkill();
     daemon.sigkill();

@@ -449,7 +449,7 @@ fn mcp_serve_and_an_observer_share_one_home() {
     let mut seen = Vec::new();
     while seen.len() < texts.len() {
         let v = observed.recv_timeout(deadline - std::time::Instant::now()).unwrap();
-        if v["event"] == "received" {
+        if v["event"] == "message" {
             seen.push(v["text"].as_str().unwrap().to_owned());
         }
     }
