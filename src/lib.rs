@@ -13,6 +13,8 @@
 //! - [`relay`]: the relay server (axum HTTP + WebSocket, SQLite store-and-forward,
 //!   HMAC session tokens); embeddable via [`relay::start`].
 //! - [`mcp`]: `agentroom mcp`, the MCP stdio server (send, next_message + ack leases, invites, status).
+//! - [`ui`]: `agentroom ui`, the local web view the daemon serves on loopback (embedded assets,
+//!   one-time login code, session cookie, pause switch).
 //! - [`cli`]: the `agentroom` command line (clap derive), one file per command.
 //! - [`defaults`], [`env`](mod@env): every tunable and every environment variable, once.
 //! - [`fsutil`]: private files (0600) written atomically (temp + fsync + rename).
@@ -33,3 +35,4 @@ pub mod protocol;
 pub mod relay;
 pub mod room;
 pub mod tunnel;
+pub mod ui;

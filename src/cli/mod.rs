@@ -20,6 +20,7 @@ pub mod send;
 pub mod serve;
 pub mod setup;
 pub mod tunnel_args;
+pub mod ui;
 
 pub use exit::ExitStatus;
 pub use printer::Printer;
@@ -78,6 +79,8 @@ pub enum Command {
     Daemon(daemon::DaemonArgs),
     /// Show the home's daemon: pid, socket, relay links, queue counts.
     Status,
+    /// Open the local web view (starts the daemon with loopback HTTP if needed).
+    Ui(ui::UiArgs),
     /// Print the version.
     Version,
 }
@@ -138,6 +141,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Mcp => mcp::run(home).await,
         Command::Daemon(args) => daemon::run(home, args, printer).await,
         Command::Status => daemon::status(home, printer).await,
+        Command::Ui(args) => ui::run(home, args, printer).await,
         Command::Version => {
             printer.event(
                 "version",

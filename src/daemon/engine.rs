@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub(crate) links: Arc<Mutex<BTreeMap<String, RelayStatus>>>,
     /// Envelope ids whose reply a `send` waits for (never leased to consumers).
     pub(crate) awaited: Arc<Mutex<HashSet<String>>>,
+    /// Set by the web view's pause switch: no message is leased while true.
+    pub(crate) paused: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Shared {
@@ -50,6 +52,7 @@ impl Shared {
             arrived: Arc::new(Notify::new()),
             links: Arc::new(Mutex::new(BTreeMap::new())),
             awaited: Arc::new(Mutex::new(HashSet::new())),
+            paused: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 
