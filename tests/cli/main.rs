@@ -9,3 +9,4 @@ mod errors;
 mod handlers;
 mod invites;
 mod messaging;
+mod ui;
