@@ -53,6 +53,9 @@ pub enum UiError {
         #[source]
         source: std::io::Error,
     },
+    /// The room's state file could not be read.
+    #[error(transparent)]
+    Room(#[from] crate::room::state::StateError),
     /// The verified-peers file is not valid JSON.
     #[error("{path} is not a valid verified-peers file: {source}")]
     Corrupt {
@@ -69,7 +72,9 @@ impl IntoResponse for UiError {
         let status = match self {
             UiError::BadCode => StatusCode::UNAUTHORIZED,
             UiError::CrossSite => StatusCode::FORBIDDEN,
-            UiError::Io { .. } | UiError::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            UiError::Io { .. } | UiError::Corrupt { .. } | UiError::Room(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         let class = match status {
             StatusCode::INTERNAL_SERVER_ERROR => crate::daemon::types::ErrorClass::Failure,
@@ -87,6 +92,7 @@ pub struct Ui {
     paused: Arc<AtomicBool>,
     arrived: Arc<Notify>,
     verified_path: Arc<PathBuf>,
+    home: Arc<PathBuf>,
     /// Serialises read-modify-write of the verified file.
     verified_lock: Arc<Mutex<()>>,
 }
@@ -104,6 +110,7 @@ impl Ui {
             paused,
             arrived,
             verified_path: Arc::new(home.dir().join(VERIFIED_FILE)),
+            home: Arc::new(home.dir().to_path_buf()),
             verified_lock: Arc::new(Mutex::new(())),
         }
     }
@@ -124,6 +131,7 @@ impl Ui {
             .route("/ui/login", post(login))
             .route("/v1/ui/login-code", post(login_code))
             .route("/v1/ui/verified", get(verified_list).post(verified_set))
+            .route("/v1/ui/room", get(room_status))
             .route("/v1/handler", get(handler_state))
             .route("/v1/handler/pause", post(pause))
             .route("/v1/handler/resume", post(resume))
@@ -214,6 +222,29 @@ async fn verified_set(
     crate::fsutil::write_private_atomic(path, &bytes)
         .map_err(|source| UiError::Io { path: path.clone(), source })?;
     Ok(Json(file))
+}
+
+/// `GET /v1/ui/room` answer: what the page shows of an open room (never its
+/// invite or handler command).
+#[derive(Debug, Serialize)]
+struct RoomView {
+    running: bool,
+    relay: Option<String>,
+    tunnel: Option<String>,
+    uptime_secs: Option<u64>,
+    relay_pending: Option<u64>,
+}
+
+async fn room_status(State(ui): State<Ui>) -> Result<Json<RoomView>, UiError> {
+    let st = crate::room::control::status(&ui.home).await?;
+    let room = st.room.as_ref();
+    Ok(Json(RoomView {
+        running: st.running,
+        relay: room.map(|r| r.public_url.clone()),
+        tunnel: room.map(|r| r.tunnel.clone()),
+        uptime_secs: st.uptime_secs,
+        relay_pending: st.relay_pending,
+    }))
 }
 
 async fn handler_state(State(ui): State<Ui>) -> Json<HandlerState> {

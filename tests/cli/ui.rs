@@ -107,6 +107,8 @@ fn ui_starts_the_daemon_and_its_login_code_works_once() {
 
     // With the cookie: reads pass; writes need the header and this origin.
     assert_eq!(req(addr, "GET", "/v1/status", &[("Cookie", &cookie)], None).0, 200);
+    let (st, _, body) = req(addr, "GET", "/v1/ui/room", &[("Cookie", &cookie)], None);
+    assert_eq!((st, json_of(&body)["running"].clone()), (200, Value::Bool(false)));
     let evil_host = [("Cookie", cookie.as_str()), ("Host", "evil.example")];
     assert_eq!(req(addr, "GET", "/v1/status", &evil_host, None).0, 403);
     let no_marker = [("Cookie", cookie.as_str()), ("Origin", origin.as_str())];

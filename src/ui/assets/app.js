@@ -18,6 +18,7 @@ const state = {
   sendState: new Map(),  // envelope id -> queued|stored|delivered|failed
   results: new Map(),    // inbound envelope id -> {kind, text}
   items: new Map(),      // key -> <li>
+  room: null,            // GET /v1/ui/room
 };
 
 async function api(method, path, body) {
@@ -281,6 +282,13 @@ async function loadStatus() {
     ['outbox', st.outbox_pending],
   ];
   for (const r of st.relays || []) rows.push(['relay', `${r.url} ${r.up ? 'up' : 'down'}`]);
+  if (state.room && state.room.running) {
+    const room = state.room;
+    rows.push(['room relay', room.relay || '']);
+    rows.push(['tunnel', room.tunnel || '']);
+    rows.push(['room up', `${Math.floor((room.uptime_secs || 0) / 60)} min`]);
+    rows.push(['at relay', room.relay_pending == null ? 'unknown' : room.relay_pending]);
+  }
   const kids = [];
   for (const [k, v] of rows) {
     const dt = el('dt', null, k);
@@ -390,6 +398,9 @@ async function start() {
   await loadPeers();
   await loadHistory();
   setInterval(() => { loadStatus().catch(() => {}); }, 3000);
+  const room = () => api('GET', '/v1/ui/room').then((r) => { state.room = r; }).catch(() => {});
+  await room();
+  setInterval(room, 10000);
   document.body.dataset.ready = '1';
 }
 
