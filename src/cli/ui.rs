@@ -34,6 +34,10 @@ pub async fn run(
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let home = home_of(home)?;
+    if !home.identity_path().exists() {
+        let missing = crate::client::identity::IdentityError::Missing(home.dir().to_path_buf());
+        return Err(crate::client::ClientError::from(missing).into());
+    }
     let dc = match DaemonClient::connect(&home).await? {
         Some(dc) => dc,
         None => start_daemon(&home, args.port).await?,
@@ -92,10 +96,10 @@ async fn start_daemon(
         .output()
         .await?;
     if !out.status.success() {
-        anyhow::bail!(
-            "could not start the daemon: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        // Its stderr is one `agentroom: error: …` line already: pass it on as is.
+        let err = String::from_utf8_lossy(&out.stderr);
+        let why = err.trim().trim_start_matches("agentroom: error: ");
+        anyhow::bail!("could not start the daemon: {why}");
     }
     DaemonClient::connect(home).await?.context("the daemon started but does not answer")
 }

@@ -134,3 +134,13 @@ fn ui_starts_the_daemon_and_its_login_code_works_once() {
     let (_, _, body) = req(addr, "POST", "/v1/messages/next", &good, Some(next));
     assert_eq!(json_of(&body)["message"]["text"], "wait for me");
 }
+
+#[test]
+fn ui_without_an_identity_says_so_and_starts_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = Agent::new(tmp.path(), "nobody");
+    let (code, stderr) = agent.fails(&["ui", "--no-open"]);
+    assert_eq!(code, 4, "{stderr}");
+    assert_eq!(stderr.matches("run `agentroom setup` first").count(), 1, "{stderr}");
+    assert_eq!(agent.json(&["status"])[0]["running"], false);
+}

@@ -156,7 +156,7 @@ class Browser:
         self.sid = self.cmd("POST", "/session", caps)["sessionId"]
 
     def cmd(self, method, path, body=None):
-        url = self.base + (path if path.startswith("/session") and not hasattr(self, "sid") else path)
+        url = self.base + path
         status, _, raw = http(method, url, body=body if body is not None else ({} if method == "POST" else None))
         value = json.loads(raw or b"{}").get("value")
         if status != 200:
