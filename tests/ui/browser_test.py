@@ -147,7 +147,7 @@ class Browser:
                             "--no-first-run", "--disable-background-networking",
                             "--disable-component-update", "--disable-sync",
                             "--disable-dev-shm-usage", f"--user-data-dir={profile}",
-                            "--window-size=1200,820",
+                            "--window-size=1200,1060",
                         ],
                     },
                 }
@@ -242,7 +242,12 @@ def main():
 
         # Home A: the daemon with loopback HTTP and a handler; home B listens.
         http_port = free_port()
-        echo = os.path.join(ROOT, "scripts", "handlers", "echo.sh")
+        # The echo handler, except that text starting "fail" makes it fail.
+        echo = os.path.join(tmp, "handler.sh")
+        with open(echo, "w") as f:
+            f.write('#!/bin/sh\ntext=$(cat)\ncase "$text" in fail*) echo "no can do" >&2; exit 3;; esac\n'
+                    'printf "echo: %s\\n" "$text"\n')
+        os.chmod(echo, 0o755)
         spawn("daemon", "--http", f"127.0.0.1:{http_port}", "--on-message", echo, home=home_a,
               stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "daemon-a.log"), "w"))
         wait_for("daemon A", lambda: '"running":true' in run("--json", "status", home=home_a).replace(" ", ""))
@@ -313,6 +318,12 @@ def main():
         wait_for("the handler's reply in the page", lambda: "echo: hello from B" in browser.js(out_texts))
         wait_for("answered mark", lambda: "answered" in browser.js(
             "return document.querySelector('#log li.msg.in .result').textContent"))
+
+        # A failing handler run shows its exit code and stderr tail.
+        run("send", "alice", "fail this one", home=home_b)
+        wait_for("handler failure shown", lambda: browser.js(
+            "const li=[...document.querySelectorAll('#log li.msg.in')].find(l=>l.querySelector('.text').textContent==='fail this one');"
+            "const r=li && li.querySelector('.result.failed'); return r && r.textContent.includes('exit code 3') && r.textContent.includes('no can do')"))
 
         # Typing in the send box + Enter delivers to B.
         browser.click("#compose-text")

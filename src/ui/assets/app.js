@@ -109,6 +109,8 @@ async function loadPeers() {
 
 async function selectPeer(pk) {
   state.selected = pk;
+  const p = state.peers.find((x) => x.pk === pk);
+  if (p) p.unread = 0;
   renderPeers();
   renderPeerCard();
   await loadHistory();
