@@ -12,4 +12,4 @@ for tool in chromium chromedriver; do
   command -v "$tool" >/dev/null || { echo "check-ui: $tool missing (apt-get install chromium chromium-driver)" >&2; exit 1; }
 done
 # Bounded: the whole run takes well under a minute; a hang fails the check.
-exec timeout 180 python3 "$root/tests/ui/browser_test.py" "$bin"
+exec timeout 180 python3 -B "$root/tests/ui/browser_test.py" "$bin"
