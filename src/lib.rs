@@ -20,6 +20,8 @@
 //!   one-shot commands are its clients (the first consumer runs it in-process).
 //! - [`mcp`]: `agentroom mcp`, the MCP stdio server (send, next_message + ack leases, invites, status).
 //! - [`service`]: `agentroom service`: the systemd user unit / launchd agent that runs a home's daemon.
+//! - [`ui`]: `agentroom ui`, the local web view the daemon serves on loopback (embedded assets,
+//!   one-time login code, session cookie, pause switch).
 //! - [`cli`]: the `agentroom` command line (clap derive), one file per command.
 //! - [`defaults`], [`env`](mod@env): every tunable and every environment variable, once.
 //! - [`logging`]: the cap that keeps other crates' frame dumps (tokens, text) out of any log level.
@@ -45,3 +47,4 @@ pub mod relay;
 pub mod room;
 pub mod service;
 pub mod tunnel;
+pub mod ui;

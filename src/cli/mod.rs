@@ -24,6 +24,7 @@ pub mod serve;
 pub mod service;
 pub mod setup;
 pub mod tunnel_args;
+pub mod ui;
 
 pub use exit::ExitStatus;
 pub use printer::Printer;
@@ -110,6 +111,8 @@ pub enum Command {
     Daemon(daemon::DaemonArgs),
     /// Show the home's daemon: pid, socket, relay links, queue counts.
     Status,
+    /// Open the local web view (starts the daemon with loopback HTTP if needed).
+    Ui(ui::UiArgs),
     /// Print the version.
     #[command(after_help = "Examples:
   agentroom version
@@ -198,6 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Completions { shell } => completions::run(shell),
         Command::Daemon(args) => daemon::run(home, args, printer).await,
         Command::Status => daemon::status(home, printer).await,
+        Command::Ui(args) => ui::run(home, args, printer).await,
         Command::Version => {
             printer.event(
                 "version",

@@ -365,8 +365,13 @@ async fn next_message(
         tokio::pin!(notified);
         notified.as_mut().enable();
         let awaited = s.shared.awaited_ids();
+        // Paused (the web view's switch): messages wait, leased to nobody.
+        let paused = s.shared.paused.load(std::sync::atomic::Ordering::SeqCst);
         let leased = s
             .db(move |db| {
+                if paused {
+                    return Ok(None);
+                }
                 let m = lease::lease_next(db, from.as_ref(), now_ms(), lease_ms, &awaited)?;
                 let Some(m) = m else { return Ok(None) };
                 let peer = store::get_peer(db.conn(), &m.peer)?;

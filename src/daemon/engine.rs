@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     /// replay: the consumer that started the daemon subscribes only after the
     /// links (and their `connected`, `paired`, `dropped`) are already up.
     pub(crate) early: Arc<Mutex<Vec<DaemonEvent>>>,
+    /// Set by the web view's pause switch: no message is leased while true.
+    pub(crate) paused: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Shared {
@@ -55,6 +57,7 @@ impl Shared {
             links: Arc::new(Mutex::new(BTreeMap::new())),
             awaited: Arc::new(Mutex::new(HashSet::new())),
             early: Arc::new(Mutex::new(Vec::new())),
+            paused: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 

@@ -52,6 +52,7 @@ pub(crate) async fn bind(
     home: &Home,
     addr: SocketAddr,
     router: axum::Router,
+    sessions: crate::ui::Sessions,
     cancel: CancellationToken,
 ) -> Result<(SocketAddr, Serving), DaemonError> {
     if !addr.ip().is_loopback() {
@@ -62,19 +63,34 @@ pub(crate) async fn bind(
         .await
         .map_err(|source| DaemonError::Bind { addr, source })?;
     let local = listener.local_addr().map_err(|source| DaemonError::Bind { addr, source })?;
-    let app = router.layer(axum::middleware::from_fn_with_state(token, guard));
+    let app = router.layer(axum::middleware::from_fn_with_state((token, sessions), guard));
     let fut = axum::serve(listener, app).with_graceful_shutdown(cancel.cancelled_owned());
     Ok((local, Box::pin(async move { fut.await })))
 }
 
+/// Host first; then the web view's public page and login pass; every other
+/// request needs the bearer token or (from the web view) a session cookie,
+/// and a cookie's state-changing request also `X-Agentroom: 1` and its own
+/// `Origin` (see [`crate::ui::auth`]).
 async fn guard(
-    State(token): State<std::sync::Arc<Zeroizing<String>>>,
+    State((token, sessions)): State<(std::sync::Arc<Zeroizing<String>>, crate::ui::Sessions)>,
     req: Request,
     next: Next,
 ) -> Response {
     let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
     if !is_loopback_host(host) {
         return refuse(StatusCode::FORBIDDEN, "Host must name a loopback address");
+    }
+    if crate::ui::assets::is_public(req.uri().path()) {
+        return next.run(req).await;
+    }
+    if sessions.cookie_ok(req.headers()) {
+        if crate::ui::auth::is_write(req.method())
+            && !crate::ui::auth::same_origin_write(req.headers())
+        {
+            return refuse(StatusCode::FORBIDDEN, "cross-site request refused");
+        }
+        return next.run(req).await;
     }
     let given = req
         .headers()

@@ -204,13 +204,18 @@ impl Daemon {
             },
             db,
             jobs_tx,
-            shared,
+            shared.clone(),
             cancel.clone(),
         );
+        let ui = crate::ui::Ui::new(home, shared.paused.clone(), shared.arrived.clone());
         let (router, _) = api::router(state);
+        let router = router.merge(ui.router());
         let unix = api::bind_unix(&socket)?;
         let tcp = match opts.http {
-            Some(addr) => Some(http::bind(home, addr, router.clone(), cancel.clone()).await?),
+            Some(addr) => Some(
+                http::bind(home, addr, router.clone(), ui.sessions().clone(), cancel.clone())
+                    .await?,
+            ),
             None => None,
         };
         let http_addr = tcp.as_ref().map(|t| t.0);

@@ -17,4 +17,5 @@ mod logs;
 mod messaging;
 mod service;
 mod tls_fixtures;
+mod ui;
 mod wss;
