@@ -76,6 +76,26 @@ pub async fn run(
     super::unless_signalled(result, &sig)
 }
 
+/// Without `--relay`: the relay of the room running in this home (the invite names
+/// its public URL, our records its loopback one, as `room open` does), else the one
+/// given to `setup --relay`.
+async fn create_on_default_relay(
+    client: &mut Client,
+    expires: Duration,
+    label: Option<String>,
+) -> anyhow::Result<store::InviteRow> {
+    let home = client.home().dir().to_path_buf();
+    if let Some(room) = crate::room::state::running(&home)? {
+        let public = RelayUrl::parse(&room.public_url)?;
+        let local = RelayUrl::parse(&room.local_url)?;
+        return Ok(invites::create_via(client, &public, &local, expires, label).await?);
+    }
+    match client.home().load_config()?.relay_url {
+        Some(r) => Ok(invites::create(client, &RelayUrl::parse(&r)?, expires, label).await?.row),
+        None => Err(ClientError::NoRelay.into()),
+    }
+}
+
 async fn create(
     client: &mut Client,
     args: CreateArgs,
@@ -84,15 +104,12 @@ async fn create(
     if args.expires.is_zero() {
         anyhow::bail!(ClientError::Invite(crate::crypto::InviteError::Expired));
     }
-    let relay = match args.relay {
-        Some(r) => RelayUrl::parse(&r)?,
-        None => match client.home().load_config()?.relay_url {
-            Some(r) => RelayUrl::parse(&r)?,
-            None => return Err(ClientError::NoRelay.into()),
-        },
+    let row = match args.relay {
+        Some(r) => {
+            invites::create(client, &RelayUrl::parse(&r)?, args.expires, args.label).await?.row
+        }
+        None => create_on_default_relay(client, args.expires, args.label).await?,
     };
-    let created = invites::create(client, &relay, args.expires, args.label).await?;
-    let row = created.row;
     let accept_line = format!("agentroom invite accept '{}'", row.encoded);
     printer.event(
         "invite_created",

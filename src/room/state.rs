@@ -113,6 +113,12 @@ pub fn remove(home: &Path) -> Result<(), StateError> {
     }
 }
 
+/// The state of the room running in this home: `None` when no room has published
+/// one or its process is gone (a stale file is left for `room status` to report).
+pub fn running(home: &Path) -> Result<Option<RoomState>, StateError> {
+    Ok(read(home)?.filter(|r| pid_alive(r.pid)))
+}
+
 /// Whether a process with this pid exists (EPERM means it exists but isn't ours).
 pub fn pid_alive(pid: u32) -> bool {
     let Ok(raw) = i32::try_from(pid) else { return false };

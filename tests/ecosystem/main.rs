@@ -10,6 +10,7 @@ mod docker;
 mod env_example;
 mod handlers;
 mod install;
+mod plugin;
 
 use std::path::{Path, PathBuf};
 

@@ -10,4 +10,5 @@ mod bore;
 mod cloudflared;
 mod figures;
 mod fixtures;
+mod invite;
 mod lifecycle;
