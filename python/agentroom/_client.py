@@ -300,6 +300,7 @@ class EventStream:
         self._conn = conn
         self._resp = resp
         self._pending = b""
+        self._closed = False
         self._events = parse_sse(self._lines())
 
     def __iter__(self) -> "EventStream":
@@ -312,14 +313,26 @@ class EventStream:
         self.close()
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection; iteration then ends."""
+        self._closed = True
+        sock = self._conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a read blocked in another thread
+            except OSError:
+                pass
         self._resp.close()
         self._conn.close()
 
     def _lines(self) -> Iterator[str]:
         # SSE ends a line with CRLF, LF or CR.
         while True:
-            chunk = self._resp.readline()
+            try:
+                chunk = self._resp.readline()
+            except (OSError, ValueError, AttributeError, http.client.HTTPException) as e:
+                if self._closed:
+                    return
+                raise AgentroomError(f"GET /v1/events: {e}") from e
             if not chunk:
                 if self._pending:
                     line, self._pending = self._pending, b""

@@ -195,6 +195,24 @@ class ClientAgainstRealDaemons(unittest.TestCase):
         self.assertEqual(cm.exception.status, 404)
         self.assertTrue(cm.exception.message)
 
+    def test_closing_events_ends_the_iteration(self) -> None:
+        events = self.host.events()
+        outcome: List[object] = []
+
+        def drain() -> None:
+            try:
+                outcome.append(list(events))
+            except BaseException as e:  # noqa: B036 - reported by the assertion below
+                outcome.append(e)
+
+        t = threading.Thread(target=drain, daemon=True)
+        t.start()
+        events.close()
+        t.join(DEADLINE)
+        self.assertFalse(t.is_alive(), "close() ends a blocked iteration")
+        self.assertEqual(len(outcome), 1)
+        self.assertIsInstance(outcome[0], list, outcome)
+
     def test_send_waits_for_the_handlers_reply(self) -> None:
         res = self.guest.send("host", "ping", wait_reply=DEADLINE)
         self.assertIsNone(res.reply_error)
