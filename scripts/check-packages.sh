@@ -117,7 +117,14 @@ python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install --quiet --disable-pip-version-check --no-index "${wheels[0]}" </dev/null
 expect_version "$work/venv/bin/agentroom" --version
 mcp_tools "$work/venv/bin/agentroom" --home "$work/home-wheel" mcp
-# The Python client ships in the same wheel: imported from the venv, not the source tree.
+# The Python client ships in the same wheel (its sources, no bytecode from test runs),
+# imported from the venv, not the source tree.
+python3 - "${wheels[0]}" <<'PY'
+import sys, zipfile
+names = zipfile.ZipFile(sys.argv[1]).namelist()
+if "agentroom/_client.py" not in names or any("__pycache__" in n or n.endswith(".pyc") for n in names):
+    sys.exit(f"check-packages: the wheel's Python client is wrong: {names}")
+PY
 (cd "$work" && "$work/venv/bin/python" -c 'import agentroom, sys; f = agentroom.__file__; sys.exit(0 if "/site-packages/agentroom/" in f else f"imported {f}")')
 echo "ok: import agentroom from the wheel"
 (cd "$work" && AGENTROOM_PY_SOURCE='' AGENTROOM_BIN="$work/venv/bin/agentroom" \
