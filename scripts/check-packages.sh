@@ -6,13 +6,15 @@
 #          prefix -> `agentroom --version`, `npx -y agentroom --version`, and
 #          `agentroom mcp` answering initialize + tools/list over stdio; without
 #          the platform package, a clear error
-#   wheel: into a fresh venv -> the same
+#   wheel: into a fresh venv -> the same, plus `import agentroom` (the Python
+#          client) from the venv and its tests (python/tests) against the venv's binary
 #   glibc: the shipped binary needs nothing above GLIBC_2.17 (Linux)
 #   one binary: the wheel's and the npm package's are the same file
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-dist=$(pwd)/target/dist
+repo=$(pwd)
+dist=$repo/target/dist
 version=$(python3 -c 'import tomllib; print(tomllib.load(open("Cargo.toml", "rb"))["package"]["version"])')
 case "$(uname -s) $(uname -m)" in
     "Linux x86_64") plat=linux-x64 ;;
@@ -115,6 +117,18 @@ python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install --quiet --disable-pip-version-check --no-index "${wheels[0]}" </dev/null
 expect_version "$work/venv/bin/agentroom" --version
 mcp_tools "$work/venv/bin/agentroom" --home "$work/home-wheel" mcp
+# The Python client ships in the same wheel (its sources, no bytecode from test runs),
+# imported from the venv, not the source tree.
+python3 - "${wheels[0]}" <<'PY'
+import sys, zipfile
+names = zipfile.ZipFile(sys.argv[1]).namelist()
+if "agentroom/_client.py" not in names or any("__pycache__" in n or n.endswith(".pyc") for n in names):
+    sys.exit(f"check-packages: the wheel's Python client is wrong: {names}")
+PY
+(cd "$work" && "$work/venv/bin/python" -c 'import agentroom, sys; f = agentroom.__file__; sys.exit(0 if "/site-packages/agentroom/" in f else f"imported {f}")')
+echo "ok: import agentroom from the wheel"
+(cd "$work" && AGENTROOM_PY_SOURCE='' AGENTROOM_BIN="$work/venv/bin/agentroom" \
+    "$work/venv/bin/python" -m unittest discover -s "$repo/python/tests")
 
 echo "== one binary in both"
 cmp "$npm_bin" "$work/venv/bin/agentroom"

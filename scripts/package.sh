@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the installable artifacts into target/dist/ from ONE release-grade compile:
 #
-#   agentroom-<v>-py3-none-<platform>.whl      PyPI wheel (maturin, bindings = "bin")
+#   agentroom-<v>-py3-none-<platform>.whl      PyPI wheel (maturin, bindings = "bin"; with
+#                                              the client python/agentroom: `import agentroom`)
 #   agentroom-cli-<os>-<cpu>-<v>.tgz           npm platform package (@agentroom/cli-<os>-<cpu>)
 #   agentroom-<v>.tgz                          npm package `agentroom` (launcher, no binary)
 #   agentroom-v<v>-<target>.tar.gz, SHA256SUMS the bare binary, for scripts/install.sh
