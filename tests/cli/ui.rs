@@ -141,6 +141,8 @@ fn ui_without_an_identity_says_so_and_starts_nothing() {
     let agent = Agent::new(tmp.path(), "nobody");
     let (code, stderr) = agent.fails(&["ui", "--no-open"]);
     assert_eq!(code, 4, "{stderr}");
-    assert_eq!(stderr.matches("run `agentroom setup` first").count(), 1, "{stderr}");
+    // The hint repeats the home it was given, so pasting it acts on the same one.
+    assert_eq!(stderr.matches("setup` first").count(), 1, "{stderr}");
+    assert!(stderr.contains("run `agentroom --home '"), "{stderr}");
     assert_eq!(agent.json(&["status"])[0]["running"], false);
 }
