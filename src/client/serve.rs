@@ -193,24 +193,20 @@ fn received(client: &Client, row: &InboxRow) -> Event {
 fn request_for(client: &Client, row: &InboxRow) -> Result<HandlerRequest, ClientError> {
     let peer = store::get_peer(client.conn(), &row.peer)?;
     let label = peer.as_ref().map_or_else(|| row.peer.fmt_short(), store::PeerRow::display_name);
-    let sender = row.peer.to_b64u();
-    let own = client.identity().public().to_b64u();
-    let var = |k: &str, v: String| (String::from(k), v);
-    // FROM and PK keep the TypeScript agentroom's meanings (sender's key, our key);
-    // the PEER_* / SELF_* names say which is which.
-    let mut env = vec![
-        var(crate::env::AGENTROOM_FROM, sender.clone()),
-        var(crate::env::AGENTROOM_PK, own.clone()),
-        var(crate::env::AGENTROOM_PEER_PK, sender),
-        var(crate::env::AGENTROOM_PEER_LABEL, label),
-        var(crate::env::AGENTROOM_SELF_PK, own),
-        var(crate::env::AGENTROOM_MSG_ID, row.id.to_b64u()),
-        var(crate::env::AGENTROOM_FINGERPRINT, fingerprint(&row.peer)),
-        var(crate::env::AGENTROOM_HOME, client.home().dir().display().to_string()),
-    ];
-    if let Some(r) = row.reply_to {
-        env.push((String::from(crate::env::AGENTROOM_REPLY_TO), r.to_b64u()));
+    let (sender, own) = (row.peer.to_b64u(), client.identity().public().to_b64u());
+    let (msg_id, fp) = (row.id.to_b64u(), fingerprint(&row.peer));
+    let home = client.home().dir().display().to_string();
+    let reply_to = row.reply_to.map(|r| r.to_b64u());
+    let env = handler::env::MessageVars {
+        sender_pk: &sender,
+        own_pk: &own,
+        sender_label: &label,
+        msg_id: &msg_id,
+        fingerprint: &fp,
+        home: &home,
+        reply_to: reply_to.as_deref(),
     }
+    .to_env();
     Ok(HandlerRequest { text: row.text.clone(), env })
 }
 

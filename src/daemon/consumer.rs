@@ -262,25 +262,20 @@ pub async fn serve(
     Ok(handled)
 }
 
-/// The handler's stdin and environment for one message (as `client::serve`
-/// builds it; the handler module scrubs everything else from the environment).
+/// The handler's stdin and environment for one message (the same variables
+/// `client::serve` sets; the handler module scrubs everything else).
 fn request_for(home: &Home, own: &str, m: &ApiMessage) -> HandlerRequest {
-    let var = |k: &str, v: String| (String::from(k), v);
-    // FROM and PK keep the TypeScript agentroom's meanings (sender's key, our key);
-    // the PEER_* / SELF_* names say which is which.
-    let mut env = vec![
-        var(crate::env::AGENTROOM_FROM, m.from.clone()),
-        var(crate::env::AGENTROOM_PK, own.to_owned()),
-        var(crate::env::AGENTROOM_PEER_PK, m.from.clone()),
-        var(crate::env::AGENTROOM_PEER_LABEL, m.sender_name()),
-        var(crate::env::AGENTROOM_SELF_PK, own.to_owned()),
-        var(crate::env::AGENTROOM_MSG_ID, m.id.clone()),
-        var(crate::env::AGENTROOM_FINGERPRINT, m.fingerprint.clone()),
-        var(crate::env::AGENTROOM_HOME, home.dir().display().to_string()),
-    ];
-    if let Some(r) = &m.reply_to {
-        env.push(var(crate::env::AGENTROOM_REPLY_TO, r.clone()));
+    let (label, home) = (m.sender_name(), home.dir().display().to_string());
+    let env = handler::env::MessageVars {
+        sender_pk: &m.from,
+        own_pk: own,
+        sender_label: &label,
+        msg_id: &m.id,
+        fingerprint: &m.fingerprint,
+        home: &home,
+        reply_to: m.reply_to.as_deref(),
     }
+    .to_env();
     HandlerRequest { text: m.text.clone(), env }
 }
 

@@ -72,6 +72,49 @@ fn inherited(name: &str, pass: &PassEnv) -> bool {
         || pass.allows(name)
 }
 
+/// One message, as its handler sees it in the `AGENTROOM_*` variables.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageVars<'a> {
+    /// The sender's public key (b64u).
+    pub sender_pk: &'a str,
+    /// Our own public key (b64u).
+    pub own_pk: &'a str,
+    /// The sender's label (or short key).
+    pub sender_label: &'a str,
+    /// The envelope id (b64u).
+    pub msg_id: &'a str,
+    /// The sender's fingerprint.
+    pub fingerprint: &'a str,
+    /// The home directory.
+    pub home: &'a str,
+    /// The id of our message this one answers.
+    pub reply_to: Option<&'a str>,
+}
+
+impl MessageVars<'_> {
+    /// The per-message variables. `AGENTROOM_FROM` and `AGENTROOM_PK` keep the
+    /// TypeScript agentroom's meanings (sender's key, our key); the `PEER_*` and
+    /// `SELF_*` names say which is which. Built here once for `serve` and the
+    /// daemon's consumers alike.
+    pub fn to_env(&self) -> Vec<(String, String)> {
+        let var = |k: &str, v: &str| (String::from(k), String::from(v));
+        let mut env = vec![
+            var(crate::env::AGENTROOM_FROM, self.sender_pk),
+            var(crate::env::AGENTROOM_PK, self.own_pk),
+            var(crate::env::AGENTROOM_PEER_PK, self.sender_pk),
+            var(crate::env::AGENTROOM_PEER_LABEL, self.sender_label),
+            var(crate::env::AGENTROOM_SELF_PK, self.own_pk),
+            var(crate::env::AGENTROOM_MSG_ID, self.msg_id),
+            var(crate::env::AGENTROOM_FINGERPRINT, self.fingerprint),
+            var(crate::env::AGENTROOM_HOME, self.home),
+        ];
+        if let Some(r) = self.reply_to {
+            env.push(var(crate::env::AGENTROOM_REPLY_TO, r));
+        }
+        env
+    }
+}
+
 /// The handler's whole environment: the allowed part of `parent`, then `vars`
 /// (the per-message `AGENTROOM_*` values, which win over inherited ones).
 pub fn build(
