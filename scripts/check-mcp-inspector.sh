@@ -5,7 +5,7 @@
 #   scripts/check-mcp-inspector.sh [path/to/agentroom]   (default target/debug/agentroom)
 #
 # Each Inspector call starts its own `agentroom mcp` process, as an MCP host
-# does. Checks: tools/list names the seven tools; status answers; an argument
+# does. Checks: tools/list names the eight tools; status answers; an argument
 # out of range is a tool error; and a full round trip through a local relay:
 # invite_create (Inspector) -> invite accept + send (CLI peer) -> next_message
 # (Inspector, a new server process) -> ack (another one), then the message is
@@ -79,8 +79,8 @@ field() { node -p "JSON.parse(require('fs').readFileSync('$1','utf8')).structure
 
 inspect --method tools/list >"$work/list.json"
 assert "$work/list.json" \
-    'JSON.stringify(r.tools.map(t => t.name).sort()) === JSON.stringify(["ack","invite_accept","invite_create","next_message","peers","send","status"])' \
-    "tools/list names send, next_message, ack, peers, invite_create, invite_accept, status"
+    'JSON.stringify(r.tools.map(t => t.name).sort()) === JSON.stringify(["ack","invite_accept","invite_create","next_message","peers","peers_update","send","status"])' \
+    "tools/list names send, next_message, ack, peers, peers_update, invite_create, invite_accept, status"
 
 inspect --method tools/call --tool-name status >"$work/status.json"
 assert "$work/status.json" \
