@@ -46,6 +46,9 @@ pub(crate) struct AcceptOptions {
     pub(crate) max_unupgraded_per_ip: usize,
     /// Serve TLS with this configuration; `None` = plain HTTP.
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// With `tls`: serve plain HTTP to a loopback peer whose first byte is not a
+    /// TLS handshake ([`super::RelayConfig::tls_plain_loopback`]).
+    pub(crate) plain_loopback: bool,
 }
 
 /// Raise the soft open-file limit to the hard one, so the relay's connection caps
@@ -140,6 +143,9 @@ async fn connection(
 ) {
     match &opts.tls {
         None => http(tcp, peer, router, opts, stop).await,
+        Some(_) if opts.plain_loopback && speaks_plain(&tcp, peer, opts, &stop).await => {
+            http(tcp, peer, router, opts, stop).await;
+        }
         Some(config) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(config));
             let handshake = tokio::time::timeout(opts.header_read_timeout, acceptor.accept(tcp));
@@ -153,6 +159,30 @@ async fn connection(
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         }
+    }
+}
+
+/// First byte of a TLS record carrying a handshake (a ClientHello, here).
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// Whether a loopback peer opened with something other than a TLS handshake (an
+/// HTTP request). Peeks, so the byte is still there for whichever side reads it;
+/// a peer that says nothing within the header timeout goes the TLS way (and times
+/// out there).
+async fn speaks_plain(
+    tcp: &TcpStream,
+    peer: SocketAddr,
+    opts: &AcceptOptions,
+    stop: &CancellationToken,
+) -> bool {
+    if !peer.ip().to_canonical().is_loopback() {
+        return false;
+    }
+    let mut first = [0u8; 1];
+    let peek = tokio::time::timeout(opts.header_read_timeout, tcp.peek(&mut first));
+    tokio::select! {
+        () = stop.cancelled() => false,
+        r = peek => matches!(r, Ok(Ok(1))) && first[0] != TLS_HANDSHAKE,
     }
 }
 

@@ -111,6 +111,11 @@ pub struct RelayConfig {
     pub max_unupgraded_per_ip: usize,
     /// Serve TLS with this certificate chain and key (PEM files); `None` = plain.
     pub tls: Option<TlsFiles>,
+    /// With `tls`: a connection from a loopback address that does not open with a
+    /// TLS handshake is served as plain HTTP. `room open` sets it, so its own client,
+    /// `room status` and a local proxy or tunnel keep using `ws://127.0.0.1:P`;
+    /// `relay --tls-cert` leaves it off (TLS only).
+    pub tls_plain_loopback: bool,
 }
 
 /// The relay's own TLS certificate chain and private key, both PEM files.
@@ -152,6 +157,7 @@ impl RelayConfig {
             header_read_timeout: defaults::HEADER_READ_TIMEOUT,
             max_unupgraded_per_ip: defaults::MAX_UNUPGRADED_PER_IP,
             tls: None,
+            tls_plain_loopback: false,
             write_timeout: defaults::RELAY_WRITE_TIMEOUT,
         }
     }

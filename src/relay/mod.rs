@@ -220,6 +220,7 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
             shared.config.max_unupgraded_per_ip
         },
         tls: certs.as_ref().map(tls::TlsCerts::server_config),
+        plain_loopback: shared.config.tls_plain_loopback,
     };
     if let Some(c) = &certs {
         tokio::spawn(Arc::clone(c).watch(shared.shutdown.clone()));
@@ -264,6 +265,11 @@ impl RelayHandle {
     /// Whether the relay serves TLS itself.
     pub fn serves_tls(&self) -> bool {
         self.tls.is_some()
+    }
+
+    /// The certificate the relay serves, when it serves TLS itself.
+    pub fn tls_certs(&self) -> Option<&tls::TlsCerts> {
+        self.tls.as_deref()
     }
 
     /// Read the TLS certificate and key again (SIGHUP); without TLS, nothing.

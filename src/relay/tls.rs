@@ -113,6 +113,30 @@ impl TlsCerts {
     }
 }
 
+impl TlsCerts {
+    /// The DNS names (subject alternative names) of the certificate served now, in
+    /// its order, wildcards left out: the names a guest can dial it by.
+    pub fn dns_names(&self) -> Vec<String> {
+        let current =
+            Arc::clone(&self.current.read().expect("no thread panics while holding the TLS lock"));
+        let Some(leaf) = current.cert.first() else { return Vec::new() };
+        let Ok(cert) = webpki::EndEntityCert::try_from(leaf) else { return Vec::new() };
+        cert.valid_dns_names().filter(|n| !n.starts_with('*')).map(str::to_owned).collect()
+    }
+
+    /// Whether the certificate served now is valid for `host` (a DNS name, an IP
+    /// address, or an IPv6 address in brackets), as a client would check it.
+    pub fn covers(&self, host: &str) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let Ok(name) = rustls::pki_types::ServerName::try_from(host) else { return false };
+        let current =
+            Arc::clone(&self.current.read().expect("no thread panics while holding the TLS lock"));
+        let Some(leaf) = current.cert.first() else { return false };
+        rustls::server::ParsedCertificate::try_from(leaf)
+            .is_ok_and(|c| rustls::client::verify_server_name(&c, &name).is_ok())
+    }
+}
+
 impl ResolvesServerCert for TlsCerts {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(Arc::clone(&self.current.read().expect("no thread panics while holding the TLS lock")))
@@ -150,11 +174,13 @@ mod tests {
     use super::*;
 
     fn pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        names_pair(dir, name, &["localhost"])
+    }
+
+    fn names_pair(dir: &Path, name: &str, names: &[&str]) -> (PathBuf, PathBuf) {
         let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
+        let names = names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        let cert = rcgen::CertificateParams::new(names).unwrap().self_signed(&key).unwrap();
         let (c, k) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
         std::fs::write(&c, cert.pem()).unwrap();
         std::fs::write(&k, key.serialize_pem()).unwrap();
@@ -175,5 +201,23 @@ mod tests {
         assert!(certs.reload().is_err());
         let before = Arc::clone(&certs.current.read().unwrap());
         assert!(!before.cert.is_empty());
+    }
+
+    #[test]
+    fn names_and_coverage_of_the_served_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k) =
+            names_pair(dir.path(), "n", &["*.lan.test", "relay.example.com", "127.0.0.1", "::1"]);
+        let certs = TlsCerts::load(&c, &k).unwrap();
+        assert_eq!(certs.dns_names(), ["relay.example.com"]);
+        assert!(certs.covers("relay.example.com"));
+        assert!(certs.covers("a.lan.test"));
+        assert!(certs.covers("127.0.0.1"));
+        assert!(certs.covers("[::1]"));
+        assert!(!certs.covers("localhost"));
+        assert!(!certs.covers("10.0.0.1"));
+        assert!(!certs.covers("not a name"));
+        let (c, k) = names_pair(dir.path(), "ip", &["127.0.0.1"]);
+        assert!(TlsCerts::load(&c, &k).unwrap().dns_names().is_empty());
     }
 }
