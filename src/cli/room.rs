@@ -10,6 +10,7 @@ use serde_json::json;
 use super::duration::parse_duration;
 use super::tunnel_args::{TunnelArgs, TunnelChoice};
 use super::{ExitStatus, Printer, home_of};
+use crate::client::relay_url::RelayUrl;
 use crate::relay::RelayConfig;
 use crate::room::control::{self, StopOutcome};
 use crate::room::detach;
@@ -87,6 +88,27 @@ pub struct OpenArgs {
     /// How long to wait for /health through the tunnel before warning.
     #[arg(long, value_parser = parse_duration, default_value = "30s", value_name = "DURATION")]
     pub probe_timeout: Duration,
+    /// Serve TLS (wss://) with this PEM certificate chain; needs --tls-key, and
+    /// --tunnel none or bore. Without a tunnel the invite names
+    /// wss://HOST:PORT/ws, HOST being the certificate's first DNS name (for a
+    /// certificate of IP addresses only: the bind or LAN address); --public-url
+    /// names another. Reloaded when the file changes. [env: TLS_CERT_FILE]
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert. [env: TLS_KEY_FILE]
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The relay URL guests dial, when a TLS terminator or proxy sits in front of
+    /// the room's port or of the bore tunnel's (e.g. wss://relay.example.com/ws).
+    /// Invites and relay updates carry it instead of the tunnel's or the direct
+    /// URL; the tunnel still carries the traffic behind the proxy.
+    #[arg(long, value_name = "URL", value_parser = parse_public_url)]
+    pub public_url: Option<RelayUrl>,
+}
+
+/// `--public-url`: ws://, wss:// (or their http/https spellings) with a host.
+fn parse_public_url(s: &str) -> Result<RelayUrl, crate::client::relay_url::RelayUrlError> {
+    RelayUrl::parse(s)
 }
 
 /// Options of `room stop`.
@@ -142,6 +164,9 @@ pub async fn open(
     let choice = args.tunnel.choice(TunnelChoice::Cloudflared);
     let mut relay = RelayConfig::from_env()?;
     relay.bind = SocketAddr::new(args.bind, args.port);
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        relay.tls = Some(crate::relay::TlsFiles { cert: cert.clone(), key: key.clone() });
+    }
     if let Some(secret) = args.hmac.as_deref() {
         relay.hmac_secret = Some(super::relay::hmac_flag(secret, printer)?);
     }
@@ -159,6 +184,7 @@ pub async fn open(
         seed: args.seed.zip(args.to).map(|(text, to)| (to, text)),
         concurrency: usize::from(args.handler.concurrency),
         log_file: args.detached_child.then(|| home.dir().join(LOG_FILE)),
+        public_url: args.public_url,
         home,
     };
     let tunnel = choice.name();
@@ -206,6 +232,12 @@ pub async fn open(
             Ok(super::exit_after(&sig))
         }
         Err(RoomError::Client(e)) => Err(e.into()),
+        // The files or names given do not work together: the user's to fix.
+        Err(
+            e @ (RoomError::TlsWithCloudflared
+            | RoomError::CertificateName { .. }
+            | RoomError::Relay(crate::relay::RelayError::Tls(_))),
+        ) => Err(super::exit::WithStatus { status: ExitStatus::Usage, error: e.into() }.into()),
         Err(RoomError::Tunnel(t)) => {
             printer.note(&format!("agentroom: error: tunnel: {}", crate::client::error_text(&t)));
             if matches!(t, TunnelError::Install(_)) {

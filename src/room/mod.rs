@@ -44,6 +44,25 @@ pub enum RoomError {
     /// Identity, store, invite or serve failed.
     #[error(transparent)]
     Client(#[from] crate::client::ClientError),
+    /// The room serves TLS itself (`--tls-cert`) with the cloudflared tunnel, which
+    /// terminates TLS itself and reaches the relay over plain HTTP.
+    #[error(
+        "--tls-cert cannot be combined with --tunnel cloudflared: cloudflared terminates TLS \
+         itself (use --tunnel none, directly or behind your own TLS terminator, or --tunnel \
+         bore, which passes TLS through)"
+    )]
+    TlsWithCloudflared,
+    /// The room serves TLS itself without a tunnel, and its certificate does not
+    /// name the host the invite would carry ([`stack::tls_host`]).
+    #[error(
+        "the TLS certificate is not valid for {host}, the host this room's invite would name; \
+         pass --public-url wss://NAME:PORT/ws with a name the certificate covers (and --port \
+         PORT to keep the port)"
+    )]
+    CertificateName {
+        /// The host.
+        host: String,
+    },
     /// `--detach`: the background room could not be started or died while starting.
     #[error(transparent)]
     Detach(#[from] detach::DetachError),

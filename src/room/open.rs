@@ -74,6 +74,11 @@ pub struct OpenOptions {
     pub concurrency: usize,
     /// Where a detached room logs (recorded in the state file).
     pub log_file: Option<PathBuf>,
+    /// `--public-url`: the relay URL guests dial when a TLS terminator or another
+    /// proxy sits in front of the room's port (or of the tunnel's). It replaces the
+    /// tunnel's or the direct URL in invites, relay updates and the state file; a
+    /// tunnel still carries the traffic behind it.
+    pub public_url: Option<RelayUrl>,
 }
 
 /// Something the user should see.
@@ -172,6 +177,10 @@ pub async fn run(
     events: UnboundedSender<RoomEvent>,
 ) -> Result<RoomEnd, RoomError> {
     let home = opts.home.clone();
+    let mut relay = opts.relay.clone();
+    // The room's own client, `room status` and a tunnel reach the relay on loopback.
+    relay.tls_plain_loopback = true;
+    super::stack::check_tls(&relay, &opts.tunnel.kind, opts.public_url.as_ref())?;
     if let Some(existing) = state::read(home.dir())? {
         if state::pid_alive(existing.pid) && existing.pid != std::process::id() {
             return Err(RoomError::AlreadyRunning { pid: existing.pid });
@@ -185,7 +194,6 @@ pub async fn run(
         let _ = events.send(RoomEvent::IdentityCreated { fingerprint });
     }
     drop(pair);
-    let mut relay = opts.relay.clone();
     relay.db_path = opts.relay_db.clone().unwrap_or_else(|| home.dir().join(super::RELAY_DB));
     let last_port = restart::last_port(&home)?;
     let stack = tokio::select! {
@@ -248,11 +256,13 @@ async fn supervise(
         }
     }
     let local = RelayUrl::parse(&stack.local_url()).map_err(ClientError::from)?;
-    let mut public = match &public_url {
-        Some(u) => RelayUrl::parse(&super::stack::relay_url_from_tunnel(u)),
-        None => RelayUrl::parse(&stack.public_relay_url()),
-    }
-    .map_err(ClientError::from)?;
+    let mut public = match (&opts.public_url, &public_url) {
+        (Some(given), _) => given.clone(),
+        (None, Some(u)) => {
+            RelayUrl::parse(&stack.tunnel_relay_url(u)).map_err(ClientError::from)?
+        }
+        (None, None) => RelayUrl::parse(&stack.public_relay_url()).map_err(ClientError::from)?,
+    };
 
     let token = cancel.child_token();
     let mut client = Client::open(home, token.clone())?;
@@ -331,9 +341,21 @@ async fn supervise(
         drop(client.take());
         let token = cancel.child_token();
         let mut mover = Client::open(home, token.clone())?;
-        public = RelayUrl::parse(&super::stack::relay_url_from_tunnel(&new_url))
-            .map_err(ClientError::from)?;
         public_url = Some(new_url.clone());
+        if opts.public_url.is_some() {
+            // Guests dial --public-url, which did not move: nothing to announce,
+            // but the proxy in front must now forward to the tunnel's new address.
+            tracing::warn!(tunnel = %new_url, relay = %public, "the tunnel restarted at a new address: point the proxy behind --public-url at it");
+            room_state.tunnel_pgid = stack.tunnel_pgid();
+            state::write(home.dir(), &room_state)?;
+            if opts.handler.is_some() {
+                client = Some(mover);
+            } else {
+                token.cancel();
+            }
+            continue;
+        }
+        public = RelayUrl::parse(&stack.tunnel_relay_url(&new_url)).map_err(ClientError::from)?;
         let peers_notified = announce_move(&mut mover, &public)?;
         room_state.tunnel_pgid = stack.tunnel_pgid();
         tracing::info!(relay = %public, peers_notified, "tunnel restarted with a new public URL");

@@ -8,6 +8,8 @@ use tokio::sync::watch;
 use url::Url;
 
 use super::RoomError;
+use crate::client::relay_url::RelayUrl;
+use crate::relay::tls::TlsCerts;
 use crate::relay::{self, RelayConfig, RelayHandle};
 use crate::tunnel::{Tunnel, TunnelError, TunnelKind, TunnelOptions, TunnelState, probe_health};
 
@@ -22,6 +24,8 @@ pub struct RoomStack {
     relay: RelayHandle,
     tunnel: Tunnel,
     kind: TunnelKind,
+    /// With the relay's own TLS: the host its direct (tunnel-less) URL names.
+    tls_host: Option<String>,
 }
 
 impl RoomStack {
@@ -31,8 +35,9 @@ impl RoomStack {
         let relay = relay::start(relay).await?;
         tunnel.local_port = relay.local_addr().port();
         let kind = tunnel.kind.clone();
+        let tls_host = relay.tls_certs().map(|c| tls_host(c, relay.local_addr().ip()));
         match Tunnel::start(tunnel).await {
-            Ok(tunnel) => Ok(Self { relay, tunnel, kind }),
+            Ok(tunnel) => Ok(Self { relay, tunnel, kind, tls_host }),
             Err(e) => {
                 relay.shutdown().await;
                 Err(e.into())
@@ -66,10 +71,22 @@ impl RoomStack {
     /// The relay URL a guest dials: the tunnel's as `wss://…/ws` (`ws://` for a
     /// plain-http tunnel such as bore); without a tunnel the LAN one when the relay
     /// listens on all interfaces, else the loopback one (a guest on this machine).
+    /// A relay serving TLS itself: `wss://` through bore (which passes TLS through),
+    /// and without a tunnel `wss://HOST:PORT/ws` with the host of [`tls_host`].
     pub fn public_relay_url(&self) -> String {
-        match self.tunnel.public_url() {
-            Some(u) => relay_url_from_tunnel(&u),
-            None => self.lan_url().unwrap_or_else(|| self.local_url()),
+        match (self.tunnel.public_url(), &self.tls_host) {
+            (Some(u), _) => self.tunnel_relay_url(&u),
+            (None, Some(host)) => format!("wss://{host}:{}/ws", self.relay.local_addr().port()),
+            (None, None) => self.lan_url().unwrap_or_else(|| self.local_url()),
+        }
+    }
+
+    /// A tunnel URL as the relay URL guests dial through it.
+    pub fn tunnel_relay_url(&self, u: &Url) -> String {
+        let url = relay_url_from_tunnel(u);
+        match url.strip_prefix("ws://") {
+            Some(rest) if self.relay.serves_tls() => format!("wss://{rest}"),
+            _ => url,
         }
     }
 
@@ -80,7 +97,8 @@ impl RoomStack {
         if !addr.ip().is_unspecified() {
             return None;
         }
-        lan_ip().map(|ip| local_ws_url(SocketAddr::new(ip, addr.port())))
+        let scheme = if self.relay.serves_tls() { "wss" } else { "ws" };
+        lan_ip().map(|ip| format!("{scheme}://{}/ws", SocketAddr::new(ip, addr.port())))
     }
 
     /// Whether a tunnel runs at all.
@@ -130,6 +148,45 @@ pub fn relay_url_from_tunnel(u: &Url) -> String {
     match u.port() {
         Some(p) => format!("{scheme}://{host}:{p}/ws"),
         None => format!("{scheme}://{host}/ws"),
+    }
+}
+
+/// Before anything is created: a room relay that serves TLS itself needs a
+/// certificate and key that load and fit, a tunnel other than cloudflared, and,
+/// without a tunnel or `--public-url`, a certificate valid for [`tls_host`].
+pub fn check_tls(
+    relay: &RelayConfig,
+    tunnel: &TunnelKind,
+    public_url: Option<&RelayUrl>,
+) -> Result<(), RoomError> {
+    let Some(files) = &relay.tls else { return Ok(()) };
+    let certs = TlsCerts::load(&files.cert, &files.key).map_err(relay::RelayError::from)?;
+    match tunnel {
+        TunnelKind::Cloudflared => Err(RoomError::TlsWithCloudflared),
+        TunnelKind::None if public_url.is_none() => {
+            let host = tls_host(&certs, relay.bind.ip());
+            if certs.covers(&host) { Ok(()) } else { Err(RoomError::CertificateName { host }) }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The host a guest dials to reach a room relay that serves TLS itself without a
+/// tunnel: the certificate's first DNS name (wildcards left out); for a certificate
+/// of IP addresses only, the address the relay is reached at (the LAN address when
+/// it listens on all interfaces, else the bind address). `room open` refuses a
+/// host the certificate does not cover unless `--public-url` names another.
+pub fn tls_host(certs: &TlsCerts, bind: IpAddr) -> String {
+    if let Some(name) = certs.dns_names().into_iter().next() {
+        return name;
+    }
+    let ip = match bind {
+        ip if ip.is_unspecified() => lan_ip().unwrap_or(loopback_for(SocketAddr::new(ip, 0)).ip()),
+        ip => ip,
+    };
+    match ip {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) => v4.to_string(),
     }
 }
 
@@ -196,6 +253,45 @@ mod tests {
         stack.probe(Duration::from_secs(1)).await.unwrap();
         let body = reqwest::get(stack.health_url()).await.unwrap();
         assert!(body.status().is_success());
+        stack.shutdown().await;
+    }
+
+    fn localhost_pair(dir: &std::path::Path) -> relay::TlsFiles {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let files = relay::TlsFiles { cert: dir.join("c.pem"), key: dir.join("k.pem") };
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        files
+    }
+
+    #[tokio::test]
+    async fn a_tls_room_relay_invites_by_the_certificate_name_and_answers_plain_loopback() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = RelayConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().join("r.db"));
+        cfg.tls = Some(localhost_pair(dir.path()));
+        let opts = TunnelOptions::new(TunnelKind::None, 0, dir.path().to_path_buf());
+        check_tls(&cfg, &opts.kind, None).unwrap();
+        assert!(matches!(
+            check_tls(&cfg, &TunnelKind::Cloudflared, None),
+            Err(RoomError::TlsWithCloudflared)
+        ));
+        // Plain HTTP from loopback only when the room asks for it.
+        let strict = RoomStack::start(cfg.clone(), opts.clone()).await.unwrap();
+        assert!(reqwest::get(strict.health_url()).await.is_err(), "TLS only by default");
+        strict.shutdown().await;
+        cfg.tls_plain_loopback = true;
+        let stack = RoomStack::start(cfg, opts).await.unwrap();
+        let port = stack.local_addr().port();
+        assert_eq!(stack.public_relay_url(), format!("wss://localhost:{port}/ws"));
+        assert_eq!(stack.local_url(), format!("ws://127.0.0.1:{port}/ws"));
+        let health = reqwest::get(stack.health_url()).await.unwrap();
+        assert!(health.status().is_success());
+        let bore = Url::parse("http://bore.test:4000/").unwrap();
+        assert_eq!(stack.tunnel_relay_url(&bore), "wss://bore.test:4000/ws");
         stack.shutdown().await;
     }
 }
