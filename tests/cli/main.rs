@@ -15,6 +15,7 @@ mod invites;
 mod lifecycle;
 mod logs;
 mod messaging;
+mod room_wss;
 mod service;
 mod tls_fixtures;
 mod ui;

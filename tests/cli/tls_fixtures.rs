@@ -92,8 +92,12 @@ pub(crate) struct Nginx {
 
 impl Nginx {
     pub(crate) fn start(dir: &Path, upstream: u16, leaf: &Leaf) -> Self {
+        Self::start_on(dir, free_port(), upstream, leaf)
+    }
+
+    /// Like [`Self::start`] on a given port (one named in a URL before nginx runs).
+    pub(crate) fn start_on(dir: &Path, port: u16, upstream: u16, leaf: &Leaf) -> Self {
         std::fs::create_dir_all(dir).unwrap();
-        let port = free_port();
         let d = dir.display();
         let conf = format!(
             r#"daemon off;
