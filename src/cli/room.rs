@@ -40,7 +40,9 @@ pub enum RoomCommand {
 #[command(after_help = "Examples:
   agentroom room open --on-message ./scripts/handlers/echo.sh --json
   agentroom room open --tunnel none --bind 0.0.0.0      # LAN only, no cloudflared
-  agentroom room open --detach --on-message ./scripts/handlers/claude.sh")]
+  agentroom room open --detach --on-message ./scripts/handlers/claude.sh
+  agentroom room open --tunnel none --bind 0.0.0.0 --port 8443 --tls-cert fullchain.pem --tls-key privkey.pem
+  agentroom room open --tunnel bore --public-url wss://relay.example.com/ws   # a TLS terminator in front of bore")]
 pub struct OpenArgs {
     /// Handler, run with `sh -c` per message: text on stdin, reply = trimmed stdout.
     /// Without it the room stays up for `agentroom listen` in another shell.
