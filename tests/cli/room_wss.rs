@@ -144,7 +144,47 @@ fn room_behind_nginx_in_front_of_bore_invites_with_the_public_url() {
     let status = &ok(&host, &ca.pem, &["room", "status"])[0];
     assert_eq!(status["room"]["public_url"], public.as_str(), "{status}");
     stop(open);
+
+    // The room's own TLS through bore: TLS passes the tunnel, the invite is wss://.
+    let ip_leaf = ca.leaf(&pki, "bore-host", &["127.0.0.1"], false);
+    let (host2, guest2) = (Agent::new(tmp.path(), "host2"), Agent::new(tmp.path(), "guest2"));
+    let mut args = vec!["--tunnel", "bore", "--bore-server", "127.0.0.1"];
+    let tls = tls_args(&ip_leaf);
+    args.extend(tls.iter().map(String::as_str));
+    let mut open = room(&host2, &args, &[("BORE_SECRET", BORE_SECRET)]);
+    let ready = open.wait_event("room_ready");
+    let url = ready["relay_url"].as_str().unwrap();
+    let bore_port = url::Url::parse(ready["public_url"].as_str().unwrap()).unwrap().port();
+    assert_eq!(url, format!("wss://127.0.0.1:{}/ws", bore_port.unwrap()), "{ready}");
+    guest2.setup();
+    let invite = ready["invite"].as_str().unwrap();
+    ok(&guest2, &ca.pem, &["invite", "accept", invite, "--label", "host"]);
+    round_trip(&guest2, &ca.pem, "TLS through bore");
+    stop(open);
     bore.abort();
+}
+
+#[test]
+fn room_behind_nginx_on_its_own_port_invites_with_the_public_url() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = tmp.path().join("pki");
+    let ca = Ca::new(&pki, "front");
+    let leaf = ca.leaf(&pki, "localhost", &["localhost"], false);
+    let (host, guest) = (Agent::new(tmp.path(), "host"), Agent::new(tmp.path(), "guest"));
+    let front = free_port();
+    let public = format!("wss://localhost:{front}");
+    let mut open = room(&host, &["--tunnel", "none", "--public-url", &public], &[]);
+    let ready = open.wait_event("room_ready");
+    // An empty path means /ws, as for every relay URL.
+    assert_eq!(ready["relay_url"], format!("{public}/ws"), "{ready}");
+    let local = url::Url::parse(ready["local_url"].as_str().unwrap()).unwrap();
+    let _nginx = Nginx::start_on(&tmp.path().join("nginx"), front, local.port().unwrap(), &leaf);
+    guest.setup();
+    let invite = ready["invite"].as_str().unwrap();
+    let accepted = &ok(&guest, &ca.pem, &["invite", "accept", invite, "--label", "host"])[0];
+    assert_eq!(accepted["relay"], format!("{public}/ws"));
+    round_trip(&guest, &ca.pem, "through nginx");
+    stop(open);
 }
 
 #[test]
