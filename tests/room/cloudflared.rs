@@ -302,3 +302,37 @@ fn no_download_without_cloudflared_says_how_to_install() {
     assert!(!home.join("bin/cloudflared").exists(), "nothing downloaded");
     assert!(state(&home).is_none());
 }
+
+#[test]
+fn with_public_url_a_tunnel_restart_keeps_the_invite_and_tells_no_guest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, guest) = (dir.path().join("host"), dir.path().join("guest"));
+    let fake_dir = dir.path().join("fake");
+    let fake = fake_with_modes(&fake_dir, "crash-after-2s", "serve");
+    // The proxy in front is the relay's own port here: what matters is that guests
+    // dial --public-url, whatever the tunnel does.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let public = format!("ws://localhost:{port}/ws");
+    let mut room =
+        open_behind(&home, &fake, &["--port", &port.to_string(), "--public-url", &public]);
+    let ready = room.wait_event("room_ready");
+    assert_eq!(ready["relay_url"], public.as_str(), "{ready}");
+    room.wait_event("tunnel_down");
+    eventually("the warning about the tunnel's new address", || {
+        room.stderr().contains("point the proxy behind --public-url at it").then_some(())
+    });
+    let st = state(&home).unwrap();
+    assert_eq!(st["public_url"], public.as_str());
+    assert_eq!(st["invite"], ready["invite"], "the invite still names --public-url");
+
+    let accepted = guest_accepts(&guest, ready["invite"].as_str().unwrap());
+    assert_eq!(accepted["relay"], public.as_str());
+    let reply = guest_round_trip(&guest, &public_key(&home), "behind the proxy");
+    assert_eq!(reply, "echo: behind the proxy");
+    room.signal(Signal::SIGTERM);
+    room.wait_event("room_closed");
+    assert_eq!(room.wait_exit(), 143);
+    let moved = ["tunnel_url_changed", "invite_renewed", "relay_update"];
+    assert!(!room.seen.iter().any(|v| moved.contains(&v["event"].as_str().unwrap_or(""))));
+    assert_eq!(wait_groups_gone(&recorded_pids(&fake_dir)), Vec::<i32>::new());
+}
