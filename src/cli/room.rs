@@ -108,9 +108,18 @@ pub struct OpenArgs {
     pub public_url: Option<RelayUrl>,
 }
 
-/// `--public-url`: ws://, wss:// (or their http/https spellings) with a host.
-fn parse_public_url(s: &str) -> Result<RelayUrl, crate::client::relay_url::RelayUrlError> {
-    RelayUrl::parse(s)
+/// `--public-url`: ws://, wss:// (or their http/https spellings) with a host, and
+/// nothing a relay URL does not carry (user name, password, query).
+fn parse_public_url(s: &str) -> Result<RelayUrl, String> {
+    let url = RelayUrl::parse(s).map_err(|e| e.to_string())?;
+    let parsed = url::Url::parse(url.as_str()).map_err(|e| e.to_string())?;
+    if !parsed.username().is_empty() || parsed.password().is_some() || parsed.query().is_some() {
+        return Err(format!(
+            "{s:?} carries a user name, password or query: give ws://HOST[:PORT][/PATH] or \
+             wss://HOST[:PORT][/PATH]"
+        ));
+    }
+    Ok(url)
 }
 
 /// Options of `room stop`.
@@ -155,7 +164,17 @@ pub async fn open(
 ) -> anyhow::Result<ExitStatus> {
     let handler = args.on_message.clone().map(|c| args.handler.command(c)).transpose()?;
     let home = home_of(home)?;
+    let choice = args.tunnel.choice(TunnelChoice::Cloudflared);
+    let mut relay = RelayConfig::from_env()?;
+    relay.bind = SocketAddr::new(args.bind, args.port);
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        relay.tls = Some(crate::relay::TlsFiles { cert: cert.clone(), key: key.clone() });
+    }
     if args.detach {
+        // Refused here, not in the background room's log.
+        let kind = args.tunnel.options(choice, args.port, home.dir()).kind;
+        crate::room::stack::check_tls(&relay, &kind, args.public_url.as_ref())
+            .map_err(room_error)?;
         return detach_open(home.dir(), args, printer).await;
     }
     if args.detached_child {
@@ -163,12 +182,6 @@ pub async fn open(
     }
     let (cancel, sig) = super::cancel_on_signals();
     let hangup = cancel_on_hangup(&cancel);
-    let choice = args.tunnel.choice(TunnelChoice::Cloudflared);
-    let mut relay = RelayConfig::from_env()?;
-    relay.bind = SocketAddr::new(args.bind, args.port);
-    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        relay.tls = Some(crate::relay::TlsFiles { cert: cert.clone(), key: key.clone() });
-    }
     if let Some(secret) = args.hmac.as_deref() {
         relay.hmac_secret = Some(super::relay::hmac_flag(secret, printer)?);
     }
@@ -234,12 +247,6 @@ pub async fn open(
             Ok(super::exit_after(&sig))
         }
         Err(RoomError::Client(e)) => Err(e.into()),
-        // The files or names given do not work together: the user's to fix.
-        Err(
-            e @ (RoomError::TlsWithCloudflared
-            | RoomError::CertificateName { .. }
-            | RoomError::Relay(crate::relay::RelayError::Tls(_))),
-        ) => Err(super::exit::WithStatus { status: ExitStatus::Usage, error: e.into() }.into()),
         Err(RoomError::Tunnel(t)) => {
             printer.note(&format!("agentroom: error: tunnel: {}", crate::client::error_text(&t)));
             if matches!(t, TunnelError::Install(_)) {
@@ -258,7 +265,20 @@ pub async fn open(
                 _ => ExitStatus::Network,
             })
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(room_error(e)),
+    }
+}
+
+/// A room error for the exit code: TLS files or names that do not work together
+/// are the user's to fix (2).
+fn room_error(e: RoomError) -> anyhow::Error {
+    match e {
+        RoomError::TlsWithCloudflared
+        | RoomError::CertificateName { .. }
+        | RoomError::Relay(crate::relay::RelayError::Tls(_)) => {
+            super::exit::WithStatus { status: ExitStatus::Usage, error: e.into() }.into()
+        }
+        e => e.into(),
     }
 }
 

@@ -215,6 +215,27 @@ fn bad_public_url_and_tls_files_are_refused_before_anything_is_created() {
             vec![
                 "--tunnel".into(),
                 "none".into(),
+                "--public-url".into(),
+                "wss://a.test/ws?x=1".into(),
+            ],
+            "carries a user name, password or query",
+        ),
+        (
+            vec![
+                "--tunnel".into(),
+                "none".into(),
+                "--tls-cert".into(),
+                p(&one.cert),
+                "--tls-key".into(),
+                p(&two.key),
+            ],
+            "does not fit the certificate",
+        ),
+        (
+            vec![
+                "--detach".into(),
+                "--tunnel".into(),
+                "none".into(),
                 "--tls-cert".into(),
                 p(&one.cert),
                 "--tls-key".into(),
