@@ -111,9 +111,7 @@ impl TlsCerts {
             }
         }
     }
-}
 
-impl TlsCerts {
     /// The DNS names (subject alternative names) of the certificate served now, in
     /// its order, wildcards left out: the names a guest can dial it by.
     pub fn dns_names(&self) -> Vec<String> {
