@@ -163,10 +163,18 @@ pub fn check_tls(
     let certs = TlsCerts::load(&files.cert, &files.key).map_err(relay::RelayError::from)?;
     match tunnel {
         TunnelKind::Cloudflared => Err(RoomError::TlsWithCloudflared),
-        TunnelKind::None if public_url.is_none() => {
-            let host = tls_host(&certs, relay.bind.ip());
-            if certs.covers(&host) { Ok(()) } else { Err(RoomError::CertificateName { host }) }
-        }
+        TunnelKind::None => match public_url {
+            None => {
+                let host = tls_host(&certs, relay.bind.ip());
+                if certs.covers(&host) { Ok(()) } else { Err(RoomError::CertificateName { host }) }
+            }
+            // Right when a proxy in front terminates TLS again with its own certificate.
+            Some(url) if !certs.covers(&url.host()) => {
+                tracing::warn!(relay = %url, "the room's TLS certificate does not name the --public-url host: guests dialling it directly will refuse it");
+                Ok(())
+            }
+            Some(_) => Ok(()),
+        },
         _ => Ok(()),
     }
 }
