@@ -484,6 +484,9 @@ fn status_text(st: &control::RoomStatus) -> String {
             if let Some(lan) = &r.lan_url {
                 s.push_str(&format!("  LAN:     {lan}\n"));
             }
+            if let Some(t) = &r.tunnel_url {
+                s.push_str(&format!("  tunnel:  {t}  (forward --public-url here)\n"));
+            }
             match &r.on_message {
                 Some(h) => s.push_str(&format!("  handler: {h}\n")),
                 None => s.push_str("  handler: none (read messages with `agentroom listen`)\n"),

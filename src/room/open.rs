@@ -289,6 +289,7 @@ async fn supervise(
         tunnel_pgid: stack.tunnel_pgid(),
         invite: Some(row.encoded.clone()),
         lan_url: stack.lan_url(),
+        tunnel_url: opts.public_url.as_ref().and(public_url.as_ref()).map(Url::to_string),
         relay_update: update.clone(),
     };
     state::write(home.dir(), &room_state)?;
@@ -347,6 +348,7 @@ async fn supervise(
             // but the proxy in front must now forward to the tunnel's new address.
             tracing::warn!(tunnel = %new_url, relay = %public, "the tunnel restarted at a new address: point the proxy behind --public-url at it");
             room_state.tunnel_pgid = stack.tunnel_pgid();
+            room_state.tunnel_url = Some(new_url.to_string());
             state::write(home.dir(), &room_state)?;
             if opts.handler.is_some() {
                 client = Some(mover);

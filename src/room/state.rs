@@ -75,6 +75,10 @@ pub struct RoomState {
     /// The relay URL on the LAN, when the relay listens on all interfaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lan_url: Option<String>,
+    /// The tunnel's own address, when it differs from `public_url` (a proxy in
+    /// front, `--public-url`): where that proxy must forward to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel_url: Option<String>,
     /// The signed relay update (`arru1.…`) for guests paired before the public URL
     /// changed, so `room status` and the MCP `status` tool can show it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -162,6 +166,7 @@ mod tests {
             tunnel_pgid: None,
             invite: Some("ar1.x".into()),
             lan_url: None,
+            tunnel_url: None,
             relay_update: None,
         }
     }

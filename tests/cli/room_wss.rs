@@ -143,6 +143,7 @@ fn room_behind_nginx_in_front_of_bore_invites_with_the_public_url() {
     round_trip(&guest, &ca.pem, "through nginx and bore");
     let status = &ok(&host, &ca.pem, &["room", "status"])[0];
     assert_eq!(status["room"]["public_url"], public.as_str(), "{status}");
+    assert_eq!(status["room"]["tunnel_url"], tunnel.as_str(), "where nginx forwards: {status}");
     stop(open);
 
     // The room's own TLS through bore: TLS passes the tunnel, the invite is wss://.

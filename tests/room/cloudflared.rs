@@ -321,7 +321,10 @@ fn with_public_url_a_tunnel_restart_keeps_the_invite_and_tells_no_guest() {
     eventually("the warning about the tunnel's new address", || {
         room.stderr().contains("point the proxy behind --public-url at it").then_some(())
     });
-    let st = state(&home).unwrap();
+    let st = eventually("the tunnel's new address in room.json", || {
+        state(&home).filter(|st| st["tunnel_url"] != ready["public_url"])
+    });
+    assert!(url::Url::parse(st["tunnel_url"].as_str().unwrap()).is_ok(), "{st}");
     assert_eq!(st["public_url"], public.as_str());
     assert_eq!(st["invite"], ready["invite"], "the invite still names --public-url");
 
