@@ -111,6 +111,9 @@ pub struct RelayConfig {
     pub max_unupgraded_per_ip: usize,
     /// Serve TLS with this certificate chain and key (PEM files); `None` = plain.
     pub tls: Option<TlsFiles>,
+    /// This node's name among relays sharing a PostgreSQL store (`AGENTROOM_NODE_ID`;
+    /// default random): in `/health`, logs and the nodes' notifications.
+    pub node_id: String,
 }
 
 /// The relay's own TLS certificate chain and private key, both PEM files.
@@ -153,6 +156,7 @@ impl RelayConfig {
             max_unupgraded_per_ip: defaults::MAX_UNUPGRADED_PER_IP,
             tls: None,
             write_timeout: defaults::RELAY_WRITE_TIMEOUT,
+            node_id: random_node_id(),
         }
     }
 
@@ -236,6 +240,13 @@ impl RelayConfig {
             (Some(_), None) => return Err(ConfigError::Invalid { var: env::TLS_KEY_FILE }),
             (None, Some(_)) => return Err(ConfigError::Invalid { var: env::TLS_CERT_FILE }),
         };
+        if let Some(id) = get(env::AGENTROOM_NODE_ID).filter(|s| !s.trim().is_empty()) {
+            // Travels space-separated in notifications: one printable word.
+            if !id.chars().all(|ch| ch.is_ascii_graphic()) || id.len() > 64 {
+                return Err(ConfigError::Invalid { var: env::AGENTROOM_NODE_ID });
+            }
+            c.node_id = id;
+        }
         c.trust_proxy = flag(env::TRUST_PROXY)?;
         c.rate_limit = !flag(env::RATE_LIMIT_DISABLED)?;
         c.hmac_secret = secret(&get, env::HMAC_SECRET)?;
@@ -254,6 +265,14 @@ fn secret(
             HmacSecret::new(s.into_bytes()).map(Some).ok_or(ConfigError::SecretTooShort { var })
         }
     }
+}
+
+/// `node-` and 8 random hex digits (per-process random keys of std's hasher:
+/// names only need to differ between the nodes of one cluster).
+fn random_node_id() -> String {
+    use std::hash::BuildHasher as _;
+    let n = std::hash::RandomState::new().hash_one(std::process::id());
+    format!("node-{:08x}", n & 0xffff_ffff)
 }
 
 /// `$AGENTROOM_HOME/relay.db`, else `$HOME/.config/agentroom/relay.db`.

@@ -1,0 +1,323 @@
+//! Inserts and deletes of one node, in the order the hub enqueued them, on the
+//! node's own connection, group-committed.
+//!
+//! Order across nodes (PROTOCOL.md §3.4): each batch first takes the advisory
+//! lock of every recipient it inserts for (sorted, so two nodes never deadlock on
+//! them) and only then inserts, so `ord` comes from the sequence while the lock is
+//! held and is released only by the commit. Per recipient, rows therefore commit
+//! in `ord` order on the whole cluster: a reader that has read through `ord` N
+//! never finds a smaller `ord` committed later, whichever node inserted it. Per
+//! sender, one node's inserts keep their FIFO order; a sender that moves to
+//! another node resends what was not answered `sent`, in order, and the
+//! `(sender, id)` key makes a late first copy a duplicate, not a second row.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::{Client, NoTls, Statement};
+
+use super::cluster::Note;
+use super::{CHANNEL, RECIPIENT_LOCK, i64_of, lock_key};
+use crate::crypto::IdentityPublicKey;
+use crate::protocol::EnvelopeId;
+use crate::relay::metrics::Metrics;
+use crate::relay::store::{InsertOutcome, StoreError, StoreOptions, now_ms};
+
+/// Most commands in one transaction (as the SQLite store's batch).
+const MAX_BATCH: usize = 2048;
+/// Wait between attempts to reconnect a lost writer connection.
+const RECONNECT_DELAY: Duration = Duration::from_millis(500);
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// One write for the writer.
+pub(super) enum Cmd {
+    Insert {
+        recipient: IdentityPublicKey,
+        sender: IdentityPublicKey,
+        id: EnvelopeId,
+        body: Vec<u8>,
+        accepted_ms: u64,
+        enforce_limit: bool,
+        reply: Reply<InsertOutcome>,
+    },
+    Delete {
+        recipient: IdentityPublicKey,
+        sender: IdentityPublicKey,
+        id: EnvelopeId,
+    },
+    Close,
+}
+
+impl Cmd {
+    /// Answer a command that will not run.
+    pub(super) fn fail(self, err: StoreError) {
+        if let Self::Insert { reply, .. } = self {
+            let _ = reply.send(Err(err));
+        }
+    }
+}
+
+struct Statements {
+    insert: Statement,
+    existing: Statement,
+    delete: Statement,
+    lock: Statement,
+    counts: Statement,
+    notify: Statement,
+}
+
+struct Conn {
+    client: Client,
+    st: Statements,
+}
+
+pub(super) struct Writer {
+    cfg: tokio_postgres::Config,
+    conn: Option<Conn>,
+    opts: StoreOptions,
+    metrics: Arc<Metrics>,
+    node: Arc<str>,
+}
+
+async fn connect(cfg: &tokio_postgres::Config) -> Result<Conn, tokio_postgres::Error> {
+    let (client, connection) = cfg.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "PostgreSQL writer connection ended");
+        }
+    });
+    let st = Statements {
+        insert: client
+            .prepare(
+                "INSERT INTO envelopes (recipient, sender, id, body, accepted_ms) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sender, id) DO NOTHING RETURNING ord",
+            )
+            .await?,
+        existing: client
+            .prepare("SELECT ord, recipient, body FROM envelopes WHERE sender = $1 AND id = $2")
+            .await?,
+        delete: client
+            .prepare("DELETE FROM envelopes WHERE sender = $1 AND id = $2 AND recipient = $3")
+            .await?,
+        // The function scan yields the array in order: locks are taken sorted.
+        lock: client
+            .prepare("SELECT count(pg_advisory_xact_lock($1, k)) FROM unnest($2::int4[]) AS k")
+            .await?,
+        counts: client
+            .prepare(
+                "SELECT recipient, count(*) FROM envelopes WHERE recipient = ANY($1) \
+                 GROUP BY recipient",
+            )
+            .await?,
+        notify: client.prepare("SELECT pg_notify($1, $2)").await?,
+    };
+    Ok(Conn { client, st })
+}
+
+impl Writer {
+    pub(super) async fn connect(
+        cfg: tokio_postgres::Config,
+        opts: StoreOptions,
+        metrics: Arc<Metrics>,
+        node: Arc<str>,
+    ) -> Result<Self, StoreError> {
+        let conn = connect(&cfg).await?;
+        Ok(Self { cfg, conn: Some(conn), opts, metrics, node })
+    }
+
+    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
+        let mut buf = Vec::with_capacity(MAX_BATCH);
+        loop {
+            if rx.recv_many(&mut buf, MAX_BATCH).await == 0 {
+                return;
+            }
+            let closing = buf.iter().position(|c| matches!(c, Cmd::Close));
+            if let Some(i) = closing {
+                buf.truncate(i);
+            }
+            let batch = std::mem::take(&mut buf);
+            if !batch.is_empty() {
+                self.run_batch(batch).await;
+            }
+            if closing.is_some() {
+                tracing::debug!("PostgreSQL writer closing");
+                return;
+            }
+        }
+    }
+
+    async fn conn(&mut self) -> Option<&mut Conn> {
+        if self.conn.as_ref().is_some_and(|c| c.client.is_closed()) {
+            self.conn = None;
+        }
+        if self.conn.is_none() {
+            match connect(&self.cfg).await {
+                Ok(c) => self.conn = Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reconnect the PostgreSQL writer");
+                    tokio::time::sleep(RECONNECT_DELAY).await;
+                }
+            }
+        }
+        self.conn.as_mut()
+    }
+
+    async fn run_batch(&mut self, batch: Vec<Cmd>) {
+        let started = Instant::now();
+        let n = batch.len();
+        let max_pending = self.opts.max_pending;
+        let node = Arc::clone(&self.node);
+        let result = match self.conn().await {
+            Some(conn) => apply(conn, &batch, max_pending, &node).await.map_err(Some),
+            None => Err(None),
+        };
+        let m = &self.metrics;
+        m.store_commits.fetch_add(1, Ordering::Relaxed);
+        m.store_batched_ops.fetch_add(n as u64, Ordering::Relaxed);
+        m.observe_commit(started.elapsed());
+        m.db_roundtrip.observe(started.elapsed());
+        match result {
+            Ok(mut outcomes) => {
+                let mut outcomes = outcomes.drain(..);
+                for cmd in batch {
+                    let done = match cmd {
+                        Cmd::Close => continue,
+                        _ => outcomes.next().expect("apply gives one outcome per command"),
+                    };
+                    match (cmd, done) {
+                        (Cmd::Insert { reply, .. }, Done::Insert(r)) => {
+                            if matches!(r, InsertOutcome::Stored(_)) {
+                                m.pending_total.fetch_add(1, Ordering::Relaxed);
+                            }
+                            let _ = reply.send(Ok(r));
+                        }
+                        (Cmd::Delete { .. }, Done::Delete(gone)) => {
+                            if gone {
+                                let _ = m.pending_total.fetch_update(
+                                    Ordering::Relaxed,
+                                    Ordering::Relaxed,
+                                    |v| Some(v.saturating_sub(1)),
+                                );
+                            }
+                        }
+                        (cmd, _) => cmd.fail(StoreError::CommitFailed),
+                    }
+                }
+            }
+            Err(e) => {
+                if let Some(e) = e {
+                    tracing::warn!(error = %e, "PostgreSQL batch failed");
+                }
+                m.store_errors.fetch_add(1, Ordering::Relaxed);
+                for cmd in batch {
+                    cmd.fail(StoreError::CommitFailed);
+                }
+            }
+        }
+    }
+}
+
+/// What one command of a committed batch did.
+enum Done {
+    Insert(InsertOutcome),
+    /// Whether a row was deleted.
+    Delete(bool),
+}
+
+/// Run one batch in one transaction: one [`Done`] per insert and delete, in order.
+async fn apply(
+    conn: &mut Conn,
+    batch: &[Cmd],
+    max_pending: u64,
+    node: &str,
+) -> Result<Vec<Done>, tokio_postgres::Error> {
+    let st = &conn.st;
+    let tx = conn.client.transaction().await?;
+    let recips: BTreeSet<[u8; 32]> = batch
+        .iter()
+        .filter_map(|c| match c {
+            Cmd::Insert { recipient, .. } => Some(*recipient.as_bytes()),
+            _ => None,
+        })
+        .collect();
+    let mut counts: HashMap<Vec<u8>, u64> = HashMap::new();
+    if !recips.is_empty() {
+        let mut keys: Vec<i32> =
+            recips.iter().filter_map(|r| super::pk(r).ok()).map(|k| lock_key(&k)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        tx.query_one(&st.lock, &[&RECIPIENT_LOCK, &keys]).await?;
+        let list: Vec<&[u8]> = recips.iter().map(<[u8; 32]>::as_slice).collect();
+        for row in tx.query(&st.counts, &[&list]).await? {
+            counts.insert(row.get(0), u64::try_from(row.get::<_, i64>(1)).unwrap_or(0));
+        }
+    }
+    let mut out = Vec::with_capacity(batch.len());
+    let mut woken: Vec<IdentityPublicKey> = Vec::new();
+    for cmd in batch {
+        match cmd {
+            Cmd::Insert { recipient, sender, id, body, accepted_ms, enforce_limit, .. } => {
+                let to = recipient.as_bytes().as_slice();
+                let count = counts.entry(to.to_vec()).or_insert(0);
+                if !*enforce_limit || *count < max_pending {
+                    let row = tx
+                        .query_opt(
+                            &st.insert,
+                            &[
+                                &to,
+                                &sender.as_bytes().as_slice(),
+                                &id.0.as_slice(),
+                                body,
+                                &i64_of(*accepted_ms),
+                            ],
+                        )
+                        .await?;
+                    if let Some(row) = row {
+                        *count += 1;
+                        if !woken.contains(recipient) {
+                            woken.push(*recipient);
+                        }
+                        out.push(Done::Insert(InsertOutcome::Stored(row.get(0))));
+                        continue;
+                    }
+                }
+                let existing = tx
+                    .query_opt(&st.existing, &[&sender.as_bytes().as_slice(), &id.0.as_slice()])
+                    .await?;
+                out.push(Done::Insert(match existing {
+                    Some(r) if r.get::<_, &[u8]>(1) == to && r.get::<_, &[u8]>(2) == body => {
+                        InsertOutcome::Duplicate(r.get(0))
+                    }
+                    Some(_) => InsertOutcome::Conflict,
+                    None => InsertOutcome::QueueFull,
+                }));
+            }
+            Cmd::Delete { recipient, sender, id } => {
+                let n = tx
+                    .execute(
+                        &st.delete,
+                        &[
+                            &sender.as_bytes().as_slice(),
+                            &id.0.as_slice(),
+                            &recipient.as_bytes().as_slice(),
+                        ],
+                    )
+                    .await?;
+                out.push(Done::Delete(n > 0));
+            }
+            Cmd::Close => {}
+        }
+    }
+    // Delivered at commit, to every node listening (this one skips its own).
+    let at = now_ms();
+    for r in woken {
+        let note = Note::Wake { node: node.to_owned(), at_ms: at, recipient: r }.encode();
+        tx.query_one(&st.notify, &[&CHANNEL, &note]).await?;
+    }
+    tx.commit().await?;
+    Ok(out)
+}
