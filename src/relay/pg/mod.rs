@@ -225,6 +225,13 @@ impl PgStore {
         }
     }
 
+    /// Wait until this node's writes queued so far have committed.
+    async fn sync(&self) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.writer.send(writer::Cmd::Sync(reply)).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)
+    }
+
     /// Time one pooled round trip into the database histogram.
     fn timed(&self, started: Instant) {
         self.metrics.db_roundtrip.observe(started.elapsed());
@@ -236,6 +243,7 @@ impl PgStore {
         after_ord: i64,
         limit: usize,
     ) -> Result<Vec<StoredEnvelope>, StoreError> {
+        self.sync().await?;
         let t = Instant::now();
         let c = self.pool.get().await?;
         let st = c
@@ -264,6 +272,7 @@ impl PgStore {
     }
 
     pub(crate) async fn pending(&self, recipient: IdentityPublicKey) -> Result<u64, StoreError> {
+        self.sync().await?;
         let t = Instant::now();
         let c = self.pool.get().await?;
         let st = c.prepare_cached("SELECT count(*) FROM envelopes WHERE recipient = $1").await?;

@@ -49,14 +49,20 @@ pub(super) enum Cmd {
         sender: IdentityPublicKey,
         id: EnvelopeId,
     },
+    /// Answered once everything queued before it has committed (or failed): a
+    /// read on the pool after it sees this node's earlier writes, as a read
+    /// through the SQLite store's FIFO does.
+    Sync(oneshot::Sender<()>),
     Close,
 }
 
 impl Cmd {
     /// Answer a command that will not run.
     pub(super) fn fail(self, err: StoreError) {
-        if let Self::Insert { reply, .. } = self {
-            let _ = reply.send(Err(err));
+        match self {
+            Self::Insert { reply, .. } => drop(reply.send(Err(err))),
+            Self::Sync(reply) => drop(reply.send(())),
+            Self::Delete { .. } | Self::Close => {}
         }
     }
 }
@@ -167,6 +173,11 @@ impl Writer {
     }
 
     async fn run_batch(&mut self, batch: Vec<Cmd>) {
+        if batch.iter().all(|c| matches!(c, Cmd::Sync(_))) {
+            // Nothing to write: everything before these has committed already.
+            batch.into_iter().for_each(|c| c.fail(StoreError::Closed));
+            return;
+        }
         let started = Instant::now();
         let n = batch.len();
         let max_pending = self.opts.max_pending;
@@ -186,6 +197,10 @@ impl Writer {
                 for cmd in batch {
                     let done = match cmd {
                         Cmd::Close => continue,
+                        Cmd::Sync(reply) => {
+                            let _ = reply.send(());
+                            continue;
+                        }
                         _ => outcomes.next().expect("apply gives one outcome per command"),
                     };
                     match (cmd, done) {
@@ -309,7 +324,7 @@ async fn apply(
                     .await?;
                 out.push(Done::Delete(n > 0));
             }
-            Cmd::Close => {}
+            Cmd::Sync(_) | Cmd::Close => {}
         }
     }
     // Delivered at commit, to every node listening (this one skips its own).
