@@ -29,6 +29,7 @@ static SERVER: OnceLock<Server> = OnceLock::new();
 static DATABASES: Mutex<Option<HashMap<PathBuf, String>>> = Mutex::new(None);
 
 /// `AGENTROOM_PG_TESTS=skip`: the caller returns without testing.
+#[allow(clippy::print_stderr)] // says once, on the test's stderr, that PostgreSQL is skipped
 pub(crate) fn skipped() -> bool {
     static SKIP: OnceLock<bool> = OnceLock::new();
     *SKIP.get_or_init(|| {
@@ -116,6 +117,8 @@ impl Server {
     }
 
     /// Stop the server once this process is gone (statics are never dropped).
+    /// The watchdog outlives this process by design, so it is never waited for.
+    #[allow(clippy::zombie_processes)]
     fn watchdog(&self, dir: &Path, data: &Path) {
         use std::os::unix::process::CommandExt;
         let runas = if self.as_postgres_user { "runuser -u postgres -- " } else { "" };
