@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bin=${AGENTROOM_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
+bin=${AGENTROOM_PG_BIN:-$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -1)}
 if [[ -z $bin || ! -x $bin/initdb ]]; then
     echo "bench-scale: PostgreSQL not found (apt-get install postgresql, or set AGENTROOM_PG_BIN)" >&2
     exit 1
