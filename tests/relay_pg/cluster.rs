@@ -172,3 +172,20 @@ async fn an_invite_claimed_at_once_on_two_nodes_pairs_one_guest() {
     }
     assert!(host.barrier().await.is_empty(), "one envelope per round reached the host");
 }
+
+#[tokio::test]
+async fn an_unreachable_database_is_a_clear_error_without_the_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.db_path = format!("postgres://relay:hunter2@127.0.0.1:{port}/agentroom").into();
+    let e = agentroom::relay::start(cfg).await.unwrap_err();
+    let mut chain = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        chain.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    assert!(chain.starts_with("relay database postgres://relay:***@127.0.0.1:"), "{chain}");
+    assert!(!chain.contains("hunter2"), "{chain}");
+}

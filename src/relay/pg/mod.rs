@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::{mpsc, oneshot};
@@ -37,6 +37,11 @@ const RECIPIENT_LOCK: i32 = 0x6172_0002;
 /// Pooled connections per node: reads of the queue and invite/pair transactions.
 /// The writer and the listener have their own connection each.
 const POOL_SIZE: usize = 16;
+/// A database that does not answer a connection attempt within this is down (a
+/// URL's own `connect_timeout` wins).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for a pooled connection before the operation fails (`internal`).
+const POOL_WAIT: Duration = Duration::from_secs(10);
 /// Commands waiting for the writer; like the SQLite store's queue, a full one
 /// answers inserts `internal` (the sender retries).
 const WRITER_QUEUE: usize = 8192;
@@ -56,7 +61,14 @@ impl PgUrl {
     }
 
     fn config(&self) -> Result<tokio_postgres::Config, PgError> {
-        self.0.parse().map_err(PgError::Url)
+        let mut cfg: tokio_postgres::Config = self.0.parse().map_err(PgError::Url)?;
+        if cfg.get_connect_timeout().is_none() {
+            cfg.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if cfg.get_application_name().is_none() {
+            cfg.application_name("agentroom-relay");
+        }
+        Ok(cfg)
     }
 }
 
@@ -165,6 +177,8 @@ impl PgStore {
         );
         let pool = Pool::builder(mgr)
             .max_size(POOL_SIZE)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|_| StoreError::Closed)?;
