@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{Client, NoTls, Statement};
 
@@ -236,6 +237,14 @@ impl Writer {
     }
 }
 
+/// What one statement of a batch did (before duplicates are looked up).
+enum Step {
+    /// The insert's new `ord`, or `None` when it wrote no row.
+    Inserted(Option<i64>),
+    /// Whether a row was deleted.
+    Deleted(bool),
+}
+
 /// What one command of a committed batch did.
 enum Done {
     Insert(InsertOutcome),
@@ -251,7 +260,8 @@ async fn apply(
     node: &str,
 ) -> Result<Vec<Done>, tokio_postgres::Error> {
     let st = &conn.st;
-    let tx = conn.client.transaction().await?;
+    let txn = conn.client.transaction().await?;
+    let tx = &txn;
     let recips: BTreeSet<[u8; 32]> = batch
         .iter()
         .filter_map(|c| match c {
@@ -271,47 +281,38 @@ async fn apply(
             counts.insert(row.get(0), u64::try_from(row.get::<_, i64>(1)).unwrap_or(0));
         }
     }
-    let mut out = Vec::with_capacity(batch.len());
-    let mut woken: Vec<IdentityPublicKey> = Vec::new();
+    // Every statement of a phase is sent at once: tokio-postgres pipelines
+    // requests in the order their futures are first polled, and `try_join_all`
+    // polls in order, so a batch costs a few round trips, not one per envelope.
+    let mut steps: Vec<BoxFuture<'_, Result<Step, tokio_postgres::Error>>> = Vec::new();
     for cmd in batch {
         match cmd {
             Cmd::Insert { recipient, sender, id, body, accepted_ms, enforce_limit, .. } => {
-                let to = recipient.as_bytes().as_slice();
-                let count = counts.entry(to.to_vec()).or_insert(0);
+                let count = counts.entry(recipient.as_bytes().to_vec()).or_insert(0);
+                // Counted when tried: a duplicate in the same batch as the cap is
+                // reached may make a later envelope `queue_full` (its sender retries).
                 if !*enforce_limit || *count < max_pending {
-                    let row = tx
-                        .query_opt(
-                            &st.insert,
-                            &[
-                                &to,
-                                &sender.as_bytes().as_slice(),
-                                &id.0.as_slice(),
-                                body,
-                                &i64_of(*accepted_ms),
-                            ],
-                        )
-                        .await?;
-                    if let Some(row) = row {
-                        *count += 1;
-                        if !woken.contains(recipient) {
-                            woken.push(*recipient);
-                        }
-                        out.push(Done::Insert(InsertOutcome::Stored(row.get(0))));
-                        continue;
-                    }
+                    *count += 1;
+                    steps.push(Box::pin(async move {
+                        let row = tx
+                            .query_opt(
+                                &st.insert,
+                                &[
+                                    &recipient.as_bytes().as_slice(),
+                                    &sender.as_bytes().as_slice(),
+                                    &id.0.as_slice(),
+                                    body,
+                                    &i64_of(*accepted_ms),
+                                ],
+                            )
+                            .await?;
+                        Ok(Step::Inserted(row.map(|r| r.get(0))))
+                    }));
+                } else {
+                    steps.push(Box::pin(std::future::ready(Ok(Step::Inserted(None)))));
                 }
-                let existing = tx
-                    .query_opt(&st.existing, &[&sender.as_bytes().as_slice(), &id.0.as_slice()])
-                    .await?;
-                out.push(Done::Insert(match existing {
-                    Some(r) if r.get::<_, &[u8]>(1) == to && r.get::<_, &[u8]>(2) == body => {
-                        InsertOutcome::Duplicate(r.get(0))
-                    }
-                    Some(_) => InsertOutcome::Conflict,
-                    None => InsertOutcome::QueueFull,
-                }));
             }
-            Cmd::Delete { recipient, sender, id } => {
+            Cmd::Delete { recipient, sender, id } => steps.push(Box::pin(async move {
                 let n = tx
                     .execute(
                         &st.delete,
@@ -322,17 +323,62 @@ async fn apply(
                         ],
                     )
                     .await?;
-                out.push(Done::Delete(n > 0));
-            }
+                Ok(Step::Deleted(n > 0))
+            })),
             Cmd::Sync(_) | Cmd::Close => {}
         }
     }
+    let steps = futures_util::future::try_join_all(steps).await?;
+    // Inserts that wrote no row: a duplicate, a conflict, or over the cap.
+    let writes = batch.iter().filter(|c| matches!(c, Cmd::Insert { .. } | Cmd::Delete { .. }));
+    let mut lookups: Vec<BoxFuture<'_, Result<InsertOutcome, tokio_postgres::Error>>> = Vec::new();
+    let mut woken: Vec<IdentityPublicKey> = Vec::new();
+    for (cmd, step) in writes.clone().zip(&steps) {
+        match (cmd, step) {
+            (Cmd::Insert { recipient, .. }, Step::Inserted(Some(_))) => {
+                if !woken.contains(recipient) {
+                    woken.push(*recipient);
+                }
+            }
+            (Cmd::Insert { recipient, sender, id, body, .. }, Step::Inserted(None)) => {
+                lookups.push(Box::pin(async move {
+                    let row = tx
+                        .query_opt(&st.existing, &[&sender.as_bytes().as_slice(), &id.0.as_slice()])
+                        .await?;
+                    let to = recipient.as_bytes().as_slice();
+                    Ok(match row {
+                        Some(r) if r.get::<_, &[u8]>(1) == to && r.get::<_, &[u8]>(2) == body => {
+                            InsertOutcome::Duplicate(r.get(0))
+                        }
+                        Some(_) => InsertOutcome::Conflict,
+                        None => InsertOutcome::QueueFull,
+                    })
+                }));
+            }
+            _ => {}
+        }
+    }
+    let mut looked_up = futures_util::future::try_join_all(lookups).await?.into_iter();
+    let mut out = Vec::with_capacity(steps.len());
+    for step in steps {
+        out.push(match step {
+            Step::Inserted(Some(ord)) => Done::Insert(InsertOutcome::Stored(ord)),
+            Step::Inserted(None) => {
+                Done::Insert(looked_up.next().expect("one lookup per insert without a row"))
+            }
+            Step::Deleted(gone) => Done::Delete(gone),
+        });
+    }
     // Delivered at commit, to every node listening (this one skips its own).
     let at = now_ms();
-    for r in woken {
-        let note = Note::Wake { node: node.to_owned(), at_ms: at, recipient: r }.encode();
-        tx.query_one(&st.notify, &[&CHANNEL, &note]).await?;
-    }
-    tx.commit().await?;
+    let notes: Vec<String> = woken
+        .into_iter()
+        .map(|r| Note::Wake { node: node.to_owned(), at_ms: at, recipient: r }.encode())
+        .collect();
+    futures_util::future::try_join_all(
+        notes.iter().map(|note| async move { tx.query_one(&st.notify, &[&CHANNEL, note]).await }),
+    )
+    .await?;
+    txn.commit().await?;
     Ok(out)
 }
