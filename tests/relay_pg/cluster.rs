@@ -123,6 +123,15 @@ async fn kill_9_of_a_node_loses_nothing_its_clients_reconnect_elsewhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_identity_on_two_nodes_closes_the_older_connection() {
     let Some((a, b)) = two_nodes() else { return };
+    // Each node names itself and its store in /health.
+    let health = |addr| async move {
+        let (status, body) = http_get(addr, "/health").await;
+        assert_eq!(status, 200);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!((v["store"].as_str(), v["db"].as_str()), (Some("postgres"), Some("ok")));
+        v["node"].as_str().unwrap().to_owned()
+    };
+    assert_ne!(health(a.addr).await, health(b.addr).await);
     let (mut older, _) = Client::login(a.addr, &identity(5)).await;
     older.barrier().await;
     let (mut newer, _) = Client::login(b.addr, &identity(5)).await;
