@@ -335,10 +335,10 @@ async fn apply(
     let mut woken: Vec<IdentityPublicKey> = Vec::new();
     for (cmd, step) in writes.clone().zip(&steps) {
         match (cmd, step) {
-            (Cmd::Insert { recipient, .. }, Step::Inserted(Some(_))) => {
-                if !woken.contains(recipient) {
-                    woken.push(*recipient);
-                }
+            (Cmd::Insert { recipient, .. }, Step::Inserted(Some(_)))
+                if !woken.contains(recipient) =>
+            {
+                woken.push(*recipient);
             }
             (Cmd::Insert { recipient, sender, id, body, .. }, Step::Inserted(None)) => {
                 lookups.push(Box::pin(async move {
