@@ -43,7 +43,7 @@ pub(crate) fn skipped() -> bool {
 
 fn bin_dir() -> Option<PathBuf> {
     if let Ok(d) = std::env::var("AGENTROOM_PG_BIN") {
-        return Some(PathBuf::from(d));
+        return Some(PathBuf::from(d)).filter(|d| d.join("initdb").exists());
     }
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
