@@ -203,3 +203,32 @@ async fn an_unreachable_database_is_a_clear_error_without_the_password() {
     assert!(chain.starts_with("relay database postgres://relay:***@127.0.0.1:"), "{chain}");
     assert!(!chain.contains("hunter2"), "{chain}");
 }
+
+#[test]
+fn the_binary_never_prints_the_database_password() {
+    let url = "postgres://relay:hunter2@127.0.0.1:9/agentroom";
+    let run = |args: &[&str], hmac: bool| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_agentroom"));
+        c.args(args).env("AGENTROOM_DB", url).env("LOG_LEVEL", "info").env_remove("HMAC_SECRET");
+        if hmac {
+            c.env("HMAC_SECRET", "k".repeat(32));
+        }
+        let out = c.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let (code, help) = run(&["relay", "--help"], false);
+    assert_eq!(code, Some(0));
+    assert!(help.contains("postgres:// URL") && !help.contains("hunter2"), "{help}");
+    let (code, err) = run(&["relay", "--port", "0"], false);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("set HMAC_SECRET, the same on every relay node"), "{err}");
+    let (code, err) = run(&["relay", "--port", "0"], true);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("postgres://relay:***@127.0.0.1:9/agentroom"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
