@@ -114,6 +114,8 @@ pub struct RelayConfig {
     /// This node's name among relays sharing a PostgreSQL store (`AGENTROOM_NODE_ID`;
     /// default random): in `/health`, logs and the nodes' notifications.
     pub node_id: String,
+    /// Extra CA certificates (PEM) for a PostgreSQL URL with `sslmode=require`.
+    pub db_ca_file: Option<PathBuf>,
 }
 
 /// The relay's own TLS certificate chain and private key, both PEM files.
@@ -157,6 +159,7 @@ impl RelayConfig {
             tls: None,
             write_timeout: defaults::RELAY_WRITE_TIMEOUT,
             node_id: random_node_id(),
+            db_ca_file: None,
         }
     }
 
@@ -247,6 +250,7 @@ impl RelayConfig {
             }
             c.node_id = id;
         }
+        c.db_ca_file = file(env::AGENTROOM_DB_CA_FILE);
         c.trust_proxy = flag(env::TRUST_PROXY)?;
         c.rate_limit = !flag(env::RATE_LIMIT_DISABLED)?;
         c.hmac_secret = secret(&get, env::HMAC_SECRET)?;

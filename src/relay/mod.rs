@@ -189,7 +189,8 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     };
     let node: Arc<str> = Arc::from(config.node_id.as_str());
     let store_err = |source| RelayError::Store { path: backend.display(), source };
-    let store = storage::open(&backend, opts, Arc::clone(&metrics), Arc::clone(&node))
+    let ca = config.db_ca_file.as_deref();
+    let store = storage::open(&backend, ca, opts, Arc::clone(&metrics), Arc::clone(&node))
         .await
         .map_err(store_err)?;
     let store = Arc::new(store);

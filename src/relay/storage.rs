@@ -222,6 +222,7 @@ impl Store {
 /// Open the store `backend` names (migrating it), for a relay node called `node`.
 pub(crate) async fn open(
     backend: &Backend,
+    ca_file: Option<&Path>,
     opts: StoreOptions,
     metrics: Arc<Metrics>,
     node: Arc<str>,
@@ -235,7 +236,7 @@ pub(crate) async fn open(
             Ok(Store::Sqlite(s))
         }
         Backend::Postgres(url) => {
-            Ok(Store::Postgres(PgStore::open(url, opts, metrics, node).await?))
+            Ok(Store::Postgres(PgStore::open(url, ca_file, opts, metrics, node).await?))
         }
     }
 }

@@ -232,3 +232,35 @@ fn the_binary_never_prints_the_database_password() {
     assert!(err.contains("postgres://relay:***@127.0.0.1:9/agentroom"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmode_require_connects_over_verified_tls() {
+    if crate::pg::skipped() {
+        return;
+    }
+    let url = crate::pg::fresh_url();
+    let db = PathBuf::from(format!("{url}?sslmode=require"));
+    let ca = crate::pg::ca_file();
+    // Without the CA the server's certificate is refused: a clear error, no start.
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_agentroom"));
+    c.args(["relay", "--port", "0", "--db"]).arg(&db).env("HMAC_SECRET", "k".repeat(32));
+    let out = c.env_remove("AGENTROOM_DB_CA_FILE").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("relay database postgres://"), "{err}");
+    assert!(err.contains("TLS handshake"), "{err}");
+    // With it, the node runs, and every one of its connections is TLS.
+    let ca = ca.to_str().unwrap();
+    let node = spawn_with(&db, false, &[("AGENTROOM_DB_CA_FILE", ca)]);
+    let (_host, _guest) = pair(node.addr, 20, 21).await;
+    let name = crate::pg::db_name(&url);
+    let sql = format!(
+        "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_activity a \
+         JOIN pg_stat_ssl s USING (pid) WHERE a.datname = '{name}' \
+         AND a.application_name = 'agentroom-relay'"
+    );
+    let counts = crate::pg::psql(&sql, "postgres");
+    let (tls, all) = counts.trim().split_once('|').unwrap();
+    assert!(all.parse::<u32>().unwrap() >= 2, "{counts}");
+    assert_eq!(tls, all, "every connection of the node uses TLS: {counts}");
+}

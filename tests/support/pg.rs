@@ -23,6 +23,8 @@ pub(crate) struct Server {
     bin: PathBuf,
     port: u16,
     as_postgres_user: bool,
+    /// The CA of the server's TLS certificate (for 127.0.0.1).
+    ca: PathBuf,
 }
 
 static SERVER: OnceLock<Server> = OnceLock::new();
@@ -98,15 +100,18 @@ impl Server {
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let s = Server { bin, port, as_postgres_user };
+        let ca = tls_files(&dir, as_postgres_user);
+        let s = Server { bin, port, as_postgres_user, ca };
         let data = dir.join("data");
         let mut c = s.cmd("initdb");
         c.arg("-D").arg(&data).args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
         s.run(c, "initdb");
         let opts = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
-            dir.display()
+             -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 \
+             -c ssl=on -c ssl_cert_file={d}/server.pem -c ssl_key_file={d}/server.key",
+            dir.display(),
+            d = dir.display(),
         );
         let mut c = s.cmd("pg_ctl");
         c.arg("-D").arg(&data).arg("-l").arg(dir.join("log")).args(["-w", "-t", "120", "-o"]);
@@ -140,6 +145,37 @@ impl Server {
             .spawn()
             .unwrap();
     }
+}
+
+/// A CA and a server certificate for 127.0.0.1 in `dir` (the key readable by the
+/// server's user only, as PostgreSQL demands); returns the CA's PEM file.
+fn tls_files(dir: &Path, as_postgres_user: bool) -> PathBuf {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use std::os::unix::fs::PermissionsExt;
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf =
+        CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&key, &ca).unwrap();
+    let ca_pem = dir.join("ca.pem");
+    std::fs::write(&ca_pem, ca.pem()).unwrap();
+    std::fs::write(dir.join("server.pem"), leaf.pem()).unwrap();
+    let key_file = dir.join("server.key");
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    if as_postgres_user {
+        let pg = nix::unistd::User::from_name("postgres").unwrap().expect("a postgres user");
+        for f in ["server.pem", "server.key"] {
+            nix::unistd::chown(&dir.join(f), Some(pg.uid), Some(pg.gid)).unwrap();
+        }
+    }
+    ca_pem
+}
+
+/// The CA file that verifies the test server's certificate.
+pub(crate) fn ca_file() -> PathBuf {
+    server().ca.clone()
 }
 
 fn server() -> &'static Server {

@@ -23,7 +23,8 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{CHANNEL, PgStore, PgUrl};
 use crate::crypto::IdentityPublicKey;
@@ -77,6 +78,7 @@ impl Note {
 pub(crate) struct Cluster {
     node: Arc<str>,
     pool: Pool,
+    tls: MakeRustlsConnect,
     /// Identity → (connection id, login time in µs).
     local: Mutex<HashMap<IdentityPublicKey, (u64, u64)>>,
 }
@@ -99,6 +101,7 @@ impl Cluster {
         Self {
             node: Arc::clone(store.node()),
             pool: store.pool().clone(),
+            tls: store.tls().clone(),
             local: Mutex::new(HashMap::new()),
         }
     }
@@ -201,7 +204,7 @@ async fn listen_once(
     cluster: &Cluster,
     cfg: &tokio_postgres::Config,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = cfg.connect(NoTls).await?;
+    let (client, mut connection) = cfg.connect(cluster.tls.clone()).await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     // The connection only makes progress while polled: this task drives it and
     // forwards its notifications.

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::NoTls;
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::metrics::Metrics;
 use super::store::{
@@ -68,6 +69,12 @@ impl PgUrl {
         if cfg.get_application_name().is_none() {
             cfg.application_name("agentroom-relay");
         }
+        // TLS only when asked for (`sslmode=require`), and then verified. The
+        // default `prefer` would meet self-signed server certificates (Debian's
+        // default) with a verification failure instead of plain TCP.
+        if cfg.get_ssl_mode() == SslMode::Prefer {
+            cfg.ssl_mode(SslMode::Disable);
+        }
         Ok(cfg)
     }
 }
@@ -107,6 +114,47 @@ pub enum PgError {
     /// A stored key or id has the wrong length.
     #[error("malformed row in the PostgreSQL store")]
     Corrupt,
+    /// `AGENTROOM_DB_CA_FILE` could not be read.
+    #[error("cannot read the database CA file {path}")]
+    CaFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `AGENTROOM_DB_CA_FILE` holds no usable PEM certificate.
+    #[error("no usable PEM certificate in the database CA file {path}")]
+    CaCertificate {
+        /// The file.
+        path: std::path::PathBuf,
+    },
+}
+
+/// The TLS connector of every database connection: the bundled and OS roots, plus
+/// `ca_file`. Used only for URLs with `sslmode=require` (see [`PgUrl::config`]).
+fn connector(ca_file: Option<&std::path::Path>) -> Result<MakeRustlsConnect, PgError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|source| PgError::CaFile { path: path.to_path_buf(), source })?;
+        let bad = || PgError::CaCertificate { path: path.to_path_buf() };
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(&pem).collect::<Result<_, _>>().map_err(|_| bad())?;
+        if certs.is_empty() {
+            return Err(bad());
+        }
+        for c in certs {
+            roots.add(c).map_err(|_| bad())?;
+        }
+    }
+    let config =
+        rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
 }
 
 impl From<tokio_postgres::Error> for PgError {
@@ -148,6 +196,7 @@ fn i64_of(v: u64) -> i64 {
 /// The PostgreSQL store of one relay node.
 pub(crate) struct PgStore {
     pool: Pool,
+    tls: MakeRustlsConnect,
     writer: mpsc::Sender<writer::Cmd>,
     writer_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     sweeper: tokio::task::JoinHandle<()>,
@@ -165,14 +214,16 @@ impl PgStore {
     /// Connect, migrate (one node at a time), and start the writer and the sweep.
     pub(crate) async fn open(
         url: &PgUrl,
+        ca_file: Option<&std::path::Path>,
         opts: StoreOptions,
         metrics: Arc<Metrics>,
         node: Arc<str>,
     ) -> Result<Self, StoreError> {
         let cfg = url.config()?;
+        let tls = connector(ca_file)?;
         let mgr = Manager::from_config(
             cfg.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
         let pool = Pool::builder(mgr)
@@ -183,13 +234,20 @@ impl PgStore {
             .build()
             .map_err(|_| StoreError::Closed)?;
         migrate(&pool).await?;
-        let w = writer::Writer::connect(cfg, opts.clone(), Arc::clone(&metrics), Arc::clone(&node))
-            .await?;
+        let w = writer::Writer::connect(
+            cfg,
+            tls.clone(),
+            opts.clone(),
+            Arc::clone(&metrics),
+            Arc::clone(&node),
+        )
+        .await?;
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let writer_task = tokio::spawn(w.run(rx));
         let sweeper = tokio::spawn(sweep_loop(pool.clone(), opts, Arc::clone(&metrics)));
         Ok(Self {
             pool,
+            tls,
             writer: tx,
             writer_task: std::sync::Mutex::new(Some(writer_task)),
             sweeper,
@@ -203,9 +261,14 @@ impl PgStore {
         &self.node
     }
 
-    /// A pooled connection for the listener's notifications and tests.
+    /// The pool (the cluster's login notifications use it).
     pub(crate) fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// The TLS connector of every connection (the listener's too).
+    pub(crate) fn tls(&self) -> &MakeRustlsConnect {
+        &self.tls
     }
 
     pub(crate) fn insert(

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::cluster::Note;
 use super::{CHANNEL, RECIPIENT_LOCK, i64_of, lock_key};
@@ -84,14 +85,18 @@ struct Conn {
 
 pub(super) struct Writer {
     cfg: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     conn: Option<Conn>,
     opts: StoreOptions,
     metrics: Arc<Metrics>,
     node: Arc<str>,
 }
 
-async fn connect(cfg: &tokio_postgres::Config) -> Result<Conn, tokio_postgres::Error> {
-    let (client, connection) = cfg.connect(NoTls).await?;
+async fn connect(
+    cfg: &tokio_postgres::Config,
+    tls: &MakeRustlsConnect,
+) -> Result<Conn, tokio_postgres::Error> {
+    let (client, connection) = cfg.connect(tls.clone()).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "PostgreSQL writer connection ended");
@@ -128,12 +133,13 @@ async fn connect(cfg: &tokio_postgres::Config) -> Result<Conn, tokio_postgres::E
 impl Writer {
     pub(super) async fn connect(
         cfg: tokio_postgres::Config,
+        tls: MakeRustlsConnect,
         opts: StoreOptions,
         metrics: Arc<Metrics>,
         node: Arc<str>,
     ) -> Result<Self, StoreError> {
-        let conn = connect(&cfg).await?;
-        Ok(Self { cfg, conn: Some(conn), opts, metrics, node })
+        let conn = connect(&cfg, &tls).await?;
+        Ok(Self { cfg, tls, conn: Some(conn), opts, metrics, node })
     }
 
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
@@ -162,7 +168,7 @@ impl Writer {
             self.conn = None;
         }
         if self.conn.is_none() {
-            match connect(&self.cfg).await {
+            match connect(&self.cfg, &self.tls).await {
                 Ok(c) => self.conn = Some(c),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot reconnect the PostgreSQL writer");
