@@ -5,11 +5,11 @@
 //!   wakes the nodes holding the recipients (`NOTIFY`).
 //! - `cluster`: what each node hears from the others over `LISTEN`: wake-ups for
 //!   its connected recipients, newer logins of its identities elsewhere, unpairs.
-//! - here: the pooled reads and short transactions (invites, pairs, queue reads),
-//!   migrations under an advisory lock, and the TTL sweep.
+//! - `pairs`: invites and pairs, short transactions on the pool;
+//! - `setup`: the TLS connector, migrations under an advisory lock, the TTL sweep;
+//! - here: the store's handle, its queue reads on the pool, and its errors.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -18,21 +18,19 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::metrics::Metrics;
-use super::store::{
-    ClaimOutcome, InsertOutcome, PublishOutcome, StoreError, StoreOptions, StoredEnvelope, now_ms,
-};
+use super::store::{InsertOutcome, StoreError, StoreOptions, StoredEnvelope};
 use crate::crypto::IdentityPublicKey;
-use crate::protocol::{EnvelopeId, InviteHash};
+use crate::protocol::EnvelopeId;
 
 mod cluster;
+mod pairs;
+mod setup;
 mod writer;
 
 pub(crate) use cluster::{Cluster, listen};
 
 /// The `LISTEN`/`NOTIFY` channel every node uses.
 const CHANNEL: &str = "agentroom";
-/// Advisory-lock class (first key) of the migration lock.
-const MIGRATION_LOCK: i32 = 0x6172_0001;
 /// Advisory-lock class (first key) of per-recipient insert locks.
 const RECIPIENT_LOCK: i32 = 0x6172_0002;
 /// Pooled connections per node: reads of the queue and invite/pair transactions.
@@ -46,11 +44,6 @@ const POOL_WAIT: Duration = Duration::from_secs(10);
 /// Commands waiting for the writer; like the SQLite store's queue, a full one
 /// answers inserts `internal` (the sender retries).
 const WRITER_QUEUE: usize = 8192;
-/// The PostgreSQL migrations, in order; applied once each, recorded in
-/// `agentroom_migrations`.
-const MIGRATIONS: &[(i32, &str)] =
-    &[(1, include_str!("../../../migrations/postgres/001_init.sql"))];
-
 /// A PostgreSQL connection URL; its password never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PgUrl(String);
@@ -131,32 +124,6 @@ pub enum PgError {
     },
 }
 
-/// The TLS connector of every database connection: the bundled and OS roots, plus
-/// `ca_file`. Used only for URLs with `sslmode=require` (see [`PgUrl::config`]).
-fn connector(ca_file: Option<&std::path::Path>) -> Result<MakeRustlsConnect, PgError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject as _;
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-    if let Some(path) = ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|source| PgError::CaFile { path: path.to_path_buf(), source })?;
-        let bad = || PgError::CaCertificate { path: path.to_path_buf() };
-        let certs: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_slice_iter(&pem).collect::<Result<_, _>>().map_err(|_| bad())?;
-        if certs.is_empty() {
-            return Err(bad());
-        }
-        for c in certs {
-            roots.add(c).map_err(|_| bad())?;
-        }
-    }
-    let config =
-        rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-    Ok(MakeRustlsConnect::new(config))
-}
-
 impl From<tokio_postgres::Error> for PgError {
     fn from(e: tokio_postgres::Error) -> Self {
         Self::Db(e)
@@ -183,10 +150,6 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 
 pub(super) fn pk(bytes: &[u8]) -> Result<IdentityPublicKey, PgError> {
     IdentityPublicKey::from_bytes(bytes).map_err(|_| PgError::Corrupt)
-}
-
-fn ordered(a: IdentityPublicKey, b: IdentityPublicKey) -> (IdentityPublicKey, IdentityPublicKey) {
-    if a <= b { (a, b) } else { (b, a) }
 }
 
 fn i64_of(v: u64) -> i64 {
@@ -220,7 +183,7 @@ impl PgStore {
         node: Arc<str>,
     ) -> Result<Self, StoreError> {
         let cfg = url.config()?;
-        let tls = connector(ca_file)?;
+        let tls = setup::connector(ca_file)?;
         let mgr = Manager::from_config(
             cfg.clone(),
             tls.clone(),
@@ -233,7 +196,7 @@ impl PgStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|_| StoreError::Closed)?;
-        migrate(&pool).await?;
+        setup::migrate(&pool).await?;
         let w = writer::Writer::connect(
             cfg,
             tls.clone(),
@@ -244,7 +207,7 @@ impl PgStore {
         .await?;
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let writer_task = tokio::spawn(w.run(rx));
-        let sweeper = tokio::spawn(sweep_loop(pool.clone(), opts, Arc::clone(&metrics)));
+        let sweeper = tokio::spawn(setup::sweep_loop(pool.clone(), opts, Arc::clone(&metrics)));
         Ok(Self {
             pool,
             tls,
@@ -358,202 +321,6 @@ impl PgStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    pub(crate) async fn publish(
-        &self,
-        host: IdentityPublicKey,
-        hash: InviteHash,
-        expires_at: u64,
-        max_open: u64,
-    ) -> Result<PublishOutcome, StoreError> {
-        let t = Instant::now();
-        let mut c = self.pool.get().await?;
-        let tx = c.transaction().await?;
-        let host_b = host.as_bytes().as_slice();
-        let hash_b = hash.0.as_slice();
-        // Serialise one host's publishes, so two nodes cannot both pass the quota.
-        tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&RECIPIENT_LOCK, &lock_key(&host)])
-            .await?;
-        let owner = tx.query_opt("SELECT host FROM invites WHERE hash = $1", &[&hash_b]).await?;
-        let out = match owner {
-            Some(row) if row.get::<_, &[u8]>(0) != host_b => PublishOutcome::Conflict,
-            Some(_) => {
-                tx.execute(
-                    "UPDATE invites SET expires_at = $2 WHERE hash = $1 AND claimed_by IS NULL",
-                    &[&hash_b, &i64_of(expires_at)],
-                )
-                .await?;
-                PublishOutcome::Published
-            }
-            None => {
-                let open: i64 = tx
-                    .query_one(
-                        "SELECT count(*) FROM invites WHERE host = $1 AND claimed_by IS NULL \
-                         AND NOT revoked AND expires_at > $2",
-                        &[&host_b, &i64_of(crate::relay::now_secs())],
-                    )
-                    .await?
-                    .get(0);
-                if u64::try_from(open).unwrap_or(0) >= max_open {
-                    PublishOutcome::Quota
-                } else {
-                    let n = tx
-                        .execute(
-                            "INSERT INTO invites (hash, host, expires_at) VALUES ($1, $2, $3) \
-                             ON CONFLICT (hash) DO NOTHING",
-                            &[&hash_b, &host_b, &i64_of(expires_at)],
-                        )
-                        .await?;
-                    // Lost a race with another host publishing the same hash.
-                    if n == 1 { PublishOutcome::Published } else { PublishOutcome::Conflict }
-                }
-            }
-        };
-        tx.commit().await?;
-        self.timed(t);
-        Ok(out)
-    }
-
-    pub(crate) async fn revoke_invite(
-        &self,
-        host: IdentityPublicKey,
-        hash: InviteHash,
-    ) -> Result<bool, StoreError> {
-        let t = Instant::now();
-        let c = self.pool.get().await?;
-        let n = c
-            .execute(
-                "UPDATE invites SET revoked = TRUE WHERE hash = $1 AND host = $2",
-                &[&hash.0.as_slice(), &host.as_bytes().as_slice()],
-            )
-            .await?;
-        self.timed(t);
-        Ok(n > 0)
-    }
-
-    /// Single use across nodes: the invite's row is locked (`FOR UPDATE`) for the
-    /// whole check-and-claim, so of two guests claiming at once on two nodes the
-    /// second sees the first's claim.
-    pub(crate) async fn claim(
-        &self,
-        host: IdentityPublicKey,
-        guest: IdentityPublicKey,
-        hash: InviteHash,
-        now: u64,
-    ) -> Result<ClaimOutcome, StoreError> {
-        let t = Instant::now();
-        let mut c = self.pool.get().await?;
-        let tx = c.transaction().await?;
-        let hash_b = hash.0.as_slice();
-        let guest_b = guest.as_bytes().as_slice();
-        let row = tx
-            .query_opt(
-                "SELECT host, expires_at, revoked, claimed_by FROM invites WHERE hash = $1 \
-                 FOR UPDATE",
-                &[&hash_b],
-            )
-            .await?;
-        let Some(row) = row else {
-            return Ok(ClaimOutcome::Unknown);
-        };
-        if row.get::<_, &[u8]>(0) != host.as_bytes().as_slice() {
-            return Ok(ClaimOutcome::Unknown);
-        }
-        if row.get::<_, bool>(2) {
-            return Ok(ClaimOutcome::Revoked);
-        }
-        match row.get::<_, Option<&[u8]>>(3) {
-            Some(g) if g != guest_b => return Ok(ClaimOutcome::Claimed),
-            Some(_) => {}
-            None => {
-                if u64::try_from(row.get::<_, i64>(1)).unwrap_or(0) <= now {
-                    return Ok(ClaimOutcome::Expired);
-                }
-                tx.execute(
-                    "UPDATE invites SET claimed_by = $2 WHERE hash = $1",
-                    &[&hash_b, &guest_b],
-                )
-                .await?;
-            }
-        }
-        let (a, b) = ordered(host, guest);
-        tx.execute(
-            "INSERT INTO pairs (a, b, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            &[&a.as_bytes().as_slice(), &b.as_bytes().as_slice(), &i64_of(now)],
-        )
-        .await?;
-        tx.commit().await?;
-        self.timed(t);
-        Ok(ClaimOutcome::Paired)
-    }
-
-    /// Unpair, drop the queue between the two, and tell the other nodes (their
-    /// hubs forget the pair when the notification arrives).
-    pub(crate) async fn revoke_peer(
-        &self,
-        a: IdentityPublicKey,
-        b: IdentityPublicKey,
-    ) -> Result<u64, StoreError> {
-        let t = Instant::now();
-        let mut c = self.pool.get().await?;
-        let tx = c.transaction().await?;
-        let (x, y) = ordered(a, b);
-        let (a_b, b_b) = (a.as_bytes().as_slice(), b.as_bytes().as_slice());
-        tx.execute(
-            "DELETE FROM pairs WHERE a = $1 AND b = $2",
-            &[&x.as_bytes().as_slice(), &y.as_bytes().as_slice()],
-        )
-        .await?;
-        tx.execute(
-            "UPDATE invites SET revoked = TRUE WHERE (host = $1 AND claimed_by = $2) \
-             OR (host = $2 AND claimed_by = $1)",
-            &[&a_b, &b_b],
-        )
-        .await?;
-        let n = tx
-            .execute(
-                "DELETE FROM envelopes WHERE (recipient = $1 AND sender = $2) \
-                 OR (recipient = $2 AND sender = $1)",
-                &[&a_b, &b_b],
-            )
-            .await?;
-        let note = cluster::Note::Unpair { node: self.node.to_string(), a, b }.encode();
-        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &note]).await?;
-        tx.commit().await?;
-        self.timed(t);
-        let _ =
-            self.metrics
-                .pending_total
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(n)));
-        Ok(n)
-    }
-
-    pub(crate) async fn pairs(
-        &self,
-    ) -> Result<Vec<(IdentityPublicKey, IdentityPublicKey)>, StoreError> {
-        let c = self.pool.get().await?;
-        let rows = c.query("SELECT a, b FROM pairs", &[]).await?;
-        rows.iter()
-            .map(|r| Ok((pk(r.get(0))?, pk(r.get(1))?)))
-            .collect::<Result<Vec<_>, PgError>>()
-            .map_err(StoreError::Postgres)
-    }
-
-    pub(crate) async fn is_paired(
-        &self,
-        a: IdentityPublicKey,
-        b: IdentityPublicKey,
-    ) -> Result<bool, StoreError> {
-        let t = Instant::now();
-        let (x, y) = ordered(a, b);
-        let c = self.pool.get().await?;
-        let st =
-            c.prepare_cached("SELECT EXISTS (SELECT 1 FROM pairs WHERE a = $1 AND b = $2)").await?;
-        let yes: bool =
-            c.query_one(&st, &[&x.as_bytes().as_slice(), &y.as_bytes().as_slice()]).await?.get(0);
-        self.timed(t);
-        Ok(yes)
-    }
-
     pub(crate) async fn health(&self) -> Result<(), StoreError> {
         let t = Instant::now();
         let c = self.pool.get().await?;
@@ -578,72 +345,4 @@ impl PgStore {
 pub(super) fn lock_key(k: &IdentityPublicKey) -> i32 {
     let b = k.as_bytes();
     i32::from_be_bytes([b[0], b[1], b[2], b[3]])
-}
-
-/// Apply the migrations not yet recorded, one node at a time (session advisory
-/// lock: a node that starts while another migrates waits, then finds it done).
-async fn migrate(pool: &Pool) -> Result<(), StoreError> {
-    let mut c = pool.get().await?;
-    c.execute("SELECT pg_advisory_lock($1, 0)", &[&MIGRATION_LOCK]).await?;
-    let r = async {
-        c.batch_execute(
-            "CREATE TABLE IF NOT EXISTS agentroom_migrations (
-                 version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)",
-        )
-        .await?;
-        for (version, sql) in MIGRATIONS {
-            let tx = c.transaction().await?;
-            let done = tx
-                .query_opt("SELECT 1 FROM agentroom_migrations WHERE version = $1", &[version])
-                .await?
-                .is_some();
-            if !done {
-                tx.batch_execute(sql).await?;
-                tx.execute(
-                    "INSERT INTO agentroom_migrations (version, applied_at) VALUES ($1, $2)",
-                    &[version, &i64_of(crate::relay::now_secs())],
-                )
-                .await?;
-                tracing::info!(version, "PostgreSQL migration applied");
-            }
-            tx.commit().await?;
-        }
-        Ok::<(), tokio_postgres::Error>(())
-    }
-    .await;
-    c.execute("SELECT pg_advisory_unlock($1, 0)", &[&MIGRATION_LOCK]).await?;
-    r.map_err(StoreError::from)
-}
-
-/// Every node sweeps (the deletes are idempotent) and refreshes the queue-depth
-/// gauge, which between sweeps moves only with this node's own inserts and deletes.
-async fn sweep_loop(pool: Pool, opts: StoreOptions, metrics: Arc<Metrics>) {
-    let mut tick = tokio::time::interval(opts.sweep_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if let Err(e) = sweep(&pool, &opts, &metrics).await {
-            tracing::warn!(error = %e, "pending TTL sweep failed");
-        }
-    }
-}
-
-async fn sweep(pool: &Pool, opts: &StoreOptions, metrics: &Metrics) -> Result<(), StoreError> {
-    let c = pool.get().await?;
-    let ttl_ms = u64::try_from(opts.ttl.as_millis()).unwrap_or(u64::MAX);
-    let cutoff = i64_of(now_ms().saturating_sub(ttl_ms));
-    let n = c.execute("DELETE FROM envelopes WHERE accepted_ms < $1", &[&cutoff]).await?;
-    let now = i64_of(crate::relay::now_secs());
-    c.execute(
-        "DELETE FROM invites WHERE claimed_by IS NULL AND expires_at < $1",
-        &[&now.saturating_sub(86_400)],
-    )
-    .await?;
-    if n > 0 {
-        tracing::info!(expired = n, "swept expired envelopes");
-        metrics.envelopes_expired.fetch_add(n, Ordering::Relaxed);
-    }
-    let total: i64 = c.query_one("SELECT count(*) FROM envelopes", &[]).await?.get(0);
-    metrics.pending_total.store(u64::try_from(total).unwrap_or(0), Ordering::Relaxed);
-    Ok(())
 }
