@@ -13,6 +13,11 @@
 //!
 //! Every mode checks that each recipient got every envelope exactly once, in order.
 //! Relay CPU per message comes from `/proc/<pid>/stat`, peak RSS from `VmHWM`.
+//!
+//! PostgreSQL (`scripts/bench-scale.sh`): `BENCH_DB=postgres://…` runs the relay on
+//! that database; `BENCH_NODES=2` starts a second node on it and puts every other
+//! pair's host there (half the pairs cross nodes). The CPU figures then add both
+//! nodes and the PostgreSQL server (`BENCH_PG_PID`: its postmaster and children).
 
 #![allow(clippy::unwrap_used, clippy::panic, clippy::print_stdout, clippy::print_stderr)]
 #![allow(clippy::cast_possible_truncation, clippy::too_many_arguments)]
@@ -72,7 +77,10 @@ impl RelayProc {
         };
         let mut child = cmd
             .args(["relay", "--port", "0", "--db"])
-            .arg(dir.path().join("relay.db"))
+            .arg(
+                std::env::var("BENCH_DB")
+                    .unwrap_or_else(|_| dir.path().join("relay.db").display().to_string()),
+            )
             .env("HMAC_SECRET", "b".repeat(32))
             .env("RATE_LIMIT_DISABLED", "1")
             .env("MAX_PENDING_MSGS", "1000000")
@@ -118,6 +126,30 @@ fn proc_usage(pid: &str) -> (f64, u64) {
         #[allow(clippy::cast_precision_loss)]
         (ticks as f64 / hz, hwm)
     }
+}
+
+/// CPU seconds of the PostgreSQL server (`BENCH_PG_PID` and its children), else 0.
+fn db_cpu() -> f64 {
+    let Ok(master) = std::env::var("BENCH_PG_PID") else { return 0.0 };
+    let mut total = 0.0;
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let ppid = rest.split_whitespace().nth(1).unwrap_or("");
+        if pid == master || ppid == master {
+            total += proc_usage(&pid).0;
+        }
+    }
+    total
+}
+
+/// CPU seconds and peak RSS of what serves the load: the relay node(s), plus the
+/// PostgreSQL server's CPU when it is one.
+fn usage(a: &RelayProc, b: Option<&RelayProc>) -> (f64, u64) {
+    let (c1, r1) = a.usage();
+    let (c2, r2) = b.map_or((0.0, 0), RelayProc::usage);
+    (c1 + c2 + db_cpu(), r1.max(r2))
 }
 
 impl Drop for RelayProc {
@@ -176,8 +208,18 @@ fn kp(n: u32) -> IdentityKeyPair {
 
 /// Pair `host` and `guest` through an invite; returns both connections.
 async fn pair(addr: SocketAddr, host: &IdentityKeyPair, guest: &IdentityKeyPair) -> [(Tx, Rx); 2] {
-    let (mut htx, mut hrx) = login(addr, host).await;
-    let (mut gtx, mut grx) = login(addr, guest).await;
+    pair_at(addr, addr, host, guest).await
+}
+
+/// [`pair`] with the host on `host_at` and the guest on `guest_at`.
+async fn pair_at(
+    host_at: SocketAddr,
+    guest_at: SocketAddr,
+    host: &IdentityKeyPair,
+    guest: &IdentityKeyPair,
+) -> [(Tx, Rx); 2] {
+    let (mut htx, mut hrx) = login(host_at, host).await;
+    let (mut gtx, mut grx) = login(guest_at, guest).await;
     let invite: [u8; 16] = host.public().as_bytes()[..16].try_into().unwrap();
     let hash = InviteHash(sha2::Sha256::digest(invite).into());
     send(
@@ -462,6 +504,13 @@ async fn bench() {
     let offline: u64 = env_or("BENCH_OFFLINE", 20_000);
     let relay = RelayProc::start();
     let addr = relay.addr;
+    let relay2 = (env_or("BENCH_NODES", 1u32) >= 2).then(RelayProc::start);
+    if relay2.is_some() {
+        println!("two nodes: every other pair's host on node 2 (half the pairs cross nodes)");
+    }
+    if std::env::var("BENCH_PG_PID").is_ok() {
+        println!("CPU per envelope below: relay node(s) + the PostgreSQL server");
+    }
     println!(
         "relay_load: pairs={pairs} secs={secs} window={window} rate={rate}/s offline={offline} body={BODY_LEN}B relay_cpu={}",
         std::env::var("RELAY_CPU").unwrap_or_else(|_| "unpinned".into())
@@ -471,16 +520,17 @@ async fn bench() {
     let mut ids = Vec::new();
     for p in 0..pairs {
         let (h, g) = (kp(2 * p), kp(2 * p + 1));
-        conns.push(pair(addr, &h, &g).await);
+        let host_at = relay2.as_ref().filter(|_| p % 2 == 1).map_or(addr, |r| r.addr);
+        conns.push(pair_at(host_at, addr, &h, &g).await);
         ids.push((h.public(), 2 * p + 1));
     }
 
     // 1. Closed loop.
     let p = paths(addr).await;
-    let (cpu0, _) = relay.usage();
+    let (cpu0, _) = usage(&relay, relay2.as_ref());
     let (me0, _) = proc_usage("self");
     let (n, el, lat, conns) = run_pairs(conns, &ids, 1, secs, window, Pace::Closed).await;
-    let (cpu1, rss) = relay.usage();
+    let (cpu1, rss) = usage(&relay, relay2.as_ref());
     println!(
         "closed loop: {n} delivered in {:.2}s = {:.0} envelopes/s; relay CPU {:.2} µs/envelope; relay peak RSS {:.1} MiB",
         el.as_secs_f64(),
@@ -495,9 +545,9 @@ async fn bench() {
 
     // 2. Fixed rate.
     let per_pair = Duration::from_secs_f64(f64::from(pairs) / rate);
-    let (cpu0, _) = relay.usage();
+    let (cpu0, _) = usage(&relay, relay2.as_ref());
     let (n, el, lat, _conns) = run_pairs(conns, &ids, 2, secs, 4096, Pace::Every(per_pair)).await;
-    let (cpu1, rss) = relay.usage();
+    let (cpu1, rss) = usage(&relay, relay2.as_ref());
     println!(
         "fixed rate {rate}/s: {n} delivered in {:.2}s = {:.0} envelopes/s; relay CPU {:.2} µs/envelope; relay peak RSS {:.1} MiB",
         el.as_secs_f64(),
@@ -529,7 +579,7 @@ async fn bench() {
         t0,
     ));
     let live_r = tokio::spawn(receiver(lhtx, lhrx, stop.clone(), None, t0));
-    let (cpu0, _) = relay.usage();
+    let (cpu0, _) = usage(&relay, relay2.as_ref());
     let t_in = Instant::now();
     let (queued, _, _) = sender(
         ogtx,
@@ -554,7 +604,7 @@ async fn bench() {
     let (llat, _, _, _) = live_r.await.unwrap();
     assert_eq!(olat.len() as u64, queued);
     assert_eq!(llat.len() as u64, ln);
-    let (cpu1, rss) = relay.usage();
+    let (cpu1, rss) = usage(&relay, relay2.as_ref());
     println!(
         "offline: {queued} queued in {:.2}s = {:.0}/s in; drained in {:.2}s = {:.0}/s out; relay CPU {:.2} µs/envelope; relay peak RSS {:.1} MiB",
         in_el.as_secs_f64(),

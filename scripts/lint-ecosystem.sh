@@ -113,6 +113,17 @@ if (tunnel) {
   if (!String(tunnel.image).startsWith('cloudflare/cloudflared:')) problems.push('cloudflared: use the official cloudflare/cloudflared image');
   if (!(tunnel.command || []).join(' ').includes('--url http://relay:8787')) problems.push('cloudflared: must point at http://relay:8787');
 }
+// The scale profile (docs/scaling.md): every service health-checked, every relay
+// node on the shared PostgreSQL store with the shared HMAC secret.
+for (const [name, svc] of Object.entries(services)) {
+  if (!(svc.profiles || []).includes('scale')) continue;
+  if (!svc.healthcheck || !svc.healthcheck.test) problems.push(`${name}: scale services need a healthcheck`);
+  if (name.startsWith('relay-node-')) {
+    const env = svc.environment || {};
+    if (!String(env.AGENTROOM_DB || '').startsWith('postgres://')) problems.push(`${name}: AGENTROOM_DB must be the shared postgres:// URL`);
+    if (!String(env.HMAC_SECRET || '').includes('HMAC_SECRET')) problems.push(`${name}: HMAC_SECRET must come from .env (shared by every node)`);
+  }
+}
 if (problems.length) {
   for (const p of problems) console.error(`compose.yaml: ${p}`);
   process.exit(1);

@@ -9,8 +9,12 @@ pub const HMAC_SECRET_PREVIOUS: &str = "HMAC_SECRET_PREVIOUS";
 pub const PORT: &str = "PORT";
 /// Relay: bind address.
 pub const BIND: &str = "BIND";
-/// Relay: SQLite database path.
+/// Relay: SQLite database path, or a `postgres://` URL (several relay nodes share it).
 pub const AGENTROOM_DB: &str = "AGENTROOM_DB";
+/// Relay: extra CA certificates (PEM) trusted for a `postgres://…?sslmode=require` database.
+pub const AGENTROOM_DB_CA_FILE: &str = "AGENTROOM_DB_CA_FILE";
+/// Relay: this node's name in a PostgreSQL cluster (`/health`, notifications); default random.
+pub const AGENTROOM_NODE_ID: &str = "AGENTROOM_NODE_ID";
 /// Relay: envelopes queued per recipient before `queue_full`.
 pub const MAX_PENDING_MSGS: &str = "MAX_PENDING_MSGS";
 /// Relay: days a queued envelope is kept.

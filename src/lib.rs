@@ -12,8 +12,8 @@
 //!   messaging and the serve loop (exactly-once handling); `client::tls` is the one
 //!   place that decides which `wss://` certificates are trusted.
 //! - [`relay`]: the relay server (axum HTTP + WebSocket behind its own accept loop,
-//!   optional TLS, SQLite store-and-forward, HMAC session tokens); embeddable via
-//!   [`relay::start`].
+//!   optional TLS, SQLite store-and-forward or PostgreSQL shared by several nodes, HMAC
+//!   session tokens); embeddable via [`relay::start`].
 //! - [`daemon`]: the one owner of a home (flock): relay links, inbox leases, the
 //!   local API (axum on `<home>/agentroom.sock`, optional loopback HTTP with a
 //!   token), SSE events and the OpenAPI document; `serve`, `listen`, `mcp` and the

@@ -22,8 +22,10 @@ pub struct RelayArgs {
     /// Address to bind.
     #[arg(long, env = crate::env::BIND, default_value = crate::defaults::RELAY_BIND)]
     pub bind: IpAddr,
-    /// SQLite database file [default: $AGENTROOM_HOME/relay.db].
-    #[arg(long, env = crate::env::AGENTROOM_DB, value_name = "FILE")]
+    /// SQLite database file [default: $AGENTROOM_HOME/relay.db], or a postgres:// URL
+    /// shared by several relay nodes (docs/scaling.md).
+    // The value may hold a database password: `--help` must not print it.
+    #[arg(long, env = crate::env::AGENTROOM_DB, value_name = "FILE|URL", hide_env_values = true)]
     pub db: Option<PathBuf>,
     /// Largest accepted frame, in bytes.
     #[arg(long, env = crate::env::MAX_FRAME_BYTES, value_name = "BYTES")]

@@ -116,6 +116,11 @@ pub struct RelayConfig {
     /// `room status` and a local proxy or tunnel keep using `ws://127.0.0.1:P`;
     /// `relay --tls-cert` leaves it off (TLS only).
     pub tls_plain_loopback: bool,
+    /// This node's name among relays sharing a PostgreSQL store (`AGENTROOM_NODE_ID`;
+    /// default random): in `/health`, logs and the nodes' notifications.
+    pub node_id: String,
+    /// Extra CA certificates (PEM) for a PostgreSQL URL with `sslmode=require`.
+    pub db_ca_file: Option<PathBuf>,
 }
 
 /// The relay's own TLS certificate chain and private key, both PEM files.
@@ -159,6 +164,8 @@ impl RelayConfig {
             tls: None,
             tls_plain_loopback: false,
             write_timeout: defaults::RELAY_WRITE_TIMEOUT,
+            node_id: random_node_id(),
+            db_ca_file: None,
         }
     }
 
@@ -242,6 +249,14 @@ impl RelayConfig {
             (Some(_), None) => return Err(ConfigError::Invalid { var: env::TLS_KEY_FILE }),
             (None, Some(_)) => return Err(ConfigError::Invalid { var: env::TLS_CERT_FILE }),
         };
+        if let Some(id) = get(env::AGENTROOM_NODE_ID).filter(|s| !s.trim().is_empty()) {
+            // Travels space-separated in notifications: one printable word.
+            if !id.chars().all(|ch| ch.is_ascii_graphic()) || id.len() > 64 {
+                return Err(ConfigError::Invalid { var: env::AGENTROOM_NODE_ID });
+            }
+            c.node_id = id;
+        }
+        c.db_ca_file = file(env::AGENTROOM_DB_CA_FILE);
         c.trust_proxy = flag(env::TRUST_PROXY)?;
         c.rate_limit = !flag(env::RATE_LIMIT_DISABLED)?;
         c.hmac_secret = secret(&get, env::HMAC_SECRET)?;
@@ -260,6 +275,14 @@ fn secret(
             HmacSecret::new(s.into_bytes()).map(Some).ok_or(ConfigError::SecretTooShort { var })
         }
     }
+}
+
+/// `node-` and 8 random hex digits (per-process random keys of std's hasher:
+/// names only need to differ between the nodes of one cluster).
+fn random_node_id() -> String {
+    use std::hash::BuildHasher as _;
+    let n = std::hash::RandomState::new().hash_one(std::process::id());
+    format!("node-{:08x}", n & 0xffff_ffff)
 }
 
 /// `$AGENTROOM_HOME/relay.db`, else `$HOME/.config/agentroom/relay.db`.

@@ -167,12 +167,18 @@ impl<'a> Session<'a> {
             unflushed: 0,
         };
         let peers = shared.hub.register(s.me, conn_id, deliver_tx, ctrl_tx);
+        if let Some(c) = &shared.cluster {
+            c.logged_in(s.me, conn_id).await;
+        }
         let exit = s.start(&me, &peers).await;
         let exit = match exit {
             Ok(()) => s.main_loop().await.err().unwrap_or(Exit::Gone),
             Err(e) => e,
         };
         s.spill_all();
+        if let Some(c) = &shared.cluster {
+            c.logged_out(&s.me, conn_id);
+        }
         if let Some(peers) = shared.hub.unregister(&s.me, conn_id) {
             let f: Utf8Bytes =
                 encode_frame(&ServerFrame::Presence { peer: s.me, online: false }).into();
@@ -512,7 +518,7 @@ impl<'a> Session<'a> {
                 .send_error(ErrorCode::NotPaired, "cannot send to yourself", Some(id), None)
                 .await;
         }
-        if !shared.hub.is_paired(&self.me, &to) {
+        if !shared.hub.is_paired(&self.me, &to) && !paired_elsewhere(&shared, self.me, to).await {
             let Some(claim) = claim else {
                 return self
                     .send_error(
@@ -612,4 +618,20 @@ impl<'a> Session<'a> {
     fn spill(&self, a: AwaitingAck) {
         self.shared.hub.spill(a.to, self.me, a.id);
     }
+}
+
+/// A pair claimed through another node of a shared store: learn it (the hub keeps
+/// it from now on). A store fault counts as not paired.
+async fn paired_elsewhere(shared: &Shared, me: IdentityPublicKey, to: IdentityPublicKey) -> bool {
+    if !shared.store.is_shared() {
+        return false;
+    }
+    let yes = shared.store.is_paired(me, to).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot check a pair in the store");
+        false
+    });
+    if yes {
+        shared.hub.add_pair(me, to);
+    }
+    yes
 }

@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::commit::{CommitTx, Completion, Kind};
-use super::store::Store;
+use super::storage::Store;
 use crate::crypto::IdentityPublicKey;
 use crate::protocol::{DeliveryStatus, EnvelopeId, ServerFrame, encode_frame};
 
@@ -622,10 +622,14 @@ mod tests {
             ttl: Duration::from_secs(3600),
             sweep_interval: Duration::from_secs(3600),
         };
-        let store = Arc::new(
-            Store::open(&dir.path().join("relay.db"), opts, Arc::new(Metrics::default()))
-                .expect("store"),
-        );
+        let store = Arc::new(Store::Sqlite(
+            crate::relay::store::Store::open(
+                &dir.path().join("relay.db"),
+                opts,
+                Arc::new(Metrics::default()),
+            )
+            .expect("store"),
+        ));
         let (a, b) = (pk(1), pk(2));
         let hub = Hub::new(Arc::clone(&store), vec![(a, b)], store.next_ord());
         // `b` online and live.

@@ -102,8 +102,16 @@ pub struct Metrics {
     pub store_batched_ops: AtomicU64,
     /// Failed transactions.
     pub store_errors: AtomicU64,
+    /// PostgreSQL: wake-ups from another node for a recipient connected here.
+    pub cross_node_wakeups: AtomicU64,
+    /// PostgreSQL: connections closed `replaced` by a newer login on another node.
+    pub cluster_replaced: AtomicU64,
     /// Time from accepting a `send` to the recipient's ack (live) or the commit (stored).
     pub delivery_latency: Histogram,
+    /// PostgreSQL: from another node's commit to this node hearing of it.
+    pub wakeup_latency: Histogram,
+    /// PostgreSQL: one round trip (a pooled query or transaction, or a writer batch).
+    pub db_roundtrip: Histogram,
     /// Wall time of one store transaction.
     pub commit_latency: Histogram,
 }
@@ -291,6 +299,30 @@ impl Metrics {
             "counter",
             "Failed SQLite transactions.",
             &self.store_errors,
+        );
+        g(
+            &mut out,
+            "cross_node_wakeups_total",
+            "counter",
+            "Wake-ups from another node for a recipient connected here (PostgreSQL).",
+            &self.cross_node_wakeups,
+        );
+        g(
+            &mut out,
+            "cluster_replaced_total",
+            "counter",
+            "Connections replaced by a newer login on another node (PostgreSQL).",
+            &self.cluster_replaced,
+        );
+        self.wakeup_latency.render(
+            &mut out,
+            "agentroom_relay_wakeup_latency_seconds",
+            "From another node's commit to this node's wake-up (PostgreSQL).",
+        );
+        self.db_roundtrip.render(
+            &mut out,
+            "agentroom_relay_db_roundtrip_seconds",
+            "One PostgreSQL round trip: a pooled query or transaction, or a writer batch.",
         );
         self.delivery_latency.render(
             &mut out,

@@ -11,6 +11,8 @@
 //! - `auth`: challenge signatures and HMAC session tokens.
 //! - `hub`: who is online, pairs, live envelopes awaiting their ack.
 //! - `store`: SQLite on a dedicated thread with group commit.
+//! - [`storage`]: the seam in front of the stores (SQLite, or `pg`: PostgreSQL
+//!   shared by several relay nodes, with their cross-node wake-ups).
 //! - `limits`, [`metrics`].
 //!
 //! Embedding: [`start`] binds and spawns; [`RelayHandle::shutdown`] stops cleanly.
@@ -33,8 +35,10 @@ mod limits;
 mod lock;
 mod login;
 pub mod metrics;
+mod pg;
 mod queries;
 mod server;
+pub mod storage;
 mod store;
 pub mod tls;
 
@@ -42,6 +46,8 @@ pub use auth::{AuthError, SecretFileError};
 pub use config::{ConfigError, HmacSecret, RelayConfig, TlsFiles};
 pub use lock::{LockError, lock_file_path};
 pub use metrics::Metrics;
+pub use pg::{PgError, PgUrl};
+pub use storage::Backend;
 pub use store::StoreError;
 
 /// Why the relay could not start.
@@ -89,13 +95,18 @@ pub enum RelayError {
     /// A blocking setup task died.
     #[error("relay setup task failed")]
     Setup,
+    /// Several nodes on one PostgreSQL database must accept each other's tokens.
+    #[error("AGENTROOM_DB is a PostgreSQL URL: set HMAC_SECRET, the same on every relay node")]
+    SharedSecretRequired,
 }
 
 /// State shared by every connection.
 pub(crate) struct Shared {
     pub(crate) config: RelayConfig,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) store: Arc<store::Store>,
+    pub(crate) store: Arc<storage::Store>,
+    /// With PostgreSQL: this node's logins as the other nodes hear of them.
+    pub(crate) cluster: Option<Arc<pg::Cluster>>,
     pub(crate) hub: hub::Hub,
     pub(crate) keys: auth::TokenKeys,
     pub(crate) limiter: Arc<limits::ConnLimiter>,
@@ -133,8 +144,9 @@ pub struct RelayHandle {
     shared: Arc<Shared>,
     server: Option<tokio::task::JoinHandle<()>>,
     tls: Option<Arc<tls::TlsCerts>>,
-    /// Held until the handle is gone: one relay per database.
-    _lock: lock::DbLock,
+    /// Held until the handle is gone: one relay per SQLite database (PostgreSQL
+    /// is shared by design).
+    _lock: Option<lock::DbLock>,
 }
 
 impl std::fmt::Debug for RelayHandle {
@@ -146,15 +158,14 @@ impl std::fmt::Debug for RelayHandle {
 /// Open the database, bind, and serve in the background.
 pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     crate::crypto::init()?;
-    // A fresh machine has no home yet: make the database's directory, private,
-    // as `room open` does for its home. An existing directory is left as it is.
-    if let Some(dir) = config.db_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            crate::fsutil::ensure_private_dir(dir)
-                .map_err(|source| RelayError::Dir { path: dir.display().to_string(), source })?;
+    let backend = Backend::of(&config.db_path);
+    let mut db_lock = match backend {
+        Backend::Sqlite(_) => Some(sqlite_setup(&config)?),
+        Backend::Postgres(_) if config.hmac_secret.is_none() => {
+            return Err(RelayError::SharedSecretRequired);
         }
-    }
-    let mut db_lock = lock::DbLock::acquire(&config.db_path)?;
+        Backend::Postgres(_) => None,
+    };
     accept::raise_fd_limit();
     let certs = match &config.tls {
         Some(f) => Some(tls::TlsCerts::load(&f.cert, &f.key)?),
@@ -176,22 +187,26 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         ttl: config.pending_ttl,
         sweep_interval: config.sweep_interval,
     };
-    let db_path = config.db_path.clone();
-    let m = Arc::clone(&metrics);
-    let store_err =
-        |source| RelayError::Store { path: config.db_path.display().to_string(), source };
-    let store = tokio::task::spawn_blocking(move || store::Store::open(&db_path, opts, m))
+    let node: Arc<str> = Arc::from(config.node_id.as_str());
+    let store_err = |source| RelayError::Store { path: backend.display(), source };
+    let ca = config.db_ca_file.as_deref();
+    let store = storage::open(&backend, ca, opts, Arc::clone(&metrics), Arc::clone(&node))
         .await
-        .map_err(|_| RelayError::Setup)?
         .map_err(store_err)?;
     let store = Arc::new(store);
+    let cluster = match &*store {
+        storage::Store::Postgres(pg) => Some(Arc::new(pg::Cluster::new(pg))),
+        storage::Store::Sqlite(_) => None,
+    };
     let pairs = store.pairs().await.map_err(store_err)?;
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|source| RelayError::Bind { addr: config.bind, source })?;
     let addr =
         listener.local_addr().map_err(|source| RelayError::Bind { addr: config.bind, source })?;
-    db_lock.record_port(addr.port())?;
+    if let Some(l) = db_lock.as_mut() {
+        l.record_port(addr.port())?;
+    }
     let shared = Arc::new(Shared {
         hub: hub::Hub::new(Arc::clone(&store), pairs, store.next_ord()),
         limiter: limits::ConnLimiter::new(config.max_connections, config.max_connections_per_ip),
@@ -203,6 +218,7 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         config,
         metrics,
         store,
+        cluster,
         keys,
         shutdown: CancellationToken::new(),
         tracker: TaskTracker::new(),
@@ -210,6 +226,10 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         next_conn_id: AtomicU64::new(1),
     });
     shared.tracker.spawn(sweep_held(Arc::clone(&shared)));
+    if let (Some(c), Backend::Postgres(url)) = (&shared.cluster, &backend) {
+        tokio::spawn(pg::listen(Arc::clone(&shared), Arc::clone(c), url.clone()));
+        tracing::info!(node = %shared.config.node_id, db = %url, "relay node on PostgreSQL");
+    }
     let opts = accept::AcceptOptions {
         header_read_timeout: shared.config.header_read_timeout,
         // Behind a trusted proxy every connection has the proxy's address, and the
@@ -229,6 +249,19 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     let server = tokio::spawn(accept::serve(listener, app, opts, shared.shutdown.clone()));
     tracing::info!(%addr, "relay listening");
     Ok(RelayHandle { addr, shared, server: Some(server), tls: certs, _lock: db_lock })
+}
+
+/// A SQLite relay's directory (made private if new) and its exclusive lock.
+fn sqlite_setup(config: &RelayConfig) -> Result<lock::DbLock, RelayError> {
+    // A fresh machine has no home yet: make the database's directory, private,
+    // as `room open` does for its home. An existing directory is left as it is.
+    if let Some(dir) = config.db_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            crate::fsutil::ensure_private_dir(dir)
+                .map_err(|source| RelayError::Dir { path: dir.display().to_string(), source })?;
+        }
+    }
+    Ok(lock::DbLock::acquire(&config.db_path)?)
 }
 
 /// Prune the hub's held-back ids whose stored envelope the store's TTL sweep

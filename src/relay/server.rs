@@ -80,6 +80,8 @@ async fn health(State(shared): State<Arc<Shared>>) -> Response {
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": shared.started.elapsed().as_secs(),
         "db": if db_ok { "ok" } else { "error" },
+        "store": if shared.store.is_shared() { "postgres" } else { "sqlite" },
+        "node": shared.config.node_id,
         "connections": shared.metrics.connections.load(Ordering::Relaxed),
         "pending": shared.metrics.pending_total.load(Ordering::Relaxed),
         "server_time": now_secs(),

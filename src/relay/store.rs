@@ -77,6 +77,9 @@ pub enum StoreError {
     /// The store thread's queue is full (the disk is not keeping up).
     #[error("store queue is full")]
     Busy,
+    /// The PostgreSQL store failed (see `relay::pg`).
+    #[error(transparent)]
+    Postgres(#[from] super::pg::PgError),
 }
 
 /// An envelope read back from the queue.

@@ -35,8 +35,50 @@ pub(crate) fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
+/// The store under test: the binary's `BACKEND`, except that the PostgreSQL binary
+/// runs on SQLite when `AGENTROOM_PG_TESTS=skip` is set (and says so).
+pub(crate) fn backend() -> crate::pg::Backend {
+    match crate::BACKEND {
+        crate::pg::Backend::Postgres if crate::pg::skipped() => crate::pg::Backend::Sqlite,
+        b => b,
+    }
+}
+
+/// The relay's database for a test whose files live in `dir`: `dir/relay.db`, or
+/// in the PostgreSQL test binary a database of the test server (the same one for
+/// the same `dir`, so a restarted relay finds its state).
+pub(crate) fn db_of(dir: &std::path::Path) -> std::path::PathBuf {
+    match backend() {
+        crate::pg::Backend::Sqlite => dir.join("relay.db"),
+        crate::pg::Backend::Postgres => crate::pg::url_for(dir).into(),
+    }
+}
+
+/// Write an invite row straight into the relay's database.
+pub(crate) fn insert_invite(dir: &std::path::Path, hash: &[u8; 32], host: &[u8; 32], exp: u64) {
+    match backend() {
+        crate::pg::Backend::Sqlite => {
+            let db = rusqlite::Connection::open(dir.join("relay.db")).unwrap();
+            db.execute(
+                "INSERT INTO invites (hash, host, expires_at) VALUES (?1, ?2, ?3)",
+                rusqlite::params![hash, host, exp as i64],
+            )
+            .unwrap();
+        }
+        crate::pg::Backend::Postgres => {
+            let url = crate::pg::url_for(dir);
+            let sql = format!(
+                "INSERT INTO invites (hash, host, expires_at) VALUES ('\\x{}', '\\x{}', {exp})",
+                hex::encode(hash),
+                hex::encode(host)
+            );
+            crate::pg::psql(&sql, crate::pg::db_name(&url));
+        }
+    }
+}
+
 pub(crate) fn config(dir: &std::path::Path) -> RelayConfig {
-    let mut c = RelayConfig::new("127.0.0.1:0".parse().unwrap(), dir.join("relay.db"));
+    let mut c = RelayConfig::new("127.0.0.1:0".parse().unwrap(), db_of(dir));
     c.rate_limit = false;
     c.hmac_secret = agentroom::relay::HmacSecret::new(vec![42; 32]);
     c

@@ -66,18 +66,7 @@ async fn unknown_expired_and_revoked_invites_fail() {
     // An expired invite, written straight into the real database while the relay
     // is down (it holds the file exclusively while running).
     relay(dir.path()).await.shutdown().await;
-    {
-        let db = rusqlite::Connection::open(dir.path().join("relay.db")).unwrap();
-        db.execute(
-            "INSERT INTO invites (hash, host, expires_at) VALUES (?1, ?2, ?3)",
-            rusqlite::params![
-                hash([8; 16]).0,
-                identity(1).public().as_bytes(),
-                (now() - 10) as i64
-            ],
-        )
-        .unwrap();
-    }
+    insert_invite(dir.path(), &hash([8; 16]).0, identity(1).public().as_bytes(), now() - 10);
     let relay = relay(dir.path()).await;
     let addr = relay.local_addr();
     let (mut host, _) = Client::login(addr, &identity(1)).await;

@@ -121,6 +121,12 @@ async fn generated_secret_persists_beside_db() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
     cfg.hmac_secret = None;
+    if backend() == crate::pg::Backend::Postgres {
+        // Nodes sharing a database must share the key: no file of one node's own.
+        let e = agentroom::relay::start(cfg).await.unwrap_err();
+        assert!(matches!(e, agentroom::relay::RelayError::SharedSecretRequired), "{e:?}");
+        return;
+    }
     let relay = agentroom::relay::start(cfg.clone()).await.unwrap();
     let (c, _) = Client::login(relay.local_addr(), &identity(1)).await;
     let token = c.token.clone().unwrap();

@@ -253,7 +253,7 @@ async fn order_kept_when_the_recipients_connection_is_cut_mid_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn order_kept_across_a_relay_sigkill_mid_stream() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("relay.db");
+    let db = db_of(dir.path());
     let mut relay = spawn(&db, false);
     let (recip, mut sender) = pair(relay.addr, 1, 2).await;
     sender.barrier().await;

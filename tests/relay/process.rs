@@ -21,7 +21,13 @@ impl Drop for RelayProc {
 }
 
 pub(crate) fn spawn(db: &std::path::Path, json: bool) -> RelayProc {
+    spawn_with(db, json, &[])
+}
+
+/// [`spawn`] with extra environment variables.
+pub(crate) fn spawn_with(db: &std::path::Path, json: bool, env: &[(&str, &str)]) -> RelayProc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_agentroom"));
+    cmd.envs(env.iter().copied());
     if json {
         cmd.arg("--json");
     }
@@ -56,7 +62,7 @@ pub(crate) fn spawn(db: &std::path::Path, json: bool) -> RelayProc {
 #[tokio::test]
 async fn sigkill_after_sent_then_restart_still_delivers() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("relay.db");
+    let db = db_of(dir.path());
     let mut relay = spawn(&db, false);
     let (host, mut guest) = pair(relay.addr, 1, 2).await;
     let host_pk = host.pk();
@@ -100,7 +106,7 @@ async fn sigkill_after_sent_then_restart_still_delivers() {
 #[tokio::test]
 async fn sigterm_shuts_down_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let mut relay = spawn(&dir.path().join("relay.db"), false);
+    let mut relay = spawn(&db_of(dir.path()), false);
     let (mut c, _) = Client::login(relay.addr, &identity(1)).await;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(relay.child.id() as i32),
