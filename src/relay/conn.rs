@@ -27,9 +27,9 @@ use super::store::{ClaimOutcome, PublishOutcome, now_ms};
 use super::{Shared, now_secs};
 use crate::crypto::IdentityPublicKey;
 use crate::defaults::{CTRL_QUEUE, RELAY_SHUTDOWN_WRITE_GRACE};
+use crate::protocol::fast::{Inbound, decode_inbound, deliver_text};
 use crate::protocol::{
-    ClientFrame, DeliveryStatus, EnvelopeId, ErrorCode, InviteHash, ServerFrame,
-    decode_client_frame, encode_frame,
+    ClientFrame, DeliveryStatus, EnvelopeId, ErrorCode, InviteHash, ServerFrame, b64, encode_frame,
 };
 
 /// Rows read from the queue per round trip to the store thread.
@@ -403,12 +403,19 @@ impl<'a> Session<'a> {
                     .await;
             }
         }
-        let frame = match decode_client_frame(&text, self.shared.config.max_frame) {
-            Ok(f) => f,
+        let frame = match decode_inbound(&text, self.shared.config.max_frame) {
+            Ok(Inbound::Send { id, to, body, body_b64, claim }) => {
+                return self.on_send(id, to, body, body_b64, claim).await;
+            }
+            Ok(Inbound::Other(f)) => f,
             Err(e) => return self.send_error(e.code(), &e.to_string(), None, None).await,
         };
         match frame {
-            ClientFrame::Send { id, to, body, claim } => self.on_send(id, to, body, claim).await,
+            ClientFrame::Send { id, to, body, claim } => {
+                // Taken by the general decoder (e.g. escapes in the JSON).
+                let body_b64 = b64::encode(&body);
+                self.on_send(id, to, body, &body_b64, claim).await
+            }
             ClientFrame::Ack { id, from } => {
                 let digest = self.unacked.remove(&(from, id));
                 if let Some(lat) = self.shared.hub.ack(self.me, from, id, digest, Instant::now()) {
@@ -502,6 +509,7 @@ impl<'a> Session<'a> {
         id: EnvelopeId,
         to: IdentityPublicKey,
         body: Vec<u8>,
+        body_b64: &str,
         claim: Option<crate::protocol::frames::InviteIdClaim>,
     ) -> Result<(), Exit> {
         let shared = Arc::clone(self.shared);
@@ -555,13 +563,8 @@ impl<'a> Session<'a> {
             }
         }
         shared.metrics.envelopes_in.fetch_add(1, Ordering::Relaxed);
-        let text: Utf8Bytes = encode_frame(&ServerFrame::Deliver {
-            id,
-            from: self.me,
-            body: body.clone(),
-            ts: accepted_ms,
-        })
-        .into();
+        // Written around the sender's base64: the body is not encoded again.
+        let text: Utf8Bytes = deliver_text(&id, &self.me, body_b64, accepted_ms).into();
         let digest = shared.hub.digest(&body);
         let env = Envelope { from: self.me, to, id, body, accepted_ms, digest, text };
         match shared.hub.route(env, &self.link, accepted) {

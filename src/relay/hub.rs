@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use super::commit::{CommitTx, Completion, Kind};
 use super::store::Store;
 use crate::crypto::IdentityPublicKey;
-use crate::protocol::{DeliveryStatus, EnvelopeId, ServerFrame, encode_frame};
+use crate::protocol::{DeliveryStatus, EnvelopeId};
 
 /// Ids remembered after their envelope was delivered, so a late duplicate `send`
 /// is answered `sent` instead of being delivered twice.
@@ -209,7 +209,7 @@ impl std::fmt::Debug for Hub {
 }
 
 pub(crate) fn sent_frame(id: EnvelopeId, status: DeliveryStatus) -> Utf8Bytes {
-    encode_frame(&ServerFrame::Sent { id, status }).into()
+    crate::protocol::fast::sent_text(&id, status).into()
 }
 
 impl Hub {
