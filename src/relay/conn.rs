@@ -595,14 +595,12 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Commit every live envelope whose ack window has passed.
+    /// Commit every live envelope whose ack window has passed (nearly all were
+    /// acked meanwhile: one hub lock for the lot, not one each).
     fn spill_due(&mut self) {
         let now = Instant::now();
-        while self.awaiting.front().is_some_and(|a| a.deadline <= now) {
-            if let Some(a) = self.awaiting.pop_front() {
-                self.spill(a);
-            }
-        }
+        let due = self.awaiting.iter().take_while(|a| a.deadline <= now).count();
+        self.shared.hub.spill_many(self.me, self.awaiting.drain(..due).map(|a| (a.to, a.id)));
     }
 
     /// On exit: nothing this connection sent live may be lost.

@@ -527,6 +527,18 @@ impl Hub {
         self.spill_one(&mut g, to, from, id)
     }
 
+    /// [`Hub::spill`] for several envelopes `from` sent, under one lock.
+    pub(crate) fn spill_many(
+        &self,
+        from: IdentityPublicKey,
+        due: impl Iterator<Item = (IdentityPublicKey, EnvelopeId)>,
+    ) {
+        let mut g = self.lock();
+        for (to, id) in due {
+            self.spill_one(&mut g, to, from, id);
+        }
+    }
+
     /// A spill committed (`ord` if the row is there) or failed: answer the sender
     /// unless the recipient acked first. If the envelope went live to a connection
     /// that is gone, the recipient's current connection reads it from the queue.
