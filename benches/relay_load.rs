@@ -63,6 +63,8 @@ fn now_secs() -> u64 {
 enum Target {
     /// `agentroom relay`; `shipped` keeps its default limits, else they are lifted.
     Relay { shipped: bool },
+    /// The relay build at `BENCH_BEFORE_BIN` (limits lifted): a "before" column.
+    Before,
     /// `support/forwarder.rs`: frames go to the paired connection unchanged.
     Forwarder,
 }
@@ -84,9 +86,12 @@ impl Server {
         let relay_bin = std::env::var_os("BENCH_RELAY_BIN")
             .map_or_else(|| env!("CARGO_BIN_EXE_agentroom").into(), std::path::PathBuf::from);
         let me = std::env::current_exe().unwrap();
-        let bin = match target {
-            Target::Relay { .. } => relay_bin.as_path(),
-            Target::Forwarder => me.as_path(),
+        let before_bin = std::env::var_os("BENCH_BEFORE_BIN").map(std::path::PathBuf::from);
+        let bin = match (target, &before_bin) {
+            (Target::Relay { .. }, _) => relay_bin.as_path(),
+            (Target::Before, Some(b)) => b.as_path(),
+            (Target::Before, None) => panic!("Target::Before needs BENCH_BEFORE_BIN"),
+            (Target::Forwarder, _) => me.as_path(),
         };
         let mut cmd = match std::env::var("RELAY_CPU") {
             Ok(cpu) if !cpu.is_empty() => {
@@ -98,7 +103,8 @@ impl Server {
         };
         let mut dir = None;
         match target {
-            Target::Relay { shipped } => {
+            Target::Relay { .. } | Target::Before => {
+                let shipped = target == Target::Relay { shipped: true };
                 let d = tempfile::tempdir().unwrap();
                 cmd.args(["relay", "--port", "0", "--db"])
                     .arg(d.path().join("relay.db"))
@@ -145,7 +151,7 @@ impl Server {
 
     fn proto(&self) -> Proto {
         match self.target {
-            Target::Relay { .. } => Proto::Relay,
+            Target::Relay { .. } | Target::Before => Proto::Relay,
             Target::Forwarder => Proto::Forwarder,
         }
     }
@@ -625,6 +631,7 @@ async fn run(target: Target, k: Knobs) -> Figures {
     let name = match target {
         Target::Relay { shipped: false } => "relay (rate limits off)",
         Target::Relay { shipped: true } => "relay (shipped defaults)",
+        Target::Before => "relay BEFORE (BENCH_BEFORE_BIN, rate limits off)",
         Target::Forwarder => "bare forwarder",
     };
     println!(
@@ -779,13 +786,26 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// The summary of issue 17: medians over the rounds and relay/forwarder ratios.
-fn summary(relay: &[Figures], fwd: &[Figures], shipped: &Figures, k: Knobs, shipped_k: Knobs) {
+fn summary(
+    relay: &[Figures],
+    fwd: &[Figures],
+    before: &[Figures],
+    shipped: &Figures,
+    k: Knobs,
+    shipped_k: Knobs,
+) {
     let m = |v: &[Figures], f: fn(&Figures) -> f64| median(v.iter().map(f).collect());
     let row = |label: &str, f: fn(&Figures) -> f64, unit: &str| {
         let (r, w) = (m(relay, f), m(fwd, f));
         let all: Vec<String> = relay.iter().map(|x| format!("{:.2}", f(x))).collect();
+        let b = if before.is_empty() {
+            String::new()
+        } else {
+            let b = m(before, f);
+            format!(" | before {b:.2} ({:.2}x)", b / w)
+        };
         println!(
-            "  {label:<34} {r:>10.2} {w:>10.2} {:>7.2}x  {unit} (relay runs: {})",
+            "  {label:<34} {r:>10.2} {w:>10.2} {:>7.2}x  {unit} (relay runs: {}){b}",
             r / w,
             all.join(", ")
         );
@@ -818,6 +838,14 @@ fn summary(relay: &[Figures], fwd: &[Figures], shipped: &Figures, k: Knobs, ship
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if !before.is_empty() {
+        println!(
+            "  offline BEFORE: queued {:.0}/s, drained {:.0}/s, live pair p99 {:.3} ms",
+            m(before, |f| f.offline_in),
+            m(before, |f| f.offline_out),
+            m(before, |f| f.offline_live_p99),
+        );
+    }
     println!(
         "== relay with its SHIPPED defaults (rate limit 200 frames/s per connection, 64 connections per address): {} pairs at {}/s ==",
         shipped_k.pairs, shipped_k.rate
@@ -846,18 +874,22 @@ async fn bench() {
     }
     let rounds: usize = env_or("BENCH_ROUNDS", 3);
     let load_before = loadavg();
-    let (mut relay, mut fwd) = (Vec::new(), Vec::new());
+    let with_before = std::env::var_os("BENCH_BEFORE_BIN").is_some();
+    let (mut relay, mut fwd, mut before) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
         println!("\n--- round {round}/{rounds} (load average {}) ---", loadavg());
         relay.push(run(Target::Relay { shipped: false }, k).await);
         fwd.push(run(Target::Forwarder, k).await);
+        if with_before {
+            before.push(run(Target::Before, k).await);
+        }
     }
     // Shipped limits: 64 connections and 64 logins per address, 200 frames/s per
     // connection (a sender's sends, a receiver's acks): 16 pairs at 150/s each.
     let shipped_k = Knobs { pairs: 16, rate: 2_400.0, offline: 0, closed: false, ..k };
     println!("\n--- shipped defaults (load average {}) ---", loadavg());
     let shipped = run(Target::Relay { shipped: true }, shipped_k).await;
-    summary(&relay, &fwd, &shipped, k, shipped_k);
+    summary(&relay, &fwd, &before, &shipped, k, shipped_k);
     println!("  load average before {load_before}, after {}", loadavg());
     println!("all modes: nothing lost, nothing reordered");
 }

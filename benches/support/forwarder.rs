@@ -41,6 +41,8 @@ pub(crate) fn main() {
 async fn accept(tcp: TcpStream, waiting: Arc<Mutex<HashMap<String, Ws>>>) {
     let mut path = String::new();
     let config = WebSocketConfig::default().read_buffer_size(8 * 1024);
+    // The handshake callback's error type is tungstenite's, not ours to shrink.
+    #[allow(clippy::result_large_err)]
     let callback = |req: &Request, resp: Response| {
         path = req.uri().path().to_owned();
         Ok(resp)
