@@ -116,7 +116,9 @@ struct Session<'a> {
     shared: &'a Arc<Shared>,
     me: IdentityPublicKey,
     conn_id: u64,
-    link: SenderLink,
+    /// Shared with every in-flight envelope of this connection (one refcount, not
+    /// three channel handles and a cancellation token cloned per envelope).
+    link: Arc<SenderLink>,
     ctrl_rx: mpsc::Receiver<Ctrl>,
     /// Cancelled when the control queue overflowed.
     not_reading: CancellationToken,
@@ -153,7 +155,7 @@ impl<'a> Session<'a> {
             shared,
             me: me.identity,
             conn_id,
-            link: SenderLink { ctrl: ctrl_tx.clone(), commits },
+            link: Arc::new(SenderLink { ctrl: ctrl_tx.clone(), commits }),
             ctrl_rx,
             not_reading,
             deliver_rx,

@@ -135,7 +135,7 @@ struct Inflight {
     digest: u64,
     /// The recipient connection that got it live.
     recipient_conn: u64,
-    sender: SenderLink,
+    sender: Arc<SenderLink>,
     accepted: Instant,
 }
 
@@ -334,7 +334,7 @@ impl Hub {
     /// [`Route::Live`] the envelope is queued to the recipient and held here; on
     /// [`Route::Store`] its insert is enqueued and the sender will be answered
     /// through `sender.commits`.
-    pub(crate) fn route(&self, env: Envelope, sender: &SenderLink, now: Instant) -> Route {
+    pub(crate) fn route(&self, env: Envelope, sender: &Arc<SenderLink>, now: Instant) -> Route {
         let Envelope { from, to, id, body, accepted_ms, digest, text } = env;
         let mut g = self.lock();
         if let Some(&(prev_to, prev_digest)) = g.recent.get(&(from, id)) {
@@ -347,7 +347,7 @@ impl Hub {
             }
             // The latest asker gets the answer: a sender that reconnected and resent
             // must not wait on a `sent` addressed to its dead connection.
-            f.sender = sender.clone();
+            f.sender = Arc::clone(sender);
             return Route::DuplicateInFlight;
         }
         let ord = g.next_ord;
@@ -367,7 +367,7 @@ impl Hub {
                                 accepted_ms,
                                 digest,
                                 recipient_conn,
-                                sender: sender.clone(),
+                                sender: Arc::clone(sender),
                                 accepted: now,
                             },
                         );
@@ -599,7 +599,7 @@ mod tests {
     /// commit finish: it is then held back from the live path until acked.
     async fn held_one(
         hub: &Hub,
-        link: &SenderLink,
+        link: &Arc<SenderLink>,
         rx: &mut mpsc::UnboundedReceiver<Completion>,
         from: IdentityPublicKey,
         to: IdentityPublicKey,
@@ -646,7 +646,7 @@ mod tests {
         hub.register(b, 1, deliver, ctrl.clone());
         assert!(hub.try_go_live(&b, 1, 0));
         let (commits, mut rx) = CommitTx::new();
-        let link = SenderLink { ctrl, commits };
+        let link = Arc::new(SenderLink { ctrl, commits });
 
         held_one(&hub, &link, &mut rx, a, b, 1).await;
         assert_eq!(hub.held_len(), 1);
