@@ -78,7 +78,7 @@ fn flat(text: &str) -> Option<Inbound<'_>> {
             let body_b64 = f.body?;
             Some(Inbound::Send {
                 id: EnvelopeId::from_b64u(f.id?)?,
-                to: IdentityPublicKey::from_b64u(f.to?).ok()?,
+                to: key(f.to?)?,
                 body: b64::decode(body_b64)?,
                 body_b64,
                 claim: match f.claim {
@@ -89,35 +89,81 @@ fn flat(text: &str) -> Option<Inbound<'_>> {
         }
         "ack" => Some(Inbound::Other(ClientFrame::Ack {
             id: EnvelopeId::from_b64u(f.id?)?,
-            from: IdentityPublicKey::from_b64u(f.from?).ok()?,
+            from: key(f.from?)?,
         })),
         _ => None,
     }
 }
 
+/// An identity key as [`IdentityPublicKey::from_b64u`] reads it, decoded on the stack.
+fn key(s: &str) -> Option<IdentityPublicKey> {
+    IdentityPublicKey::from_bytes(&b64::decode_array::<32>(s)?).ok()
+}
+
+/// Unpadded base64url length of `n` bytes.
+const fn b64_len(n: usize) -> usize {
+    (n * 4).div_ceil(3)
+}
+
+/// Decimal digits of `n`.
+fn digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
 /// The `deliver` frame for a body already in base64url: byte for byte what
-/// `encode_frame(&ServerFrame::Deliver { .. })` writes.
+/// `encode_frame(&ServerFrame::Deliver { .. })` writes. Sized exactly, so the
+/// frame becomes a `Bytes` without another allocation.
 pub fn deliver_text(id: &EnvelopeId, from: &IdentityPublicKey, body_b64: &str, ts: u64) -> String {
-    let mut s = String::with_capacity(96 + body_b64.len());
-    s.push_str(r#"{"type":"deliver","id":""#);
-    s.push_str(&id.to_b64u());
-    s.push_str(r#"","from":""#);
-    s.push_str(&from.to_b64u());
-    s.push_str(r#"","body":""#);
+    const PARTS: [&str; 5] =
+        [r#"{"type":"deliver","id":""#, r#"","from":""#, r#"","body":""#, r#"","ts":"#, "}"];
+    let len = PARTS.iter().map(|p| p.len()).sum::<usize>()
+        + b64_len(16)
+        + b64_len(32)
+        + body_b64.len()
+        + digits(ts);
+    let mut s = String::with_capacity(len);
+    s.push_str(PARTS[0]);
+    b64::encode_into(&id.0, &mut s);
+    s.push_str(PARTS[1]);
+    b64::encode_into(from.as_bytes(), &mut s);
+    s.push_str(PARTS[2]);
     s.push_str(body_b64);
-    s.push_str(r#"","ts":"#);
-    s.push_str(&ts.to_string());
-    s.push('}');
+    s.push_str(PARTS[3]);
+    push_u64(&mut s, ts);
+    s.push_str(PARTS[4]);
+    debug_assert_eq!(s.len(), len);
     s
 }
 
-/// The `sent` frame: byte for byte what `encode_frame(&ServerFrame::Sent { .. })` writes.
+/// The `sent` frame: byte for byte what `encode_frame(&ServerFrame::Sent { .. })`
+/// writes, sized exactly.
 pub fn sent_text(id: &EnvelopeId, status: DeliveryStatus) -> String {
     let status = match status {
-        DeliveryStatus::Delivered => "delivered",
-        DeliveryStatus::Stored => "stored",
+        DeliveryStatus::Delivered => r#"","status":"delivered"}"#,
+        DeliveryStatus::Stored => r#"","status":"stored"}"#,
     };
-    format!(r#"{{"type":"sent","id":"{}","status":"{status}"}}"#, id.to_b64u())
+    let head = r#"{"type":"sent","id":""#;
+    let mut s = String::with_capacity(head.len() + b64_len(16) + status.len());
+    s.push_str(head);
+    b64::encode_into(&id.0, &mut s);
+    s.push_str(status);
+    s
+}
+
+/// Append `n` in decimal without a temporary string.
+fn push_u64(s: &mut String, n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + u8::try_from(n % 10).expect("a decimal digit fits a byte");
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    s.push_str(std::str::from_utf8(&buf[i..]).expect("ASCII digits"));
 }
 
 #[cfg(test)]
@@ -169,10 +215,18 @@ mod tests {
 
     #[test]
     fn deliver_and_sent_match_serde_byte_for_byte() {
-        for body in [vec![], vec![0xff], vec![1, 2], vec![9; 200]] {
-            let (id, from, ts) = (EnvelopeId([5; 16]), pk(6), 1_700_000_000_123);
+        for (body, ts) in [
+            (vec![], 0),
+            (vec![0xff], 9),
+            (vec![1, 2], 10),
+            (vec![9; 200], 1_700_000_000_123),
+            (vec![3; 7], u64::MAX),
+        ] {
+            let (id, from) = (EnvelopeId([5; 16]), pk(6));
             let want = encode_frame(&ServerFrame::Deliver { id, from, body: body.clone(), ts });
-            assert_eq!(deliver_text(&id, &from, &b64::encode(&body), ts), want);
+            let got = deliver_text(&id, &from, &b64::encode(&body), ts);
+            assert_eq!(got, want);
+            assert_eq!(got.capacity(), got.len(), "sized exactly");
         }
         for status in [DeliveryStatus::Delivered, DeliveryStatus::Stored] {
             let id = EnvelopeId([9; 16]);
