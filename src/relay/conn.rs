@@ -598,11 +598,18 @@ impl<'a> Session<'a> {
     }
 
     /// Commit every live envelope whose ack window has passed (nearly all were
-    /// acked meanwhile: one hub lock for the lot, not one each).
+    /// acked meanwhile: one hub lock for the lot, not one each), except those the
+    /// hub keeps live because their recipient is acking: checked again one window on.
     fn spill_due(&mut self) {
         let now = Instant::now();
+        let window = self.shared.config.live_ack_window;
         let due = self.awaiting.iter().take_while(|a| a.deadline <= now).count();
-        self.shared.hub.spill_many(self.me, self.awaiting.drain(..due).map(|a| (a.to, a.id)));
+        let due = self.awaiting.drain(..due).map(|a| (a.to, a.id));
+        let later = self.shared.hub.spill_many(self.me, due, now, window);
+        // Every deadline queued is at most `now + window` (accept time plus the
+        // window), so these join the back in order.
+        let deadline = now + window;
+        self.awaiting.extend(later.into_iter().map(|(to, id)| AwaitingAck { deadline, to, id }));
     }
 
     /// On exit: nothing this connection sent live may be lost.

@@ -36,6 +36,13 @@ use crate::protocol::{DeliveryStatus, EnvelopeId};
 /// Ids remembered after their envelope was delivered, so a late duplicate `send`
 /// is answered `sent` instead of being delivered twice.
 const RECENT_IDS: usize = 65_536;
+/// How many ack windows a live envelope may stay in memory, past its own window,
+/// while its recipient keeps acking others (it is behind, not stalled). Spilling
+/// such envelopes to SQLite costs an insert and a delete each, on the core that is
+/// already behind: under load that tipped whole runs into a slower mode (the p99
+/// spread of issue 17, docs/performance.md). Bounded, because the window is also
+/// what bounds the bodies held for a recipient that reads but never acks.
+const LIVE_HOLD_WINDOWS: u32 = 10;
 
 /// A `deliver` frame for the live path, already encoded.
 #[derive(Debug)]
@@ -118,6 +125,8 @@ struct RecipState {
     max_committed: i64,
     /// Envelopes pushed live, not acked and not stored yet, by `ord`.
     live: BTreeMap<i64, (IdentityPublicKey, EnvelopeId)>,
+    /// When this recipient last acked a live envelope.
+    last_ack: Option<Instant>,
 }
 
 enum InflightState {
@@ -494,6 +503,7 @@ impl Hub {
                         g.inflight.remove(&key);
                         if let Some(r) = g.recips.get_mut(&me) {
                             r.live.remove(&ord);
+                            r.last_ack = Some(now);
                         }
                     }
                     InflightState::Spilling { acked } => {
@@ -527,16 +537,50 @@ impl Hub {
         self.spill_one(&mut g, to, from, id)
     }
 
-    /// [`Hub::spill`] for several envelopes `from` sent, under one lock.
+    /// [`Hub::spill`] for several envelopes `from` sent whose ack `window` has
+    /// passed, under one lock; except that an envelope whose recipient acked
+    /// another within the last `window` stays live, up to [`LIVE_HOLD_WINDOWS`]
+    /// windows after it was accepted. Returns those kept live, to check again one
+    /// `window` from `now`.
     pub(crate) fn spill_many(
         &self,
         from: IdentityPublicKey,
         due: impl Iterator<Item = (IdentityPublicKey, EnvelopeId)>,
-    ) {
+        now: Instant,
+        window: Duration,
+    ) -> Vec<(IdentityPublicKey, EnvelopeId)> {
         let mut g = self.lock();
+        let mut later = Vec::new();
         for (to, id) in due {
-            self.spill_one(&mut g, to, from, id);
+            if Self::keep_live(&g, to, from, id, now, window) {
+                later.push((to, id));
+            } else {
+                self.spill_one(&mut g, to, from, id);
+            }
         }
+        later
+    }
+
+    /// Whether a live envelope past its ack window may stay live: its recipient
+    /// is acking (behind, not stalled) and the hold is within bounds.
+    fn keep_live(
+        g: &Inner,
+        to: IdentityPublicKey,
+        from: IdentityPublicKey,
+        id: EnvelopeId,
+        now: Instant,
+        window: Duration,
+    ) -> bool {
+        let Some(f) = g.inflight.get(&(from, id)) else { return false };
+        if f.to != to || !matches!(f.state, InflightState::Live { .. }) {
+            return false;
+        }
+        let acking = g
+            .recips
+            .get(&to)
+            .and_then(|r| r.last_ack)
+            .is_some_and(|t| now.saturating_duration_since(t) < window);
+        acking && now.saturating_duration_since(f.accepted) < window * LIVE_HOLD_WINDOWS
     }
 
     /// A spill committed (`ord` if the row is there) or failed: answer the sender

@@ -1,5 +1,6 @@
-//! The relay's flat decoder for `send` and `ack` (issue 17) accepts and refuses
-//! exactly what the general decoder does, whatever the JSON spelling.
+//! The relay's hot path (issue 17): the flat decoder for `send` and `ack` accepts
+//! and refuses exactly what the general decoder does, whatever the JSON spelling;
+//! live envelopes stay off the disk while their recipient is acking.
 
 use agentroom::protocol::{ClientFrame, DeliveryStatus, ErrorCode, ServerFrame, b64, encode_frame};
 
@@ -55,5 +56,51 @@ async fn send_and_ack_in_any_json_spelling_are_routed_alike() {
     guest.send_raw(&ack_shaped).await;
     guest.expect_error(ErrorCode::BadFrame).await;
     assert!(host.barrier().await.is_empty(), "nothing refused was delivered");
+    relay.shutdown().await;
+}
+
+/// A recipient that is behind but acking keeps its envelopes live past their ack
+/// window (no insert and delete on a relay that is already behind: the p99 spread
+/// of issue 17); one that stops acking has them committed after the window as before.
+#[tokio::test]
+async fn a_recipient_acking_late_keeps_envelopes_live_a_stalled_one_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    let window = std::time::Duration::from_secs(1);
+    cfg.live_ack_window = window;
+    let relay = agentroom::relay::start(cfg).await.unwrap();
+    let addr = relay.local_addr();
+    let (mut host, mut guest) = pair(addr, 43, 44).await;
+    let stored_before = metric(addr, "agentroom_relay_envelopes_stored_total").await;
+
+    let (a, b) = (eid(1), eid(2));
+    guest.send_env(a, host.pk(), b"a").await;
+    guest.send_env(b, host.pk(), b"b").await;
+    assert_eq!(host.deliver(false).await.0, a);
+    assert_eq!(host.deliver(false).await.0, b);
+    // Half a window on, `a` is acked: the recipient is alive, only slow.
+    tokio::time::sleep(window / 2).await;
+    host.send(&ClientFrame::Ack { id: a, from: guest.pk() }).await;
+    // `b`'s window passes unacked; acked half a window later, it was still live.
+    tokio::time::sleep(window).await;
+    host.send(&ClientFrame::Ack { id: b, from: guest.pk() }).await;
+    for id in [a, b] {
+        match guest.recv_np().await {
+            ServerFrame::Sent { id: got, status } => {
+                assert_eq!((got, status), (id, DeliveryStatus::Delivered), "kept live, not stored");
+            }
+            f => panic!("expected sent, got {f:?}"),
+        }
+    }
+    assert_eq!(metric(addr, "agentroom_relay_envelopes_stored_total").await, stored_before);
+
+    // Now the recipient stops acking: `c` is committed once its window passes.
+    let c = eid(3);
+    guest.send_env(c, host.pk(), b"c").await;
+    assert_eq!(host.deliver(false).await.0, c);
+    match guest.recv_np().await {
+        ServerFrame::Sent { id, status } => assert_eq!((id, status), (c, DeliveryStatus::Stored)),
+        f => panic!("expected sent stored, got {f:?}"),
+    }
     relay.shutdown().await;
 }
