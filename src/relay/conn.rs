@@ -359,14 +359,9 @@ impl<'a> Session<'a> {
                 continue;
             }
             self.unacked.insert((row.sender, row.id), self.shared.hub.digest(&row.body));
-            let f = ServerFrame::Deliver {
-                id: row.id,
-                from: row.sender,
-                body: row.body,
-                ts: row.accepted_ms,
-            };
+            let text = deliver_text(&row.id, &row.sender, &b64::encode(&row.body), row.accepted_ms);
             self.shared.metrics.envelopes_out.fetch_add(1, Ordering::Relaxed);
-            self.feed(encode_frame(&f).into()).await?;
+            self.feed(text.into()).await?;
         }
         if full {
             self.store_dirty = true;
