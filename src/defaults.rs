@@ -71,8 +71,11 @@ pub const MAX_UNUPGRADED_PER_IP: usize = 32;
 /// a millisecond, but a loaded relay queues frames for a few ms, and every spill costs
 /// an insert plus a delete: 20 ms keeps busy local traffic off the disk (measured with
 /// `scripts/bench-relay.sh`) while a sender still hears `sent` within 20 ms plus one
-/// commit when the recipient stalls. Holding envelopes that long costs only memory
-/// (~300 B each; 6 MiB at 100k/s). The guarantee is the same either way.
+/// commit when the recipient stalls (within two windows if it stalls just after an
+/// ack: a recipient that keeps acking others has its envelopes held live a window
+/// longer at a time, up to 10 windows, see `relay::hub`). Holding envelopes that
+/// long costs only memory (~300 B each; 10 windows at 100k/s: 6 MiB). The guarantee
+/// is the same either way.
 pub const LIVE_ACK_WINDOW: Duration = Duration::from_millis(20);
 /// Live envelopes buffered per connection; beyond this a slow reader's envelopes go to
 /// SQLite (never dropped) and it catches up from there.

@@ -19,10 +19,44 @@ pub fn secret_safe_cap() -> Targets {
         .with_target(env!("CARGO_CRATE_NAME"), LevelFilter::TRACE)
 }
 
+/// The `log` crate's maximum level under a `LOG_LEVEL` filter reaching `filter_max`.
+///
+/// Only other crates log through `log` (agentroom uses `tracing`), and none of their
+/// records passes [`DEPENDENCY_MAX_LEVEL`] or the filter. Left at TRACE (what
+/// tracing's `LogTracer` sets), every `log::trace!` in a dependency still builds a
+/// record and asks the subscriber, only to be dropped: tokio-tungstenite logs one on
+/// every socket read, write and flush, about 4% of the relay's CPU under load
+/// (issue 17, docs/performance.md).
+pub fn log_crate_max_level(filter_max: Option<LevelFilter>) -> log::LevelFilter {
+    let max = filter_max.map_or(DEPENDENCY_MAX_LEVEL, |f| f.min(DEPENDENCY_MAX_LEVEL));
+    if max == LevelFilter::OFF {
+        log::LevelFilter::Off
+    } else if max == LevelFilter::ERROR {
+        log::LevelFilter::Error
+    } else if max == LevelFilter::WARN {
+        log::LevelFilter::Warn
+    } else if max == LevelFilter::INFO {
+        log::LevelFilter::Info
+    } else if max == LevelFilter::DEBUG {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Trace
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tracing::Level;
+
+    #[test]
+    fn log_crate_stops_at_the_filter_or_the_dependency_cap() {
+        use log::LevelFilter as L;
+        assert_eq!(log_crate_max_level(Some(LevelFilter::WARN)), L::Warn);
+        assert_eq!(log_crate_max_level(Some(LevelFilter::OFF)), L::Off);
+        assert_eq!(log_crate_max_level(Some(LevelFilter::TRACE)), L::Info);
+        assert_eq!(log_crate_max_level(None), L::Info);
+    }
 
     #[test]
     fn only_our_own_targets_pass_below_info() {

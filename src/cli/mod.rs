@@ -320,6 +320,8 @@ fn init_tracing(default_level: &str) {
         .ok()
         .and_then(|v| EnvFilter::try_new(v).ok())
         .unwrap_or_else(|| EnvFilter::new(default_level));
+    let filter_max =
+        tracing_subscriber::Layer::<tracing_subscriber::Registry>::max_level_hint(&filter);
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
@@ -328,6 +330,8 @@ fn init_tracing(default_level: &str) {
         .finish()
         .with(crate::logging::secret_safe_cap())
         .try_init();
+    // After `try_init`, which lets the `log` crate build records up to TRACE.
+    log::set_max_level(crate::logging::log_crate_max_level(filter_max));
 }
 
 /// One line for a failed command, on stderr.

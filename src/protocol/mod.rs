@@ -4,6 +4,7 @@
 
 pub mod b64;
 pub mod close;
+pub mod fast;
 pub mod frames;
 
 pub use close::CloseReason;

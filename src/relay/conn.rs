@@ -27,9 +27,9 @@ use super::store::{ClaimOutcome, PublishOutcome, now_ms};
 use super::{Shared, now_secs};
 use crate::crypto::IdentityPublicKey;
 use crate::defaults::{CTRL_QUEUE, RELAY_SHUTDOWN_WRITE_GRACE};
+use crate::protocol::fast::{Inbound, decode_inbound, deliver_text};
 use crate::protocol::{
-    ClientFrame, DeliveryStatus, EnvelopeId, ErrorCode, InviteHash, ServerFrame,
-    decode_client_frame, encode_frame,
+    ClientFrame, DeliveryStatus, EnvelopeId, ErrorCode, InviteHash, ServerFrame, b64, encode_frame,
 };
 
 /// Rows read from the queue per round trip to the store thread.
@@ -116,7 +116,9 @@ struct Session<'a> {
     shared: &'a Arc<Shared>,
     me: IdentityPublicKey,
     conn_id: u64,
-    link: SenderLink,
+    /// Shared with every in-flight envelope of this connection (one refcount, not
+    /// three channel handles and a cancellation token cloned per envelope).
+    link: Arc<SenderLink>,
     ctrl_rx: mpsc::Receiver<Ctrl>,
     /// Cancelled when the control queue overflowed.
     not_reading: CancellationToken,
@@ -153,7 +155,7 @@ impl<'a> Session<'a> {
             shared,
             me: me.identity,
             conn_id,
-            link: SenderLink { ctrl: ctrl_tx.clone(), commits },
+            link: Arc::new(SenderLink { ctrl: ctrl_tx.clone(), commits }),
             ctrl_rx,
             not_reading,
             deliver_rx,
@@ -363,14 +365,9 @@ impl<'a> Session<'a> {
                 continue;
             }
             self.unacked.insert((row.sender, row.id), self.shared.hub.digest(&row.body));
-            let f = ServerFrame::Deliver {
-                id: row.id,
-                from: row.sender,
-                body: row.body,
-                ts: row.accepted_ms,
-            };
+            let text = deliver_text(&row.id, &row.sender, &b64::encode(&row.body), row.accepted_ms);
             self.shared.metrics.envelopes_out.fetch_add(1, Ordering::Relaxed);
-            self.feed(encode_frame(&f).into()).await?;
+            self.feed(text.into()).await?;
         }
         if full {
             self.store_dirty = true;
@@ -409,12 +406,19 @@ impl<'a> Session<'a> {
                     .await;
             }
         }
-        let frame = match decode_client_frame(&text, self.shared.config.max_frame) {
-            Ok(f) => f,
+        let frame = match decode_inbound(&text, self.shared.config.max_frame) {
+            Ok(Inbound::Send { id, to, body, body_b64, claim }) => {
+                return self.on_send(id, to, body, body_b64, claim).await;
+            }
+            Ok(Inbound::Other(f)) => f,
             Err(e) => return self.send_error(e.code(), &e.to_string(), None, None).await,
         };
         match frame {
-            ClientFrame::Send { id, to, body, claim } => self.on_send(id, to, body, claim).await,
+            ClientFrame::Send { id, to, body, claim } => {
+                // Taken by the general decoder (e.g. escapes in the JSON).
+                let body_b64 = b64::encode(&body);
+                self.on_send(id, to, body, &body_b64, claim).await
+            }
             ClientFrame::Ack { id, from } => {
                 let digest = self.unacked.remove(&(from, id));
                 if let Some(lat) = self.shared.hub.ack(self.me, from, id, digest, Instant::now()) {
@@ -508,6 +512,7 @@ impl<'a> Session<'a> {
         id: EnvelopeId,
         to: IdentityPublicKey,
         body: Vec<u8>,
+        body_b64: &str,
         claim: Option<crate::protocol::frames::InviteIdClaim>,
     ) -> Result<(), Exit> {
         let shared = Arc::clone(self.shared);
@@ -561,13 +566,8 @@ impl<'a> Session<'a> {
             }
         }
         shared.metrics.envelopes_in.fetch_add(1, Ordering::Relaxed);
-        let text: Utf8Bytes = encode_frame(&ServerFrame::Deliver {
-            id,
-            from: self.me,
-            body: body.clone(),
-            ts: accepted_ms,
-        })
-        .into();
+        // Written around the sender's base64: the body is not encoded again.
+        let text: Utf8Bytes = deliver_text(&id, &self.me, body_b64, accepted_ms).into();
         let digest = shared.hub.digest(&body);
         let env = Envelope { from: self.me, to, id, body, accepted_ms, digest, text };
         match shared.hub.route(env, &self.link, accepted) {
@@ -598,14 +598,19 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Commit every live envelope whose ack window has passed.
+    /// Commit every live envelope whose ack window has passed (nearly all were
+    /// acked meanwhile: one hub lock for the lot, not one each), except those the
+    /// hub keeps live because their recipient is acking: checked again one window on.
     fn spill_due(&mut self) {
         let now = Instant::now();
-        while self.awaiting.front().is_some_and(|a| a.deadline <= now) {
-            if let Some(a) = self.awaiting.pop_front() {
-                self.spill(a);
-            }
-        }
+        let window = self.shared.config.live_ack_window;
+        let due = self.awaiting.iter().take_while(|a| a.deadline <= now).count();
+        let due = self.awaiting.drain(..due).map(|a| (a.to, a.id));
+        let later = self.shared.hub.spill_many(self.me, due, now, window);
+        // Every deadline queued is at most `now + window` (accept time plus the
+        // window), so these join the back in order.
+        let deadline = now + window;
+        self.awaiting.extend(later.into_iter().map(|(to, id)| AwaitingAck { deadline, to, id }));
     }
 
     /// On exit: nothing this connection sent live may be lost.

@@ -31,11 +31,18 @@ use tokio_util::sync::CancellationToken;
 use super::commit::{CommitTx, Completion, Kind};
 use super::storage::Store;
 use crate::crypto::IdentityPublicKey;
-use crate::protocol::{DeliveryStatus, EnvelopeId, ServerFrame, encode_frame};
+use crate::protocol::{DeliveryStatus, EnvelopeId};
 
 /// Ids remembered after their envelope was delivered, so a late duplicate `send`
 /// is answered `sent` instead of being delivered twice.
 const RECENT_IDS: usize = 65_536;
+/// How many ack windows a live envelope may stay in memory, past its own window,
+/// while its recipient keeps acking others (it is behind, not stalled). Spilling
+/// such envelopes to SQLite costs an insert and a delete each, on the core that is
+/// already behind: under load that tipped whole runs into a slower mode (the p99
+/// spread of issue 17, docs/performance.md). Bounded, because the window is also
+/// what bounds the bodies held for a recipient that reads but never acks.
+const LIVE_HOLD_WINDOWS: u32 = 10;
 
 /// A `deliver` frame for the live path, already encoded.
 #[derive(Debug)]
@@ -118,6 +125,8 @@ struct RecipState {
     max_committed: i64,
     /// Envelopes pushed live, not acked and not stored yet, by `ord`.
     live: BTreeMap<i64, (IdentityPublicKey, EnvelopeId)>,
+    /// When this recipient last acked a live envelope.
+    last_ack: Option<Instant>,
 }
 
 enum InflightState {
@@ -135,7 +144,7 @@ struct Inflight {
     digest: u64,
     /// The recipient connection that got it live.
     recipient_conn: u64,
-    sender: SenderLink,
+    sender: Arc<SenderLink>,
     accepted: Instant,
 }
 
@@ -209,7 +218,7 @@ impl std::fmt::Debug for Hub {
 }
 
 pub(crate) fn sent_frame(id: EnvelopeId, status: DeliveryStatus) -> Utf8Bytes {
-    encode_frame(&ServerFrame::Sent { id, status }).into()
+    crate::protocol::fast::sent_text(&id, status).into()
 }
 
 impl Hub {
@@ -334,7 +343,7 @@ impl Hub {
     /// [`Route::Live`] the envelope is queued to the recipient and held here; on
     /// [`Route::Store`] its insert is enqueued and the sender will be answered
     /// through `sender.commits`.
-    pub(crate) fn route(&self, env: Envelope, sender: &SenderLink, now: Instant) -> Route {
+    pub(crate) fn route(&self, env: Envelope, sender: &Arc<SenderLink>, now: Instant) -> Route {
         let Envelope { from, to, id, body, accepted_ms, digest, text } = env;
         let mut g = self.lock();
         if let Some(&(prev_to, prev_digest)) = g.recent.get(&(from, id)) {
@@ -347,7 +356,7 @@ impl Hub {
             }
             // The latest asker gets the answer: a sender that reconnected and resent
             // must not wait on a `sent` addressed to its dead connection.
-            f.sender = sender.clone();
+            f.sender = Arc::clone(sender);
             return Route::DuplicateInFlight;
         }
         let ord = g.next_ord;
@@ -367,7 +376,7 @@ impl Hub {
                                 accepted_ms,
                                 digest,
                                 recipient_conn,
-                                sender: sender.clone(),
+                                sender: Arc::clone(sender),
                                 accepted: now,
                             },
                         );
@@ -494,6 +503,7 @@ impl Hub {
                         g.inflight.remove(&key);
                         if let Some(r) = g.recips.get_mut(&me) {
                             r.live.remove(&ord);
+                            r.last_ack = Some(now);
                         }
                     }
                     InflightState::Spilling { acked } => {
@@ -525,6 +535,52 @@ impl Hub {
     ) -> bool {
         let mut g = self.lock();
         self.spill_one(&mut g, to, from, id)
+    }
+
+    /// [`Hub::spill`] for several envelopes `from` sent whose ack `window` has
+    /// passed, under one lock; except that an envelope whose recipient acked
+    /// another within the last `window` stays live, up to [`LIVE_HOLD_WINDOWS`]
+    /// windows after it was accepted. Returns those kept live, to check again one
+    /// `window` from `now`.
+    pub(crate) fn spill_many(
+        &self,
+        from: IdentityPublicKey,
+        due: impl Iterator<Item = (IdentityPublicKey, EnvelopeId)>,
+        now: Instant,
+        window: Duration,
+    ) -> Vec<(IdentityPublicKey, EnvelopeId)> {
+        let mut g = self.lock();
+        let mut later = Vec::new();
+        for (to, id) in due {
+            if Self::keep_live(&g, to, from, id, now, window) {
+                later.push((to, id));
+            } else {
+                self.spill_one(&mut g, to, from, id);
+            }
+        }
+        later
+    }
+
+    /// Whether a live envelope past its ack window may stay live: its recipient
+    /// is acking (behind, not stalled) and the hold is within bounds.
+    fn keep_live(
+        g: &Inner,
+        to: IdentityPublicKey,
+        from: IdentityPublicKey,
+        id: EnvelopeId,
+        now: Instant,
+        window: Duration,
+    ) -> bool {
+        let Some(f) = g.inflight.get(&(from, id)) else { return false };
+        if f.to != to || !matches!(f.state, InflightState::Live { .. }) {
+            return false;
+        }
+        let acking = g
+            .recips
+            .get(&to)
+            .and_then(|r| r.last_ack)
+            .is_some_and(|t| now.saturating_duration_since(t) < window);
+        acking && now.saturating_duration_since(f.accepted) < window * LIVE_HOLD_WINDOWS
     }
 
     /// A spill committed (`ord` if the row is there) or failed: answer the sender
@@ -587,7 +643,7 @@ mod tests {
     /// commit finish: it is then held back from the live path until acked.
     async fn held_one(
         hub: &Hub,
-        link: &SenderLink,
+        link: &Arc<SenderLink>,
         rx: &mut mpsc::UnboundedReceiver<Completion>,
         from: IdentityPublicKey,
         to: IdentityPublicKey,
@@ -638,7 +694,7 @@ mod tests {
         hub.register(b, 1, deliver, ctrl.clone());
         assert!(hub.try_go_live(&b, 1, 0));
         let (commits, mut rx) = CommitTx::new();
-        let link = SenderLink { ctrl, commits };
+        let link = Arc::new(SenderLink { ctrl, commits });
 
         held_one(&hub, &link, &mut rx, a, b, 1).await;
         assert_eq!(hub.held_len(), 1);

@@ -16,6 +16,7 @@ mod client;
 mod conformance;
 mod delivery;
 mod errors;
+mod hotpath;
 mod login;
 mod order;
 mod process;
