@@ -143,6 +143,31 @@ impl DaemonClient {
         self.call(self.http.delete(url)).await
     }
 
+    /// `POST /v1/messages/started`.
+    pub async fn handler_started(
+        &self,
+        req: &HandlerStartedRequest,
+    ) -> Result<HandlerStarted, DaemonError> {
+        self.post("/v1/messages/started", req).await
+    }
+
+    /// `DELETE /v1/peers/{peer}`.
+    pub async fn peer_remove(&self, peer: &str) -> Result<PeerRemoved, DaemonError> {
+        let mut url = reqwest::Url::parse(BASE).expect("constant URL");
+        url.path_segments_mut().expect("http URL").extend(["v1", "peers", peer]);
+        self.call(self.http.delete(url)).await
+    }
+
+    /// `POST /v1/room/open`.
+    pub async fn room_open(&self, req: &RoomOpenRequest) -> Result<RoomOpened, DaemonError> {
+        self.post("/v1/room/open", req).await
+    }
+
+    /// `POST /v1/room/moved`.
+    pub async fn room_moved(&self, req: &RoomMovedRequest) -> Result<RoomMoved, DaemonError> {
+        self.post("/v1/room/moved", req).await
+    }
+
     /// Subscribe to `GET /v1/events`; events arrive on the returned channel
     /// (closed when the daemon goes away). Subscribed when this returns.
     pub async fn events(&self) -> Result<mpsc::Receiver<DaemonEvent>, DaemonError> {

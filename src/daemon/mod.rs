@@ -11,6 +11,8 @@
 //! - [`client`]: the CLI's side of the socket. [`attach_or_own`] makes the
 //!   first consumer of a home its owner and every later one a client.
 //! - [`consumer`]: `serve`'s handler loop and `listen` as lease consumers.
+//! - `room`: what `room open` asks of the home's client (its invite, guests,
+//!   relay moves), run by the engine.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,6 +32,7 @@ pub mod http;
 pub mod lease;
 pub mod lock;
 pub mod paths;
+mod room;
 pub mod types;
 
 pub use client::DaemonClient;
