@@ -151,7 +151,7 @@ impl Daemon {
             .map_err(|e| ClientError::Identity(crate::client::identity::IdentityError::Key(e)))?;
         let shared = engine::Shared::new();
         let (jobs_tx, jobs_rx) = tokio::sync::mpsc::channel(64);
-        let db = db::Db::open(&home.db_path())?;
+        let db = db::Db::open_volatile(&home.db_path())?;
         let released =
             db.call(|s| lease::release_all(s.conn())).await?.map_err(ClientError::from)?;
         if released > 0 {
