@@ -148,7 +148,8 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
         license(name = "MIT OR Apache-2.0")
     ),
     tags((name = "daemon", description = "The one owner of a home's relay links, inbox and outbox"),
-        (name = "room", description = "What `room open` asks of the home's daemon"))
+        (name = "room", description = "What `room open` asks of the home's daemon"),
+        (name = "ui", description = "The web view (`agentroom ui`): its page, login, pause switch and verified marks"))
 )]
 struct ApiDoc;
 
@@ -174,7 +175,8 @@ fn routes() -> OpenApiRouter<AppState> {
 /// The router, and the OpenAPI document generated from it (also served at
 /// `GET /v1/openapi.json`).
 pub(crate) fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
-    let (router, api) = routes().with_state(state).split_for_parts();
+    let (router, mut api) = routes().with_state(state).split_for_parts();
+    api.merge(crate::ui::openapi());
     let doc = api.clone();
     let router =
         router.route("/v1/openapi.json", axum::routing::get(move || async move { Json(doc) }));
@@ -183,7 +185,9 @@ pub(crate) fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi
 
 /// The OpenAPI document (what `GET /v1/openapi.json` serves), without a daemon.
 pub fn openapi_json() -> String {
-    let mut s = routes().into_openapi().to_pretty_json().expect("the document serialises");
+    let mut doc = routes().into_openapi();
+    doc.merge(crate::ui::openapi());
+    let mut s = doc.to_pretty_json().expect("the document serialises");
     s.push('\n');
     s
 }

@@ -137,7 +137,9 @@ fn forward(ev: DaemonEvent, announced: &mut HashSet<String>, emit: &mut dyn FnMu
         | DaemonEvent::Replied { .. }
         | DaemonEvent::NoReply { .. }
         | DaemonEvent::HandlerError { .. }
-        | DaemonEvent::Lagged { .. } => return,
+        | DaemonEvent::Lagged { .. }
+        | DaemonEvent::Paused
+        | DaemonEvent::Resumed => return,
     };
     emit(out);
 }

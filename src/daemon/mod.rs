@@ -210,7 +210,12 @@ impl Daemon {
             shared.clone(),
             cancel.clone(),
         );
-        let ui = crate::ui::Ui::new(home, shared.paused.clone(), shared.arrived.clone());
+        let ui = crate::ui::Ui::new(
+            home,
+            shared.paused.clone(),
+            shared.arrived.clone(),
+            shared.events.clone(),
+        );
         let (router, _) = api::router(state);
         let router = router.merge(ui.router());
         let unix = api::bind_unix(&socket)?;

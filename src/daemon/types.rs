@@ -506,6 +506,11 @@ pub enum DaemonEvent {
         /// Events skipped.
         missed: u64,
     },
+    /// The handler was paused (the web view's switch, `POST
+    /// /v1/handler/pause`): no message is leased until `resumed`.
+    Paused,
+    /// The handler was resumed: leasing goes on.
+    Resumed,
 }
 
 impl DaemonEvent {
@@ -525,6 +530,8 @@ impl DaemonEvent {
             DaemonEvent::NoReply { .. } => "no_reply",
             DaemonEvent::HandlerError { .. } => "handler_error",
             DaemonEvent::Lagged { .. } => "lagged",
+            DaemonEvent::Paused => "paused",
+            DaemonEvent::Resumed => "resumed",
         }
     }
 }

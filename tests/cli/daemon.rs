@@ -315,3 +315,39 @@ fn peers_remove_goes_through_the_running_daemon() {
     assert_eq!(relay_metric(&relay, "connections_total"), before);
     daemon.sigkill();
 }
+
+#[test]
+fn the_pause_switch_is_announced_on_the_event_stream() {
+    let tmp = tempfile::tempdir().unwrap();
+    let host = Agent::new(tmp.path(), "host");
+    host.setup();
+    let daemon = start_daemon(&host, &[]);
+    // Subscribe, then read the stream's `event:` lines on a thread.
+    let mut s = UnixStream::connect(host.home.join("agentroom.sock")).unwrap();
+    write!(s, "GET /v1/events HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n")
+        .unwrap();
+    let (tx, events) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(s).lines().map_while(Result::ok) {
+            let name = match line.strip_prefix("event: ") {
+                Some(name) => name.to_owned(),
+                // The status line: the daemon subscribed this stream before answering.
+                None if line.starts_with("HTTP/1.1 200") => "subscribed".to_owned(),
+                None => continue,
+            };
+            if tx.send(name).is_err() {
+                break;
+            }
+        }
+    });
+    let next_event = || events.recv_timeout(DEADLINE).expect("an event");
+    assert_eq!(next_event(), "subscribed");
+    let (status, body) = over_socket(&host.home, "POST", "/v1/handler/pause", "{}");
+    assert_eq!((status, body.contains(r#""paused":true"#)), (200, true), "{body}");
+    assert_eq!(next_event(), "paused");
+    // Pausing again changes nothing and says nothing; resuming is announced.
+    over_socket(&host.home, "POST", "/v1/handler/pause", "{}");
+    over_socket(&host.home, "POST", "/v1/handler/resume", "{}");
+    assert_eq!(next_event(), "resumed");
+    drop(daemon);
+}
