@@ -203,8 +203,14 @@ impl Engine {
         Ok(Self { client, jobs, shared, waiters: Vec::new(), announced, seen_up: HashSet::new() })
     }
 
-    pub(crate) async fn run(mut self, cancel: CancellationToken) {
+    /// Dial every relay of the home and list them in the link table. Done
+    /// before the daemon answers anyone: a consumer that asks for the status
+    /// right after start sees the home's relays (not "no peers").
+    pub(crate) fn start_links(&mut self) {
         self.relink();
+    }
+
+    pub(crate) async fn run(mut self, cancel: CancellationToken) {
         let mut relink = tokio::time::interval(RELINK_EVERY);
         relink.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

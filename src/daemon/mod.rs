@@ -184,7 +184,8 @@ impl Daemon {
                         })
                         .and_then(|client| engine::Engine::new(client, jobs_rx, sh));
                     match engine {
-                        Ok(engine) => {
+                        Ok(mut engine) => {
+                            engine.start_links();
                             let _ = ready_tx.send(Ok(()));
                             engine.run(c).await;
                         }
