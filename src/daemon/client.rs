@@ -12,8 +12,8 @@ use super::types::*;
 use super::{DaemonError, paths};
 use crate::client::home::Home;
 
-/// Socket connect + status answer; a daemon that does not answer this fast is
-/// treated as absent (a stale socket file of a killed daemon refuses at once).
+/// Socket connect; a daemon that does not accept this fast is treated as
+/// absent (a stale socket file of a killed daemon refuses at once).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Base URL: the host part is ignored on a Unix socket.
 const BASE: &str = "http://agentroom.sock";
@@ -37,11 +37,13 @@ impl DaemonClient {
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(|e| unreachable(&e))?;
-        let me = Self { http, socket };
-        match tokio::time::timeout(CONNECT_TIMEOUT, me.status()).await {
-            Ok(Ok(_)) => Ok(Some(me)),
-            Ok(Err(DaemonError::Api { status: 0, .. })) | Err(_) => Ok(None),
-            Ok(Err(e)) => Err(e),
+        // A socket that accepts is a daemon: it binds only once its engine is
+        // up, and a killed daemon's stale file refuses at once. No HTTP round
+        // trip here: every one-shot command (`send`) would pay for it.
+        match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::UnixStream::connect(&socket)).await
+        {
+            Ok(Ok(_probe)) => Ok(Some(Self { http, socket })),
+            Ok(Err(_)) | Err(_) => Ok(None),
         }
     }
 
