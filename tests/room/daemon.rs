@@ -9,7 +9,8 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use crate::fixtures::{
-    RoomProc, echo_handler, eventually, guest_accepts, guest_round_trip, public_key, run_ok,
+    RoomProc, echo_handler, eventually, guest_accepts, guest_round_trip, next_message, public_key,
+    run_ok,
 };
 
 /// A handler that records `<who> <message id>` in `runs` and answers `<who>: <text>`.
@@ -19,17 +20,6 @@ fn recording_handler(who: &str, runs: &Path) -> String {
 
 fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_owned).collect()
-}
-
-/// The guest's next message, as `listen --once` prints it.
-fn next_reply(guest: &Path) -> String {
-    let out = run_ok(guest, &["--json", "listen", "--once", "--timeout", "60s"]);
-    let m = out
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .find(|v| v["event"] == "message")
-        .unwrap_or_else(|| panic!("no reply received: {out}"));
-    m["text"].as_str().unwrap().to_owned()
 }
 
 /// `agentroom --json status` of a home whose daemon runs.
@@ -63,7 +53,7 @@ fn room_open_and_serve_in_one_home_handle_each_message_once() {
     for i in 0..N {
         run_ok(&guest, &["send", &host, &format!("job {i}")]);
     }
-    let mut replies: Vec<String> = (0..N).map(|_| next_reply(&guest)).collect();
+    let mut replies: Vec<String> = (0..N).map(|_| next_message(&guest)).collect();
     replies.sort();
     let runs_now = lines(&runs);
     assert_eq!(runs_now.len(), N, "each message handled exactly once: {runs_now:?}");
