@@ -9,15 +9,15 @@
 //! - [`tunnel`]: cloudflared/bore tunnel supervisor (restart with backoff, verified cloudflared install).
 //! - [`room`]: `room open/status/stop`: the relay, a tunnel, an invite and a handler together.
 //! - [`client`]: the agent side: identity, SQLite state, relay links, invites,
-//!   messaging and the serve loop (exactly-once handling); `client::tls` is the one
+//!   messaging; `client::tls` is the one
 //!   place that decides which `wss://` certificates are trusted.
 //! - [`relay`]: the relay server (axum HTTP + WebSocket behind its own accept loop,
 //!   optional TLS, SQLite store-and-forward or PostgreSQL shared by several nodes, HMAC
 //!   session tokens); embeddable via [`relay::start`].
 //! - [`daemon`]: the one owner of a home (flock): relay links, inbox leases, the
 //!   local API (axum on `<home>/agentroom.sock`, optional loopback HTTP with a
-//!   token), SSE events and the OpenAPI document; `serve`, `listen`, `mcp` and the
-//!   one-shot commands are its clients (the first consumer runs it in-process).
+//!   token), SSE events and the OpenAPI document; `serve`, `listen`, `mcp`, `room open`
+//!   and the one-shot commands are its clients (the first consumer runs it in-process).
 //! - [`mcp`]: `agentroom mcp`, the MCP stdio server (send, next_message + ack leases, invites, status).
 //! - [`service`]: `agentroom service`: the systemd user unit / launchd agent that runs a home's daemon.
 //! - [`ui`]: `agentroom ui`, the local web view the daemon serves on loopback (embedded assets,

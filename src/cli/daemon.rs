@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::duration::parse_duration;
 use super::{ExitStatus, Printer, home_of};
-use crate::client::serve::ServeOptions;
+use crate::daemon::consumer::ServeOptions;
 use crate::daemon::{Daemon, DaemonClient, DaemonOptions, HomeLock, consumer, paths};
 use crate::handler::HandlerCommand;
 

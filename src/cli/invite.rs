@@ -89,7 +89,7 @@ pub async fn run(
         }
     }
     let _lock = match super::daemon::one_shot(&home).await? {
-        super::daemon::Via::Daemon(dc) => return via_daemon(&dc, cmd, printer).await,
+        super::daemon::Via::Daemon(dc) => return via_daemon(&home, &dc, cmd, printer).await,
         super::daemon::Via::Direct(lock) => lock,
     };
     let (cancel, sig) = super::cancel_on_signals();
@@ -264,6 +264,7 @@ async fn accept(
 
 /// Invite commands through the home's daemon: same output, its relay link.
 async fn via_daemon(
+    home: &crate::client::home::Home,
     dc: &crate::daemon::DaemonClient,
     cmd: InviteCommand,
     printer: Printer,
@@ -274,10 +275,20 @@ async fn via_daemon(
             if args.expires.is_zero() {
                 anyhow::bail!(ClientError::Invite(crate::crypto::InviteError::Expired));
             }
+            // No --relay: the room running in this home, as without a daemon.
+            let room = match &args.relay {
+                None => crate::room::state::running(home.dir())?,
+                Some(_) => None,
+            };
+            let (relay, via) = match room {
+                Some(room) => (Some(room.public_url), Some(room.local_url)),
+                None => (args.relay, None),
+            };
             let req = InviteCreateRequest {
-                relay: args.relay,
+                relay,
                 ttl_secs: Some(args.expires.as_secs().max(1)),
                 label: args.label,
+                via,
             };
             let row = dc.invite_create(&req).await?;
             let accept_line = format!("agentroom invite accept '{}'", row.invite);

@@ -7,10 +7,8 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::{ExitStatus, Printer, home_of};
-use crate::client::relay_url::RelayUrl;
-use crate::client::{Client, Incoming, history, now_secs, peers, store};
+use crate::client::{Client, history, now_secs, peers, store};
 use crate::crypto::{fingerprint, safety_number};
-use crate::protocol::ClientFrame;
 
 /// Options of `agentroom peers`.
 #[derive(Debug, Args)]
@@ -130,7 +128,7 @@ pub async fn run(
             }
             list(&client, printer)
         }
-        PeersCommand::Remove { peer } => remove(&mut client, &peer, printer).await,
+        PeersCommand::Remove { peer } => remove(&home, &mut client, &peer, printer).await,
         PeersCommand::Set { peer, expire } => set(&client, &peer, expire, printer),
         PeersCommand::Update { update } => peers::apply_relay_update(client.conn(), &update)
             .map_err(anyhow::Error::from)
@@ -257,26 +255,30 @@ async fn rename(
     Ok(ExitStatus::Success)
 }
 
-async fn remove(client: &mut Client, query: &str, printer: Printer) -> anyhow::Result<ExitStatus> {
-    let peer = peers::remove(client, query).await?;
-    // Best effort: ask the relay to unpair and drop queued envelopes.
-    let mut relay_told = false;
-    if let Ok(relay) = RelayUrl::parse(&peer.relay_url) {
-        let pk = peer.pk;
-        if let Ok(rid) = client.request(&relay, |rid| ClientFrame::PeerRevoke { rid, peer: pk }) {
-            relay_told = client
-                .wait_for(std::time::Duration::from_secs(10), "the relay", |_, inc| match inc {
-                    Incoming::Reply { rid: r, result } if *r == rid => Some(Ok(result.is_ok())),
-                    _ => None,
-                })
-                .await
-                .unwrap_or(false);
+/// Through the home's daemon when one runs (it holds the relay link), else
+/// directly, holding the home's lock.
+async fn remove(
+    home: &crate::client::home::Home,
+    client: &mut Client,
+    query: &str,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let (pk, label, name, relay_told) = match super::daemon::one_shot(home).await? {
+        super::daemon::Via::Daemon(dc) => {
+            let p = dc.peer_remove(query).await?;
+            let short = crate::crypto::IdentityPublicKey::from_b64u(&p.pk).map(|k| k.fmt_short());
+            let name = p.label.clone().or(short.ok()).unwrap_or_else(|| p.fingerprint.clone());
+            (p.pk, p.label, name, p.relay_confirmed)
         }
-    }
+        super::daemon::Via::Direct(_lock) => {
+            let (p, told) = peers::remove_and_unpair(client, query).await?;
+            (p.pk.to_b64u(), p.label.clone(), p.display_name(), told)
+        }
+    };
     printer.event(
         "peer_removed",
-        json!({"pk": peer.pk.to_b64u(), "label": peer.label, "relay_confirmed": relay_told}),
-        || Some(format!("Removed {}.", peer.display_name())),
+        json!({"pk": pk, "label": label, "relay_confirmed": relay_told}),
+        || Some(format!("Removed {name}.")),
     );
     Ok(ExitStatus::Success)
 }

@@ -247,6 +247,7 @@ pub async fn open(
             Ok(super::exit_after(&sig))
         }
         Err(RoomError::Client(e)) => Err(e.into()),
+        Err(RoomError::Daemon(e)) => Err(e.into()),
         Err(RoomError::Tunnel(t)) => {
             printer.note(&format!("agentroom: error: tunnel: {}", crate::client::error_text(&t)));
             if matches!(t, TunnelError::Install(_)) {

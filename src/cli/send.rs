@@ -113,6 +113,7 @@ async fn via_daemon(
         text,
         wait_reply_ms: args.wait_reply.then_some(wait_ms),
         wait_sent_ms: None,
+        hold_reply_ms: None,
     };
     let out = dc.send(&req).await?;
     let status = match out.status {

@@ -9,8 +9,8 @@ use serde_json::json;
 use super::duration::parse_duration;
 use super::{ExitStatus, Printer, home_of};
 use crate::client::relay_url::RelayUrl;
-use crate::client::serve::ServeOptions;
 use crate::daemon::DaemonOptions;
+use crate::daemon::consumer::ServeOptions;
 use crate::handler::HandlerCommand;
 use crate::handler::env::PassEnv;
 
@@ -144,7 +144,7 @@ async fn publish_invite(
     relay: Option<String>,
     printer: Printer,
 ) -> Result<(), crate::daemon::DaemonError> {
-    let req = crate::daemon::types::InviteCreateRequest { relay, ttl_secs: None, label: None };
+    let req = crate::daemon::types::InviteCreateRequest { relay, ..Default::default() };
     let created = dc.invite_create(&req).await?;
     let accept = format!("agentroom invite accept '{}'", created.invite);
     printer.event(

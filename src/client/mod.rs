@@ -1,5 +1,5 @@
-//! The client: identity, local state, relay links, invites, messaging and the
-//! serve loop. Library functions take a [`CancellationToken`] where they run
+//! The client: identity, local state, relay links, invites and messaging (the
+//! handler loop is the daemon's consumer). Library functions take a [`CancellationToken`] where they run
 //! long, so `room open` can drive them without the CLI.
 //!
 //! [`CancellationToken`]: tokio_util::sync::CancellationToken
@@ -37,7 +37,6 @@ pub mod peers;
 pub mod receive;
 pub mod seal;
 pub mod send;
-pub mod serve;
 
 pub use engine::{Client, Incoming};
 

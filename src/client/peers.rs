@@ -110,6 +110,36 @@ pub async fn remove(client: &mut super::Client, query: &str) -> Result<PeerRow, 
     Ok(peer)
 }
 
+/// [`remove`], then ask the peer's relay to drop the pairing and its queued
+/// envelopes (best effort, bounded). Returns the peer and whether the relay
+/// confirmed. Used by `peers remove` directly and by the daemon.
+pub async fn remove_and_unpair(
+    client: &mut super::Client,
+    query: &str,
+) -> Result<(PeerRow, bool), ClientError> {
+    let peer = remove(client, query).await?;
+    let mut relay_told = false;
+    if let Ok(relay) = super::relay_url::RelayUrl::parse(&peer.relay_url) {
+        let pk = peer.pk;
+        let frame = |rid| crate::protocol::ClientFrame::PeerRevoke { rid, peer: pk };
+        if let Ok(rid) = client.request(&relay, frame) {
+            relay_told = client
+                .wait_for(UNPAIR_TIMEOUT, "the relay", |_, inc| match inc {
+                    super::Incoming::Reply { rid: r, result } if *r == rid => {
+                        Some(Ok(result.is_ok()))
+                    }
+                    _ => None,
+                })
+                .await
+                .unwrap_or(false);
+        }
+    }
+    Ok((peer, relay_told))
+}
+
+/// How long [`remove_and_unpair`] waits for the relay's answer.
+const UNPAIR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Apply a host-signed relay update (`arru1.…`, PROTOCOL.md §4.3): verify the
 /// signature, require the signer to be a peer of ours and the update to be newer
 /// than the last one applied, then point the peer (and its queued envelopes) at

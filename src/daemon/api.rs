@@ -147,7 +147,9 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
         description = "The per-home daemon's API: HTTP/1.1 JSON on the Unix socket `<home>/agentroom.sock` (the file system is the access control) and, with `agentroom daemon --http`, on loopback TCP with `Authorization: Bearer <home>/http-token`. Errors are `ErrorBody` with a 4xx/5xx status.",
         license(name = "MIT OR Apache-2.0")
     ),
-    tags((name = "daemon", description = "The one owner of a home's relay links, inbox and outbox"))
+    tags((name = "daemon", description = "The one owner of a home's relay links, inbox and outbox"),
+        (name = "room", description = "What `room open` asks of the home's daemon"),
+        (name = "ui", description = "The web view (`agentroom ui`): its page, login, pause switch and verified marks"))
 )]
 struct ApiDoc;
 
@@ -156,20 +158,25 @@ fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(status))
         .routes(routes!(list_peers))
+        .routes(routes!(remove_peer))
         .routes(routes!(send))
         .routes(routes!(next_message))
         .routes(routes!(ack_message))
+        .routes(routes!(handler_started))
         .routes(routes!(list_invites, create_invite))
         .routes(routes!(accept_invite))
         .routes(routes!(revoke_invite))
         .routes(routes!(events))
         .routes(routes!(history))
+        .routes(routes!(room_open))
+        .routes(routes!(room_moved))
 }
 
 /// The router, and the OpenAPI document generated from it (also served at
 /// `GET /v1/openapi.json`).
 pub(crate) fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
-    let (router, api) = routes().with_state(state).split_for_parts();
+    let (router, mut api) = routes().with_state(state).split_for_parts();
+    api.merge(crate::ui::openapi());
     let doc = api.clone();
     let router =
         router.route("/v1/openapi.json", axum::routing::get(move || async move { Json(doc) }));
@@ -178,7 +185,9 @@ pub(crate) fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi
 
 /// The OpenAPI document (what `GET /v1/openapi.json` serves), without a daemon.
 pub fn openapi_json() -> String {
-    let mut s = routes().into_openapi().to_pretty_json().expect("the document serialises");
+    let mut doc = routes().into_openapi();
+    doc.merge(crate::ui::openapi());
+    let mut s = doc.to_pretty_json().expect("the document serialises");
     s.push('\n');
     s
 }
@@ -256,6 +265,24 @@ async fn list_peers(State(s): State<AppState>) -> ApiResult<PeersResponse> {
     Ok(Json(PeersResponse { peers }))
 }
 
+/// Forget a peer (label, key, or a unique prefix) and ask its relay to drop
+/// the pairing and anything queued for it (best effort: `relay_confirmed`).
+#[utoipa::path(delete, path = "/v1/peers/{peer}", tag = "daemon",
+    params(("peer" = String, Path, description = "Label, key, or a unique prefix of the key")),
+    responses((status = 200, body = PeerRemoved), (status = 404, body = ErrorBody)))]
+async fn remove_peer(
+    State(s): State<AppState>,
+    UrlPath(peer): UrlPath<String>,
+) -> ApiResult<PeerRemoved> {
+    let (row, relay_confirmed) = s.job(|done| Job::PeerRemove { peer, done }).await?;
+    Ok(Json(PeerRemoved {
+        pk: row.pk.to_b64u(),
+        label: row.label,
+        fingerprint: fingerprint(&row.pk),
+        relay_confirmed,
+    }))
+}
+
 /// Send a message. Returns when the relay holds it (`delivered`/`stored`), or
 /// `queued` after `wait_sent_ms`; with `wait_reply_ms`, also waits for the
 /// reply to this very message (its `reply_to` names our id) and returns it
@@ -273,7 +300,8 @@ async fn send(State(s): State<AppState>, Json(req): Json<SendRequest>) -> ApiRes
     // Subscribe before the message can go out, so its `sent` cannot be missed.
     let mut events = s.shared.events.subscribe();
     let (peer, text, want) = (req.peer, req.text, wait_reply.is_some());
-    let queued = s.job(|done| Job::Send { peer, text, wait_reply: want, done }).await?;
+    let hold_reply = req.hold_reply_ms.map(|ms| Duration::from_millis(ms.min(MAX_WAIT_MS)));
+    let queued = s.job(|done| Job::Send { peer, text, wait_reply: want, hold_reply, done }).await?;
     let id = queued.id;
     let status = wait_sent_status(&s, &mut events, &id, wait_sent).await?;
     let (mut reply, mut reply_error) = (None, None);
@@ -374,6 +402,11 @@ async fn next_message(
                 }
                 let m = lease::lease_next(db, from.as_ref(), now_ms(), lease_ms, &awaited)?;
                 let Some(m) = m else { return Ok(None) };
+                // A consumer that held it died with its handler running: end
+                // what is left of that group before anyone runs it again.
+                if let Some((pgid, start)) = store::inbox_take_handler(db.conn(), m.seq)? {
+                    crate::process::end_orphaned_group(pgid, start);
+                }
                 let peer = store::get_peer(db.conn(), &m.peer)?;
                 let remaining = lease::counts(db.conn(), now_ms())?.0;
                 Ok(Some((ApiMessage::from_lease(&m, peer.as_ref()), remaining)))
@@ -422,6 +455,27 @@ async fn ack_message(
             ),
         )),
     }
+}
+
+/// Record the process group of the handler working on a leased message (see
+/// `HandlerStartedRequest`).
+#[utoipa::path(post, path = "/v1/messages/started", tag = "daemon",
+    request_body = HandlerStartedRequest, responses((status = 200, body = HandlerStarted)))]
+async fn handler_started(
+    State(s): State<AppState>,
+    Json(req): Json<HandlerStartedRequest>,
+) -> ApiResult<HandlerStarted> {
+    let lease_id = req.lease_id.trim().to_owned();
+    let recorded = s
+        .db(move |db| {
+            let Some((seq, ..)) = lease::leased_row(db.conn(), &lease_id)? else {
+                return Ok(false);
+            };
+            store::inbox_set_handler(db.conn(), seq, req.pgid, req.leader_start)?;
+            Ok(true)
+        })
+        .await?;
+    Ok(Json(HandlerStarted { recorded }))
 }
 
 /// Invites this identity created.
@@ -474,8 +528,9 @@ async fn create_invite(
             }
         }
     };
+    let via = req.via.as_deref().map(RelayUrl::parse).transpose().map_err(ClientError::from)?;
     let label = req.label;
-    let row = s.job(|done| Job::InviteCreate { relay, ttl, label, done }).await?;
+    let row = s.job(|done| Job::InviteCreate { relay, via, ttl, label, done }).await?;
     Ok(Json(InviteCreated {
         id: row.id,
         invite: row.encoded,
@@ -513,6 +568,62 @@ async fn revoke_invite(
 ) -> ApiResult<InviteRevoked> {
     let (row, relay_confirmed) = s.job(|done| Job::InviteRevoke { id, done }).await?;
     Ok(Json(InviteRevoked { id: row.id, relay_confirmed }))
+}
+
+fn invite_created(row: store::InviteRow) -> InviteCreated {
+    InviteCreated {
+        id: row.id,
+        invite: row.encoded,
+        relay: row.relay_url,
+        expires_at: row.expires_at,
+        label: row.label,
+    }
+}
+
+/// `room open` in this home: record the room, adopt earlier guests, publish
+/// the room's invite (see `RoomOpenRequest`).
+#[utoipa::path(post, path = "/v1/room/open", tag = "room", request_body = RoomOpenRequest,
+    responses((status = 200, body = RoomOpened), (status = 400, body = ErrorBody),
+        (status = 502, body = ErrorBody)))]
+async fn room_open(
+    State(s): State<AppState>,
+    Json(req): Json<RoomOpenRequest>,
+) -> ApiResult<RoomOpened> {
+    let local = RelayUrl::parse(&req.local).map_err(ClientError::from)?;
+    let public = RelayUrl::parse(&req.public).map_err(ClientError::from)?;
+    let ttl = Duration::from_secs(req.invite_ttl_secs);
+    if ttl.is_zero() {
+        return Err(ClientError::Invite(crate::crypto::InviteError::Expired).into());
+    }
+    let (port, label) = (req.port, req.label);
+    let opened = s.job(|done| Job::RoomOpen { port, local, public, ttl, label, done }).await?;
+    Ok(Json(RoomOpened {
+        invite: invite_created(opened.invite),
+        relay_update: opened.relay_update,
+    }))
+}
+
+/// The room's tunnel came back at a new public URL: tell the guests, sign a
+/// relay update, renew the invite if nobody accepted it.
+#[utoipa::path(post, path = "/v1/room/moved", tag = "room", request_body = RoomMovedRequest,
+    responses((status = 200, body = RoomMoved), (status = 400, body = ErrorBody)))]
+async fn room_moved(
+    State(s): State<AppState>,
+    Json(req): Json<RoomMovedRequest>,
+) -> ApiResult<RoomMoved> {
+    let local = RelayUrl::parse(&req.local).map_err(ClientError::from)?;
+    let public = RelayUrl::parse(&req.public).map_err(ClientError::from)?;
+    let ttl = Duration::from_secs(req.invite_ttl_secs);
+    let (previous, invite_id, label) = (req.previous, req.invite_id, req.label);
+    let moved = s
+        .job(|done| Job::RoomMoved { local, public, previous, invite_id, ttl, label, done })
+        .await?;
+    Ok(Json(RoomMoved {
+        peers_notified: u64::try_from(moved.peers_notified).unwrap_or(u64::MAX),
+        relay_update: moved.relay_update,
+        invite: moved.invite.map(invite_created),
+        invite_open: moved.invite_open,
+    }))
 }
 
 /// `GET /v1/history` filters.

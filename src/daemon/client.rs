@@ -12,8 +12,8 @@ use super::types::*;
 use super::{DaemonError, paths};
 use crate::client::home::Home;
 
-/// Socket connect + status answer; a daemon that does not answer this fast is
-/// treated as absent (a stale socket file of a killed daemon refuses at once).
+/// Socket connect; a daemon that does not accept this fast is treated as
+/// absent (a stale socket file of a killed daemon refuses at once).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Base URL: the host part is ignored on a Unix socket.
 const BASE: &str = "http://agentroom.sock";
@@ -37,11 +37,13 @@ impl DaemonClient {
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(|e| unreachable(&e))?;
-        let me = Self { http, socket };
-        match tokio::time::timeout(CONNECT_TIMEOUT, me.status()).await {
-            Ok(Ok(_)) => Ok(Some(me)),
-            Ok(Err(DaemonError::Api { status: 0, .. })) | Err(_) => Ok(None),
-            Ok(Err(e)) => Err(e),
+        // A socket that accepts is a daemon: it binds only once its engine is
+        // up, and a killed daemon's stale file refuses at once. No HTTP round
+        // trip here: every one-shot command (`send`) would pay for it.
+        match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::UnixStream::connect(&socket)).await
+        {
+            Ok(Ok(_probe)) => Ok(Some(Self { http, socket })),
+            Ok(Err(_)) | Err(_) => Ok(None),
         }
     }
 
@@ -141,6 +143,31 @@ impl DaemonClient {
         let mut url = reqwest::Url::parse(BASE).expect("constant URL");
         url.path_segments_mut().expect("http URL").extend(["v1", "invites", id]);
         self.call(self.http.delete(url)).await
+    }
+
+    /// `POST /v1/messages/started`.
+    pub async fn handler_started(
+        &self,
+        req: &HandlerStartedRequest,
+    ) -> Result<HandlerStarted, DaemonError> {
+        self.post("/v1/messages/started", req).await
+    }
+
+    /// `DELETE /v1/peers/{peer}`.
+    pub async fn peer_remove(&self, peer: &str) -> Result<PeerRemoved, DaemonError> {
+        let mut url = reqwest::Url::parse(BASE).expect("constant URL");
+        url.path_segments_mut().expect("http URL").extend(["v1", "peers", peer]);
+        self.call(self.http.delete(url)).await
+    }
+
+    /// `POST /v1/room/open`.
+    pub async fn room_open(&self, req: &RoomOpenRequest) -> Result<RoomOpened, DaemonError> {
+        self.post("/v1/room/open", req).await
+    }
+
+    /// `POST /v1/room/moved`.
+    pub async fn room_moved(&self, req: &RoomMovedRequest) -> Result<RoomMoved, DaemonError> {
+        self.post("/v1/room/moved", req).await
     }
 
     /// Subscribe to `GET /v1/events`; events arrive on the returned channel

@@ -22,8 +22,7 @@ use crate::client::events::{Event, MessageInfo, PeerRef as EventPeer};
 use crate::client::home::Home;
 use crate::client::listen::ListenOptions;
 use crate::client::payload::MAX_TEXT_BYTES;
-use crate::client::serve::ServeOptions;
-use crate::handler::{self, HandlerError, HandlerOutcome, HandlerRequest};
+use crate::handler::{self, HandlerCommand, HandlerError, HandlerOutcome, HandlerRequest};
 
 /// Re-ask for work this often even without an event (leases that expired).
 const POLL: Duration = Duration::from_secs(1);
@@ -32,6 +31,22 @@ const POLL: Duration = Duration::from_secs(1);
 const LEASE_MARGIN: Duration = Duration::from_secs(10);
 /// `listen` holds a message only while printing it.
 const LISTEN_LEASE_MS: u64 = 30_000;
+
+/// Options of one `serve` (or `room open --on-message`) run.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The handler and its timeout.
+    pub handler: HandlerCommand,
+    /// Open the conversation: (peer, text) sent once at start.
+    pub seed: Option<(String, String)>,
+    /// Stop after this many turns (stops two bots looping forever). A turn is a
+    /// message we send: each reply, and the seed as turn 1 (the TypeScript meaning).
+    pub max_turns: Option<u64>,
+    /// Stop after the first message is handled, replied to or not.
+    pub once: bool,
+    /// Handlers running at once (replies may then go out of order).
+    pub concurrency: usize,
+}
 
 /// Run `consume` against the home's daemon, starting one in-process when none
 /// runs (this process then owns the home until `consume` ends). When the
@@ -122,7 +137,9 @@ fn forward(ev: DaemonEvent, announced: &mut HashSet<String>, emit: &mut dyn FnMu
         | DaemonEvent::Replied { .. }
         | DaemonEvent::NoReply { .. }
         | DaemonEvent::HandlerError { .. }
-        | DaemonEvent::Lagged { .. } => return,
+        | DaemonEvent::Lagged { .. }
+        | DaemonEvent::Paused
+        | DaemonEvent::Resumed => return,
     };
     emit(out);
 }
@@ -194,6 +211,7 @@ pub async fn serve(
             text: text.clone(),
             wait_reply_ms: None,
             wait_sent_ms: Some(0),
+            hold_reply_ms: None,
         };
         let sent = dc.send(&req).await?;
         turns = 1;
@@ -209,6 +227,10 @@ pub async fn serve(
     let mut running: JoinSet<Finished> = JoinSet::new();
     let mut handled = 0u64;
     let mut poll = tokio::time::interval(POLL);
+    // Handlers report their process group as they start; the daemon records
+    // it with the message, so whoever leases it after this consumer died
+    // (kill -9) ends an orphaned group first.
+    let (started_tx, mut started_rx) = mpsc::unbounded_channel();
     let reason = loop {
         let limit_hit = opts.max_turns.is_some_and(|m| turns >= m) || (opts.once && handled >= 1);
         // A running handler may still reply: count it as a turn until it is done.
@@ -223,9 +245,19 @@ pub async fn serve(
             let cmd = opts.handler.clone();
             let req = request_for(home, &own, &m);
             tracing::info!(from = %m.sender_name(), "running handler");
+            let (started, lease_id) = (started_tx.clone(), m.lease_id.clone());
             running.spawn(async move {
                 // The handler's shell dies with this process (parent-death signal).
-                let out = handler::run_reporting_group(&cmd, req, |_| {}).await;
+                let out = handler::run_reporting_group(&cmd, req, |g| {
+                    if let Some(lease_id) = lease_id {
+                        let _ = started.send(HandlerStartedRequest {
+                            lease_id,
+                            pgid: g.pgid,
+                            leader_start: g.leader_start,
+                        });
+                    }
+                })
+                .await;
                 (m, out)
             });
         }
@@ -252,6 +284,11 @@ pub async fn serve(
                 }
                 handled += 1;
             }
+            Some(req) = started_rx.recv() => {
+                if let Err(e) = dc.handler_started(&req).await {
+                    tracing::debug!(error = %e, "could not record the handler's process group");
+                }
+            }
             _ = poll.tick() => {}
         }
     };
@@ -262,8 +299,8 @@ pub async fn serve(
     Ok(handled)
 }
 
-/// The handler's stdin and environment for one message (the same variables
-/// `client::serve` sets; the handler module scrubs everything else).
+/// The handler's stdin and environment for one message (the handler module
+/// scrubs everything else).
 fn request_for(home: &Home, own: &str, m: &ApiMessage) -> HandlerRequest {
     let (label, home) = (m.sender_name(), home.dir().display().to_string());
     let env = handler::env::MessageVars {

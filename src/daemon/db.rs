@@ -22,7 +22,26 @@ pub(crate) struct Db {
 impl Db {
     /// Open the store on a new thread.
     pub(crate) fn open(path: &std::path::Path) -> Result<Self, DaemonError> {
-        let mut store = Store::open(path).map_err(|e| DaemonError::Client(e.into()))?;
+        let store = Store::open(path).map_err(|e| DaemonError::Client(e.into()))?;
+        Self::run(path, store)
+    }
+
+    /// [`Self::open`] for the daemon's API, whose writes are leases and
+    /// handler process groups: state that means nothing after the OS went
+    /// down (leases are released when a daemon starts, the groups are gone),
+    /// so its commits skip the fsync (`synchronous = NORMAL`: still written
+    /// to the WAL, so a crash of the daemon alone loses nothing). Consuming a
+    /// message goes through the engine, whose commits stay FULL.
+    pub(crate) fn open_volatile(path: &std::path::Path) -> Result<Self, DaemonError> {
+        let store = Store::open(path).map_err(|e| DaemonError::Client(e.into()))?;
+        store
+            .conn()
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| DaemonError::Client(crate::client::store::StoreError::from(e).into()))?;
+        Self::run(path, store)
+    }
+
+    fn run(path: &std::path::Path, mut store: Store) -> Result<Self, DaemonError> {
         let (calls, rx) = mpsc::channel::<Call>();
         std::thread::Builder::new()
             .name("agentroom-db".into())

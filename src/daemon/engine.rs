@@ -46,6 +46,9 @@ pub(crate) struct Shared {
     pub(crate) early: Arc<Mutex<Vec<DaemonEvent>>>,
     /// Set by the web view's pause switch: no message is leased while true.
     pub(crate) paused: Arc<std::sync::atomic::AtomicBool>,
+    /// Envelope ids whose reply a caller leases itself (`hold_reply_ms`),
+    /// with when the hold ends: kept from other consumers until then.
+    pub(crate) held: Arc<Mutex<Vec<(String, tokio::time::Instant)>>>,
 }
 
 impl Shared {
@@ -58,6 +61,7 @@ impl Shared {
             awaited: Arc::new(Mutex::new(HashSet::new())),
             early: Arc::new(Mutex::new(Vec::new())),
             paused: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            held: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
@@ -81,7 +85,14 @@ impl Shared {
     }
 
     pub(crate) fn awaited_ids(&self) -> Vec<String> {
-        self.awaited.lock().map(|s| s.iter().cloned().collect()).unwrap_or_default()
+        let mut ids: Vec<String> =
+            self.awaited.lock().map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        if let Ok(mut held) = self.held.lock() {
+            let now = tokio::time::Instant::now();
+            held.retain(|(_, until)| *until > now);
+            ids.extend(held.iter().map(|(id, _)| id.clone()));
+        }
+        ids
     }
 }
 
@@ -112,6 +123,7 @@ pub(crate) enum Job {
         peer: String,
         text: String,
         wait_reply: bool,
+        hold_reply: Option<Duration>,
         done: oneshot::Sender<Result<Queued, ClientError>>,
     },
     Ack {
@@ -122,6 +134,7 @@ pub(crate) enum Job {
     },
     InviteCreate {
         relay: RelayUrl,
+        via: Option<RelayUrl>,
         ttl: Duration,
         label: Option<String>,
         done: oneshot::Sender<Result<InviteRow, ClientError>>,
@@ -134,6 +147,27 @@ pub(crate) enum Job {
     InviteRevoke {
         id: String,
         done: oneshot::Sender<Result<(InviteRow, bool), ClientError>>,
+    },
+    PeerRemove {
+        peer: String,
+        done: oneshot::Sender<Result<(PeerRow, bool), ClientError>>,
+    },
+    RoomOpen {
+        port: u16,
+        local: RelayUrl,
+        public: RelayUrl,
+        ttl: Duration,
+        label: Option<String>,
+        done: oneshot::Sender<Result<super::room::Opened, ClientError>>,
+    },
+    RoomMoved {
+        local: RelayUrl,
+        public: RelayUrl,
+        previous: String,
+        invite_id: String,
+        ttl: Duration,
+        label: Option<String>,
+        done: oneshot::Sender<Result<super::room::Moved, ClientError>>,
     },
 }
 
@@ -169,8 +203,14 @@ impl Engine {
         Ok(Self { client, jobs, shared, waiters: Vec::new(), announced, seen_up: HashSet::new() })
     }
 
-    pub(crate) async fn run(mut self, cancel: CancellationToken) {
+    /// Dial every relay of the home and list them in the link table. Done
+    /// before the daemon answers anyone: a consumer that asks for the status
+    /// right after start sees the home's relays (not "no peers").
+    pub(crate) fn start_links(&mut self) {
         self.relink();
+    }
+
+    pub(crate) async fn run(mut self, cancel: CancellationToken) {
         let mut relink = tokio::time::interval(RELINK_EVERY);
         relink.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -260,7 +300,10 @@ impl Engine {
             });
             if let Some(i) = waiter {
                 let w = self.waiters.swap_remove(i);
-                if store::inbox_done(self.client.conn(), row.seq)? {
+                // Consumed by the waiting `send`; lost with the OS it is only
+                // offered again (at least once), so no fsync of its own.
+                let seq = row.seq;
+                if self.client.store().relaxed(|tx| store::inbox_done(tx, seq))? {
                     let _ = w.tx.send(message);
                 }
             }
@@ -349,14 +392,18 @@ impl Engine {
 
     async fn run_job(&mut self, job: Job) {
         match job {
-            Job::Send { peer, text, wait_reply, done } => {
-                let r = self.send(&peer, &text, wait_reply);
+            Job::Send { peer, text, wait_reply, hold_reply, done } => {
+                let r = self.send(&peer, &text, wait_reply, hold_reply);
                 let _ = done.send(r);
             }
             Job::Ack { lease_id, reply, handler, done } => {
                 let _ = done.send(self.ack(&lease_id, reply, handler));
             }
-            Job::InviteCreate { relay, ttl, label, done } => {
+            Job::InviteCreate { relay, via: Some(via), ttl, label, done } => {
+                let r = invites::create_via(&mut self.client, &relay, &via, ttl, label).await;
+                let _ = done.send(r);
+            }
+            Job::InviteCreate { relay, via: None, ttl, label, done } => {
                 let r = invites::create(&mut self.client, &relay, ttl, label).await;
                 let _ = done.send(r.map(|c| c.row));
             }
@@ -368,13 +415,37 @@ impl Engine {
                 let r = invites::revoke(&mut self.client, &id).await;
                 let _ = done.send(r);
             }
+            Job::PeerRemove { peer, done } => {
+                let r = peers::remove_and_unpair(&mut self.client, &peer).await;
+                let _ = done.send(r);
+            }
+            Job::RoomOpen { port, local, public, ttl, label, done } => {
+                let r =
+                    super::room::open(&mut self.client, port, &local, &public, ttl, label).await;
+                // Link the room's relay before answering: the room's consumer
+                // reads the daemon's relays right after.
+                self.relink();
+                let _ = done.send(r);
+            }
+            Job::RoomMoved { local, public, previous, invite_id, ttl, label, done } => {
+                let c = &mut self.client;
+                let r =
+                    super::room::moved(c, &local, &public, &previous, &invite_id, ttl, label).await;
+                let _ = done.send(r);
+            }
         }
         // A job may have added a relay (accept) or logged one in meanwhile.
         self.relink();
     }
 
     /// Seal into the outbox and offer; the API waits for the relay's `sent`.
-    fn send(&mut self, query: &str, text: &str, wait_reply: bool) -> Result<Queued, ClientError> {
+    fn send(
+        &mut self,
+        query: &str,
+        text: &str,
+        wait_reply: bool,
+        hold_reply: Option<Duration>,
+    ) -> Result<Queued, ClientError> {
         let peer = peers::resolve(self.client.conn(), query)?;
         if text.len() > MAX_TEXT_BYTES {
             return Err(ClientError::TooLarge(text.len()));
@@ -390,6 +461,9 @@ impl Engine {
             self.sync_awaited();
             rx
         });
+        if let (Some(hold), Ok(mut held)) = (hold_reply, self.shared.held.lock()) {
+            held.push((row.id.to_b64u(), tokio::time::Instant::now() + hold));
+        }
         self.client.offer(&row)?;
         Ok(Queued { peer, id: row.id, reply })
     }

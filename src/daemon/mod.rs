@@ -11,6 +11,8 @@
 //! - [`client`]: the CLI's side of the socket. [`attach_or_own`] makes the
 //!   first consumer of a home its owner and every later one a client.
 //! - [`consumer`]: `serve`'s handler loop and `listen` as lease consumers.
+//! - `room`: what `room open` asks of the home's client (its invite, guests,
+//!   relay moves), run by the engine.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,6 +32,7 @@ pub mod http;
 pub mod lease;
 pub mod lock;
 pub mod paths;
+mod room;
 pub mod types;
 
 pub use client::DaemonClient;
@@ -148,7 +151,7 @@ impl Daemon {
             .map_err(|e| ClientError::Identity(crate::client::identity::IdentityError::Key(e)))?;
         let shared = engine::Shared::new();
         let (jobs_tx, jobs_rx) = tokio::sync::mpsc::channel(64);
-        let db = db::Db::open(&home.db_path())?;
+        let db = db::Db::open_volatile(&home.db_path())?;
         let released =
             db.call(|s| lease::release_all(s.conn())).await?.map_err(ClientError::from)?;
         if released > 0 {
@@ -181,7 +184,8 @@ impl Daemon {
                         })
                         .and_then(|client| engine::Engine::new(client, jobs_rx, sh));
                     match engine {
-                        Ok(engine) => {
+                        Ok(mut engine) => {
+                            engine.start_links();
                             let _ = ready_tx.send(Ok(()));
                             engine.run(c).await;
                         }
@@ -207,7 +211,12 @@ impl Daemon {
             shared.clone(),
             cancel.clone(),
         );
-        let ui = crate::ui::Ui::new(home, shared.paused.clone(), shared.arrived.clone());
+        let ui = crate::ui::Ui::new(
+            home,
+            shared.paused.clone(),
+            shared.arrived.clone(),
+            shared.events.clone(),
+        );
         let (router, _) = api::router(state);
         let router = router.merge(ui.router());
         let unix = api::bind_unix(&socket)?;

@@ -174,6 +174,11 @@ pub struct SendRequest {
     /// Wait this long for the relay to take it (default 30000); then `queued`.
     #[serde(default)]
     pub wait_sent_ms: Option<u64>,
+    /// Keep the reply to this message away from `/v1/messages/next` for this
+    /// long (ms): for a caller that leases that reply itself (the MCP server's
+    /// `send` with `wait_reply_secs`), so a `serve` in the home cannot take it.
+    #[serde(default)]
+    pub hold_reply_ms: Option<u64>,
 }
 
 /// Where a sent message is.
@@ -316,6 +321,10 @@ pub struct InviteCreateRequest {
     /// Local name for whoever accepts.
     #[serde(default)]
     pub label: Option<String>,
+    /// Reach `relay` by this URL instead (it is what this home records): the
+    /// same relay by another route, as a room's loopback URL behind its tunnel.
+    #[serde(default)]
+    pub via: Option<String>,
 }
 
 /// `POST /v1/invites` answer.
@@ -497,6 +506,11 @@ pub enum DaemonEvent {
         /// Events skipped.
         missed: u64,
     },
+    /// The handler was paused (the web view's switch, `POST
+    /// /v1/handler/pause`): no message is leased until `resumed`.
+    Paused,
+    /// The handler was resumed: leasing goes on.
+    Resumed,
 }
 
 impl DaemonEvent {
@@ -516,6 +530,103 @@ impl DaemonEvent {
             DaemonEvent::NoReply { .. } => "no_reply",
             DaemonEvent::HandlerError { .. } => "handler_error",
             DaemonEvent::Lagged { .. } => "lagged",
+            DaemonEvent::Paused => "paused",
+            DaemonEvent::Resumed => "resumed",
         }
     }
+}
+
+/// `POST /v1/room/open`: a `room open` in this home hands its relay to the
+/// daemon. The daemon records the room's port and URLs, revokes invites of an
+/// earlier room that name a URL nobody serves now, points guests of an earlier
+/// room at this relay, and publishes the room's invite.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RoomOpenRequest {
+    /// The room relay's port (bound again by the next room of this home).
+    pub port: u16,
+    /// Loopback relay URL: what this home dials.
+    pub local: String,
+    /// Public relay URL: what the invite names for the guest.
+    pub public: String,
+    /// Invite lifetime in seconds.
+    pub invite_ttl_secs: u64,
+    /// Local name for whoever accepts.
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+/// `POST /v1/room/open` answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RoomOpened {
+    /// The room's invite, published on its relay.
+    pub invite: InviteCreated,
+    /// A signed relay update (`arru1.…`) when the public URL changed since
+    /// guests paired; they apply it with `agentroom peers update`.
+    pub relay_update: Option<String>,
+}
+
+/// `POST /v1/room/moved`: the room's tunnel came back at a new public URL.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RoomMovedRequest {
+    /// Loopback relay URL (unchanged).
+    pub local: String,
+    /// The new public relay URL.
+    pub public: String,
+    /// The public relay URL before the move.
+    pub previous: String,
+    /// The room's invite: renewed for the new URL while nobody accepted it.
+    pub invite_id: String,
+    /// Lifetime of a renewed invite, in seconds.
+    pub invite_ttl_secs: u64,
+    /// Local name for whoever accepts a renewed invite.
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+/// `POST /v1/room/moved` answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RoomMoved {
+    /// Guests a sealed `relay_moved` was queued for.
+    pub peers_notified: u64,
+    /// A signed relay update for the new URL, when guests are paired.
+    pub relay_update: Option<String>,
+    /// The renewed invite, when the old one was still open.
+    pub invite: Option<InviteCreated>,
+    /// Whether the old invite is still open (renewal failed): keep it.
+    pub invite_open: bool,
+}
+
+/// `POST /v1/messages/started`: the handler for a leased message runs in this
+/// process group. Recorded with the message, so whoever leases it next (after
+/// the consumer died) ends what is left of the group first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HandlerStartedRequest {
+    /// The lease the handler works under.
+    pub lease_id: String,
+    /// The handler's process group.
+    pub pgid: i32,
+    /// Start time of the group's leader (clock ticks since boot), to tell a
+    /// reused pid from the handler.
+    #[serde(default)]
+    pub leader_start: Option<u64>,
+}
+
+/// `POST /v1/messages/started` answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HandlerStarted {
+    /// False when no message holds this lease any more.
+    pub recorded: bool,
+}
+
+/// `DELETE /v1/peers/{peer}` answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PeerRemoved {
+    /// The removed peer's key (b64u).
+    pub pk: String,
+    /// Its label.
+    pub label: Option<String>,
+    /// Its fingerprint.
+    pub fingerprint: String,
+    /// Whether its relay confirmed dropping the pairing.
+    pub relay_confirmed: bool,
 }

@@ -38,6 +38,9 @@ pub(crate) enum Job {
         relay: String,
         /// Text.
         text: String,
+        /// `wait_reply_secs`: the daemon keeps the reply from other consumers
+        /// this long, for this server to lease.
+        hold_reply: Option<Duration>,
         /// Answer.
         done: oneshot::Sender<Result<SendResponse, DaemonError>>,
     },
@@ -181,7 +184,7 @@ impl Task {
 
     async fn run_job(&mut self, job: Job) {
         match job {
-            Job::Send { peer, relay, text, done } => {
+            Job::Send { peer, relay, text, hold_reply, done } => {
                 let up = self.snapshot.lock().map(|s| s.relays.get(&relay).is_some_and(|l| l.up));
                 let wait = if up.unwrap_or(false) { SENT_WAIT } else { QUEUED_WAIT };
                 let req = SendRequest {
@@ -189,6 +192,10 @@ impl Task {
                     text,
                     wait_reply_ms: None,
                     wait_sent_ms: Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
+                    // Beyond the wait itself: the relay's `sent` comes first.
+                    hold_reply_ms: hold_reply.map(|h| {
+                        u64::try_from(h.saturating_add(wait).as_millis()).unwrap_or(u64::MAX)
+                    }),
                 };
                 let _ = done.send(self.dc.send(&req).await);
             }

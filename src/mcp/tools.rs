@@ -194,7 +194,11 @@ impl AgentroomServer {
         let peer = self.with_db(move |db| peers::resolve(db.conn(), &q)).await?;
         let query = peer.pk.to_b64u();
         let relay = peer.relay_url.clone();
-        let out = self.run_job(|done| Job::Send { peer: query, relay, text, done }).await?;
+        // The daemon keeps the reply away from other consumers of this home
+        // (a `serve`) while we wait for it.
+        let hold_reply = wait.filter(|w| !w.is_zero());
+        let out =
+            self.run_job(|done| Job::Send { peer: query, relay, text, hold_reply, done }).await?;
         let reply = match wait {
             Some(w) if !w.is_zero() => {
                 // Only the answer to this message: never an older unread one.
@@ -292,6 +296,7 @@ impl AgentroomServer {
             relay: Some(relay.to_string()),
             ttl_secs: Some(ttl.as_secs().max(1)),
             label,
+            via: None,
         };
         let row = self.run_job(|done| Job::InviteCreate { req, done }).await?;
         Ok(Json(InviteCreateResult {

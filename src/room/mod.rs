@@ -63,6 +63,9 @@ pub enum RoomError {
         /// The host.
         host: String,
     },
+    /// The home's daemon (this room's, or the one already running) failed.
+    #[error(transparent)]
+    Daemon(#[from] crate::daemon::DaemonError),
     /// `--detach`: the background room could not be started or died while starting.
     #[error(transparent)]
     Detach(#[from] detach::DetachError),

@@ -4,14 +4,17 @@
 //! The sequence: refuse if a room already runs in this home; load or create the
 //! identity; start the relay on loopback and the tunnel in front of it; probe
 //! `/health` through the tunnel (a warning, not a failure: DNS for a fresh quick
-//! tunnel can lag); create and publish the invite; write the state file; then run
-//! `serve` (with `--on-message`) or simply hold the relay up for `agentroom listen`.
+//! tunnel can lag). Then the room uses the home's daemon like `serve` does: it
+//! runs it in-process when none runs (and owns the home), or attaches to the
+//! running one. Through the daemon it creates and publishes the invite, writes
+//! the state file, then consumes messages through leases (with `--on-message`;
+//! a `serve` in the same home shares the work, each message handled once) or
+//! simply holds the daemon up for `agentroom listen`.
 //!
 //! A tunnel restart with a new URL: the state file is rewritten, every paired peer
 //! gets a sealed `relay_moved` payload (PROTOCOL.md §4) queued in the outbox, and a
-//! fresh invite replaces the old one if nobody accepted it yet. The serve loop is
-//! restarted around that work (it owns the client exclusively); a handler that was
-//! running is killed and its message, still unacked, runs again.
+//! fresh invite replaces the old one if nobody accepted it yet; the daemon does
+//! that work while the handler loop goes on.
 //!
 //! Limits of `relay_moved`: the relay holds it for the guest, but a guest whose only
 //! route was the dead quick-tunnel URL cannot log in to fetch it; it arrives only
@@ -35,10 +38,11 @@ use super::state::{self, RoomState, STATE_VERSION};
 use super::{RoomError, control::now_unix};
 use crate::client::events::Event;
 use crate::client::home::Home;
-use crate::client::payload::Payload;
 use crate::client::relay_url::RelayUrl;
-use crate::client::serve::{ServeOptions, serve};
-use crate::client::{Client, ClientError, identity, store};
+use crate::client::{ClientError, identity};
+use crate::daemon::consumer::{self, ServeOptions};
+use crate::daemon::types::{RoomMovedRequest, RoomOpenRequest};
+use crate::daemon::{DaemonClient, DaemonError, DaemonOptions};
 use crate::handler::HandlerCommand;
 use crate::relay::RelayConfig;
 use crate::tunnel::{TunnelOptions, TunnelState};
@@ -241,10 +245,9 @@ async fn supervise(
     cancel: &CancellationToken,
     events: &UnboundedSender<RoomEvent>,
 ) -> Result<RoomEnd, RoomError> {
-    let home = &opts.home;
     // Subscribed before anything names the URL: a restart from here on is seen.
     let mut changes = stack.tunnel_changes();
-    let mut public_url = changes.borrow_and_update().url().cloned();
+    let public_url = changes.borrow_and_update().url().cloned();
     if stack.has_tunnel() {
         tokio::select! {
             r = stack.probe(opts.probe_timeout) => if let Err(e) = r {
@@ -256,146 +259,264 @@ async fn supervise(
         }
     }
     let local = RelayUrl::parse(&stack.local_url()).map_err(ClientError::from)?;
-    let mut public = match (&opts.public_url, &public_url) {
+    let public = match (&opts.public_url, &public_url) {
         (Some(given), _) => given.clone(),
         (None, Some(u)) => {
             RelayUrl::parse(&stack.tunnel_relay_url(u)).map_err(ClientError::from)?
         }
         (None, None) => RelayUrl::parse(&stack.public_relay_url()).map_err(ClientError::from)?,
     };
+    let ctx = Ctx { opts, stack, events, local, cancel };
+    let session = tokio::sync::Mutex::new(Session {
+        public_url,
+        public,
+        changes,
+        tunnel_gone: false,
+        state: None,
+        turns: 0,
+    });
+    // The home's daemon owns the relay links and the inbox: this room starts
+    // it in-process when none runs, or uses the running one (a `serve` or
+    // `daemon` of this home), and attaches again if that one stops.
+    consumer::run_attached(&opts.home, &DaemonOptions::default(), cancel.clone(), |dc, owner| {
+        attached(dc, owner, &ctx, &session)
+    })
+    .await?
+}
 
-    let token = cancel.child_token();
-    let mut client = Client::open(home, token.clone())?;
-    let previous = restart::remember(&client, stack.local_addr().port(), &local, &public)?;
-    restart::revoke_stale_invites(&client, &previous, &local, &public)?;
-    adopt_earlier_guests(&mut client, &local, &public)?;
-    let row = tokio::select! {
-        r = crate::client::invites::create_via(&mut client, &public, &local, opts.invite_ttl, opts.label.clone()) => r?,
-        () = cancel.cancelled() => return Ok(RoomEnd::Cancelled),
+/// What a room run keeps across attachments to the home's daemon.
+struct Ctx<'a> {
+    opts: &'a OpenOptions,
+    stack: &'a RoomStack,
+    events: &'a UnboundedSender<RoomEvent>,
+    local: RelayUrl,
+    cancel: &'a CancellationToken,
+}
+
+/// The room's state, carried from one attachment to the next.
+struct Session {
+    /// The tunnel's URL, if any.
+    public_url: Option<Url>,
+    /// The relay URL guests use.
+    public: RelayUrl,
+    changes: tokio::sync::watch::Receiver<TunnelState>,
+    /// The tunnel supervisor is gone (no tunnel): nothing more will change.
+    tunnel_gone: bool,
+    /// Published once the daemon set the room up (its invite is in it).
+    state: Option<(RoomState, String)>,
+    /// Turns (replies, the seed) taken by earlier attachments.
+    turns: u64,
+}
+
+/// One attachment: set the room up through the daemon (the first time), then
+/// serve (or idle) until cancelled, `--max-turns`, or the daemon goes away;
+/// tunnel moves are handed to the daemon meanwhile.
+async fn attached(
+    dc: DaemonClient,
+    owner: bool,
+    ctx: &Ctx<'_>,
+    session: &tokio::sync::Mutex<Session>,
+) -> Result<Result<RoomEnd, RoomError>, DaemonError> {
+    let mut st = session.lock().await;
+    if st.state.is_none() {
+        match ready(&dc, ctx, &st).await {
+            Ok(ready) => st.state = Some(ready),
+            Err(e) => return split(e),
+        }
+    }
+    let opts = ctx.opts;
+    let serve_opts = opts.handler.as_ref().map(|h| ServeOptions {
+        handler: h.clone(),
+        // The seed is turn 1: once a turn is counted it was sent (no resend).
+        seed: if st.turns == 0 { opts.seed.clone() } else { None },
+        max_turns: opts.max_turns.map(|m| m.saturating_sub(st.turns)),
+        once: opts.once,
+        concurrency: opts.concurrency.max(1),
+    });
+    let turns = std::cell::Cell::new(0u64);
+    let serving = async {
+        match &serve_opts {
+            Some(so) => {
+                let mut emit = |ev: Event| {
+                    // Turns count replies, as in the TypeScript agentroom.
+                    if matches!(ev, Event::Replied { .. }) {
+                        turns.set(turns.get() + 1);
+                    }
+                    if !matches!(ev, Event::Done { .. }) {
+                        let _ = ctx.events.send(RoomEvent::Serve(ev));
+                    }
+                };
+                let home = &opts.home;
+                Some(consumer::serve(dc.clone(), owner, home, so, ctx.cancel, &mut emit).await)
+            }
+            None => std::future::pending().await,
+        }
     };
-    let mut invite_id = row.id.clone();
-    let started_at = now_unix();
-    let update = restart::relay_update(&client, previous.public.as_deref(), &public)?;
-    let mut room_state = RoomState {
+    tokio::pin!(serving);
+    let outcome = loop {
+        let st = &mut *st;
+        tokio::select! {
+            r = &mut serving => {
+                break match r {
+                    Some(Ok(_)) if !ctx.cancel.is_cancelled() => Ok(Ok(RoomEnd::MaxTurns)),
+                    Some(Ok(_)) | None => Ok(Ok(RoomEnd::Cancelled)),
+                    Some(Err(e)) => Err(e),
+                };
+            }
+            () = ctx.cancel.cancelled() => break Ok(Ok(RoomEnd::Cancelled)),
+            changed = st.changes.changed(), if !st.tunnel_gone => {
+                if changed.is_err() {
+                    st.tunnel_gone = true;
+                    continue;
+                }
+                let now = st.changes.borrow_and_update().clone();
+                match now {
+                    TunnelState::Up { url, .. } if Some(&url) != st.public_url.as_ref() => {
+                        if let Err(e) = moved(&dc, ctx, st, url).await {
+                            break split(e);
+                        }
+                    }
+                    TunnelState::Up { url, restarts } => {
+                        // bore asks for its old port first: same URL, nothing to tell.
+                        tracing::info!(%url, restarts, "tunnel back at the same URL");
+                    }
+                    TunnelState::Down { restarts, retry_in } => {
+                        tracing::info!(restarts, ?retry_in, "tunnel down; restarting");
+                        let _ = ctx.events.send(RoomEvent::TunnelDown { restarts, retry_in });
+                    }
+                    TunnelState::Stopped => {}
+                }
+            }
+        }
+    };
+    st.turns += turns.get();
+    outcome
+}
+
+/// Have the daemon set the room up (its port and URLs recorded, guests of an
+/// earlier room adopted, the invite published), write the state file and say
+/// `Ready`. Returns the state and the invite's id.
+async fn ready(
+    dc: &DaemonClient,
+    ctx: &Ctx<'_>,
+    st: &Session,
+) -> Result<(RoomState, String), RoomError> {
+    let (opts, home, public) = (ctx.opts, &ctx.opts.home, &st.public);
+    let req = RoomOpenRequest {
+        port: ctx.stack.local_addr().port(),
+        local: ctx.local.to_string(),
+        public: public.to_string(),
+        invite_ttl_secs: opts.invite_ttl.as_secs(),
+        label: opts.label.clone(),
+    };
+    let opened = dc.room_open(&req).await?;
+    let invite = opened.invite;
+    let room_state = RoomState {
         version: STATE_VERSION,
         pid: std::process::id(),
-        started_at,
-        local_url: local.to_string(),
-        health_url: stack.health_url(),
+        started_at: now_unix(),
+        local_url: ctx.local.to_string(),
+        health_url: ctx.stack.health_url(),
         public_url: public.to_string(),
         tunnel: opts.tunnel_name.clone(),
         log_file: opts.log_file.clone(),
         on_message: opts.handler.as_ref().map(|h| h.command.clone()),
-        tunnel_pgid: stack.tunnel_pgid(),
-        invite: Some(row.encoded.clone()),
-        lan_url: stack.lan_url(),
-        tunnel_url: opts.public_url.as_ref().and(public_url.as_ref()).map(Url::to_string),
-        relay_update: update.clone(),
+        tunnel_pgid: ctx.stack.tunnel_pgid(),
+        invite: Some(invite.invite.clone()),
+        lan_url: ctx.stack.lan_url(),
+        tunnel_url: opts.public_url.as_ref().and(st.public_url.as_ref()).map(Url::to_string),
+        relay_update: opened.relay_update.clone(),
     };
     state::write(home.dir(), &room_state)?;
-    let _ = events.send(RoomEvent::Ready(Box::new(Ready {
+    let _ = ctx.events.send(RoomEvent::Ready(Box::new(Ready {
         relay_url: public.to_string(),
-        public_url: public_url.as_ref().map(Url::to_string),
-        local_url: local.to_string(),
-        lan_url: stack.lan_url(),
-        accept_command: invite::accept_command(&row.encoded),
-        invite: row.encoded,
-        invite_id: row.id,
-        expires_at: row.expires_at,
+        public_url: st.public_url.as_ref().map(Url::to_string),
+        local_url: ctx.local.to_string(),
+        lan_url: ctx.stack.lan_url(),
+        accept_command: invite::accept_command(&invite.invite),
+        invite: invite.invite,
+        invite_id: invite.id.clone(),
+        expires_at: invite.expires_at,
         handler: opts.handler.is_some(),
         home: home.dir().to_path_buf(),
     })));
     tracing::info!(relay = %public, "room ready");
-    if let Some(update) = update {
+    if let Some(update) = opened.relay_update {
         tracing::info!(relay = %public, "the room's public URL changed; printed a relay update");
-        send_relay_update(events, &public, update);
+        send_relay_update(ctx.events, public, update);
     }
+    Ok((room_state, invite.id))
+}
 
-    let mut handled = 0u64;
-    // In the listen mode the room holds no relay link: the user's `agentroom
-    // listen` logs in with this identity and would be kicked by ours.
-    let mut client = if opts.handler.is_some() {
-        Some(client)
-    } else {
-        token.cancel();
-        drop(client);
-        None
+/// The tunnel has a new URL: the daemon tells the guests (sealed
+/// `relay_moved`), signs a relay update and renews an unaccepted invite; the
+/// state file follows.
+async fn moved(
+    dc: &DaemonClient,
+    ctx: &Ctx<'_>,
+    st: &mut Session,
+    new_url: Url,
+) -> Result<(), RoomError> {
+    let (room_state, invite_id) = st.state.as_mut().expect("a room moves only once it is ready");
+    if ctx.opts.public_url.is_some() {
+        // Guests dial --public-url, which did not move: nothing to announce,
+        // but the proxy in front must now forward to the tunnel's new address.
+        tracing::warn!(tunnel = %new_url, relay = %st.public, "the tunnel restarted at a new address: point the proxy behind --public-url at it");
+        room_state.tunnel_pgid = ctx.stack.tunnel_pgid();
+        room_state.tunnel_url = Some(new_url.to_string());
+        state::write(ctx.opts.home.dir(), room_state)?;
+        st.public_url = Some(new_url);
+        return Ok(());
+    }
+    let public =
+        RelayUrl::parse(&ctx.stack.tunnel_relay_url(&new_url)).map_err(ClientError::from)?;
+    let req = RoomMovedRequest {
+        local: ctx.local.to_string(),
+        public: public.to_string(),
+        previous: room_state.public_url.clone(),
+        invite_id: invite_id.clone(),
+        invite_ttl_secs: ctx.opts.invite_ttl.as_secs(),
+        label: ctx.opts.label.clone(),
     };
-    loop {
-        let outcome = wait(
-            opts,
-            &mut client,
-            public_url.as_ref(),
-            &mut changes,
-            cancel,
-            events,
-            &mut handled,
-        )
-        .await?;
-        let new_url = match outcome {
-            Wait::Cancelled => return Ok(RoomEnd::Cancelled),
-            Wait::MaxTurns => return Ok(RoomEnd::MaxTurns),
-            Wait::Moved(u) => u,
-        };
-        // The serve loop (if any) has stopped; its client is closed. Do the move
-        // with a fresh client, then serve again.
-        drop(client.take());
-        let token = cancel.child_token();
-        let mut mover = Client::open(home, token.clone())?;
-        public_url = Some(new_url.clone());
-        if opts.public_url.is_some() {
-            // Guests dial --public-url, which did not move: nothing to announce,
-            // but the proxy in front must now forward to the tunnel's new address.
-            tracing::warn!(tunnel = %new_url, relay = %public, "the tunnel restarted at a new address: point the proxy behind --public-url at it");
-            room_state.tunnel_pgid = stack.tunnel_pgid();
-            room_state.tunnel_url = Some(new_url.to_string());
-            state::write(home.dir(), &room_state)?;
-            if opts.handler.is_some() {
-                client = Some(mover);
-            } else {
-                token.cancel();
-            }
-            continue;
+    let out = dc.room_moved(&req).await?;
+    room_state.tunnel_pgid = ctx.stack.tunnel_pgid();
+    tracing::info!(relay = %public, peers_notified = out.peers_notified, "tunnel restarted with a new public URL");
+    let _ = ctx.events.send(RoomEvent::TunnelUrlChanged {
+        public_url: new_url.to_string(),
+        relay_url: public.to_string(),
+        peers_notified: usize::try_from(out.peers_notified).unwrap_or(usize::MAX),
+    });
+    if let Some(update) = out.relay_update {
+        room_state.relay_update = Some(update.clone());
+        send_relay_update(ctx.events, &public, update);
+    }
+    match out.invite {
+        Some(row) => {
+            *invite_id = row.id.clone();
+            room_state.invite = Some(row.invite.clone());
+            let _ = ctx.events.send(RoomEvent::InviteRenewed {
+                accept_command: invite::accept_command(&row.invite),
+                invite: row.invite,
+                expires_at: row.expires_at,
+            });
         }
-        public = RelayUrl::parse(&stack.tunnel_relay_url(&new_url)).map_err(ClientError::from)?;
-        let peers_notified = announce_move(&mut mover, &public)?;
-        room_state.tunnel_pgid = stack.tunnel_pgid();
-        tracing::info!(relay = %public, peers_notified, "tunnel restarted with a new public URL");
-        let _ = events.send(RoomEvent::TunnelUrlChanged {
-            public_url: new_url.to_string(),
-            relay_url: public.to_string(),
-            peers_notified,
-        });
-        let before = room_state.public_url.clone();
-        if let Some(update) = restart::relay_update(&mover, Some(&before), &public)? {
-            room_state.relay_update = Some(update.clone());
-            send_relay_update(events, &public, update);
-        }
-        if invite::still_open(&mover, &invite_id)? {
-            match renew_invite(&mut mover, &invite_id, &public, &local, opts).await {
-                Ok(row) => {
-                    invite_id = row.id.clone();
-                    room_state.invite = Some(row.encoded.clone());
-                    let _ = events.send(RoomEvent::InviteRenewed {
-                        accept_command: invite::accept_command(&row.encoded),
-                        invite: row.encoded,
-                        expires_at: row.expires_at,
-                    });
-                }
-                Err(e) => tracing::warn!(error = %e, "could not renew the invite"),
-            }
-        } else {
-            room_state.invite = None;
-        }
-        room_state.public_url = public.to_string();
-        state::write(home.dir(), &room_state)?;
-        if opts.handler.is_some() {
-            client = Some(mover);
-        } else {
-            // Queued `relay_moved` envelopes go out when `listen` next logs in
-            // (it re-sends the outbox on every login).
-            token.cancel();
-        }
+        None if !out.invite_open => room_state.invite = None,
+        None => {}
+    }
+    room_state.public_url = public.to_string();
+    state::write(ctx.opts.home.dir(), room_state)?;
+    st.public = public;
+    st.public_url = Some(new_url);
+    Ok(())
+}
+
+/// A room failure as one attachment's outcome: the daemon going away is the
+/// outer error ([`consumer::run_attached`] attaches again), anything else ends
+/// the room.
+fn split(e: RoomError) -> Result<Result<RoomEnd, RoomError>, DaemonError> {
+    match e {
+        RoomError::Daemon(d) => Err(d),
+        other => Ok(Err(other)),
     }
 }
 
@@ -405,172 +526,4 @@ fn send_relay_update(events: &UnboundedSender<RoomEvent>, public: &RelayUrl, upd
         apply_command: restart::apply_command(&update),
         update,
     });
-}
-
-enum Wait {
-    Cancelled,
-    MaxTurns,
-    Moved(Url),
-}
-
-/// Serve (or idle) until cancelled, `--max-turns`, or the tunnel has a new URL.
-async fn wait(
-    opts: &OpenOptions,
-    client: &mut Option<Client>,
-    current: Option<&Url>,
-    changes: &mut tokio::sync::watch::Receiver<TunnelState>,
-    cancel: &CancellationToken,
-    events: &UnboundedSender<RoomEvent>,
-    handled: &mut u64,
-) -> Result<Wait, RoomError> {
-    let serve_opts = opts.handler.as_ref().map(|h| ServeOptions {
-        handler: h.clone(),
-        // The seed is turn 1: once a turn is counted it was sent (no resend after a move).
-        seed: if *handled == 0 { opts.seed.clone() } else { None },
-        max_turns: opts.max_turns.map(|m| m.saturating_sub(*handled)),
-        once: opts.once,
-        concurrency: opts.concurrency.max(1),
-    });
-    let turns = std::cell::Cell::new(0u64);
-    let serving = async {
-        match (client.as_mut(), &serve_opts) {
-            (Some(c), Some(so)) => {
-                let r = serve(c, so, &mut |ev| {
-                    // Turns count replies, as in the TypeScript agentroom.
-                    if matches!(ev, Event::Replied { .. }) {
-                        turns.set(turns.get() + 1);
-                    }
-                    if !matches!(ev, Event::Done { .. }) {
-                        let _ = events.send(RoomEvent::Serve(ev));
-                    }
-                })
-                .await;
-                Some(r)
-            }
-            _ => std::future::pending().await,
-        }
-    };
-    tokio::pin!(serving);
-    let mut tunnel_gone = false;
-    let outcome = loop {
-        tokio::select! {
-            r = &mut serving => {
-                break match r {
-                    Some(Ok(_)) if !cancel.is_cancelled() => Ok(Wait::MaxTurns),
-                    Some(Ok(_)) | None => Ok(Wait::Cancelled),
-                    Some(Err(e)) => Err(RoomError::Client(e)),
-                };
-            }
-            () = cancel.cancelled() => break Ok(Wait::Cancelled),
-            changed = changes.changed(), if !tunnel_gone => {
-                if changed.is_err() {
-                    // The supervisor is gone (no tunnel): nothing more will change.
-                    tunnel_gone = true;
-                    continue;
-                }
-                let now = changes.borrow_and_update().clone();
-                match now {
-                    TunnelState::Up { url, .. } if Some(&url) != current => {
-                        break Ok(Wait::Moved(url));
-                    }
-                    TunnelState::Up { url, restarts } => {
-                        // bore asks for its old port first: same URL, nothing to tell.
-                        tracing::info!(%url, restarts, "tunnel back at the same URL");
-                    }
-                    TunnelState::Down { restarts, retry_in } => {
-                        tracing::info!(restarts, ?retry_in, "tunnel down; restarting");
-                        let _ = events.send(RoomEvent::TunnelDown { restarts, retry_in });
-                    }
-                    TunnelState::Stopped => {}
-                }
-            }
-        }
-    };
-    *handled += turns.get();
-    outcome
-}
-
-/// Queue a sealed `relay_moved` for every peer paired through this room's relay.
-/// They sit in the outbox until a client of this home is logged in (the room's
-/// serve loop, or `listen`), which sends them.
-fn announce_move(client: &mut Client, public: &RelayUrl) -> Result<usize, ClientError> {
-    let local_peers = store::list_peers(client.conn())?;
-    let mut n = 0;
-    for peer in local_peers {
-        if peer.role != store::PeerRole::Guest {
-            continue;
-        }
-        let payload = Payload::RelayMoved { relay: public.to_string() };
-        client.queue(&peer, &payload, None)?;
-        tracing::info!(peer = %peer.pk.fmt_short(), "queued relay_moved");
-        n += 1;
-    }
-    Ok(n)
-}
-
-/// Guests paired by an earlier room in this home point at that room's loopback
-/// URL, a port nobody listens on any more: the serve loop would give up on it and
-/// stop. The relay database is the same file, so point them at this room's relay
-/// and queue a `relay_moved` with the new public URL for them.
-fn adopt_earlier_guests(
-    client: &mut Client,
-    local: &RelayUrl,
-    public: &RelayUrl,
-) -> Result<usize, ClientError> {
-    let mut n = 0;
-    for peer in store::list_peers(client.conn())? {
-        if peer.role != store::PeerRole::Guest
-            || peer.relay_url == local.as_str()
-            || !is_loopback_url(&peer.relay_url)
-        {
-            continue;
-        }
-        store::set_peer_relay(client.conn(), &peer.pk, local.as_str())?;
-        let moved = store::PeerRow { relay_url: local.to_string(), ..peer };
-        client.queue(&moved, &Payload::RelayMoved { relay: public.to_string() }, None)?;
-        tracing::info!(peer = %moved.pk.fmt_short(), "guest of an earlier room moved to this relay");
-        n += 1;
-    }
-    Ok(n)
-}
-
-/// Whether a relay URL names this machine (127.0.0.0/8, ::1, localhost).
-fn is_loopback_url(url: &str) -> bool {
-    match Url::parse(url).ok().and_then(|u| u.host().map(|h| h.to_owned())) {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
-}
-
-/// Revoke the unaccepted invite and publish a fresh one for the new URL.
-async fn renew_invite(
-    client: &mut Client,
-    old: &str,
-    public: &RelayUrl,
-    local: &RelayUrl,
-    opts: &OpenOptions,
-) -> Result<store::InviteRow, ClientError> {
-    if let Err(e) = crate::client::invites::revoke(client, old).await {
-        tracing::warn!(error = %e, "could not revoke the old invite");
-    }
-    crate::client::invites::create_via(client, public, local, opts.invite_ttl, opts.label.clone())
-        .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loopback_urls() {
-        assert!(is_loopback_url("ws://127.0.0.1:4000/ws"));
-        assert!(is_loopback_url("ws://127.1.2.3:4000/ws"));
-        assert!(is_loopback_url("ws://[::1]:4000/ws"));
-        assert!(is_loopback_url("ws://LOCALHOST:4000/ws"));
-        assert!(!is_loopback_url("wss://x.trycloudflare.com/ws"));
-        assert!(!is_loopback_url("ws://192.168.1.4:8787/ws"));
-        assert!(!is_loopback_url("not a url"));
-    }
 }

@@ -29,18 +29,37 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
         .into_response()
 }
 
+/// To the page.
+#[utoipa::path(get, path = "/", tag = "ui",
+    responses((status = 303, description = "To /ui/")))]
+pub(super) async fn redirect_root() -> Redirect {
+    Redirect::to("/ui/")
+}
+
+/// To the page.
+#[utoipa::path(get, path = "/ui", tag = "ui",
+    responses((status = 303, description = "To /ui/")))]
 pub(super) async fn redirect() -> Redirect {
     Redirect::to("/ui/")
 }
 
+/// The web view (public: it holds no data; strict Content-Security-Policy).
+#[utoipa::path(get, path = "/ui/", tag = "ui",
+    responses((status = 200, description = "The page", content_type = "text/html")))]
 pub(super) async fn index() -> Response {
     asset(INDEX_HTML, "text/html; charset=utf-8")
 }
 
+/// The page's script.
+#[utoipa::path(get, path = "/ui/app.js", tag = "ui",
+    responses((status = 200, description = "JavaScript module", content_type = "text/javascript")))]
 pub(super) async fn script() -> Response {
     asset(APP_JS, "text/javascript; charset=utf-8")
 }
 
+/// The page's style sheet.
+#[utoipa::path(get, path = "/ui/style.css", tag = "ui",
+    responses((status = 200, description = "Style sheet", content_type = "text/css")))]
 pub(super) async fn style() -> Response {
     asset(STYLE_CSS, "text/css; charset=utf-8")
 }

@@ -23,9 +23,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, broadcast};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::daemon::types::{DaemonEvent, ErrorBody};
 
 pub mod assets;
 pub mod auth;
@@ -80,7 +84,7 @@ impl IntoResponse for UiError {
             StatusCode::INTERNAL_SERVER_ERROR => crate::daemon::types::ErrorClass::Failure,
             _ => crate::daemon::types::ErrorClass::Usage,
         };
-        let body = crate::daemon::types::ErrorBody { error: self.to_string(), class };
+        let body = ErrorBody { error: self.to_string(), class };
         (status, Json(body)).into_response()
     }
 }
@@ -91,6 +95,8 @@ pub struct Ui {
     sessions: Sessions,
     paused: Arc<AtomicBool>,
     arrived: Arc<Notify>,
+    /// The daemon's event stream: the pause switch is announced on it.
+    events: broadcast::Sender<DaemonEvent>,
     verified_path: Arc<PathBuf>,
     home: Arc<PathBuf>,
     /// Serialises read-modify-write of the verified file.
@@ -99,16 +105,19 @@ pub struct Ui {
 
 impl Ui {
     /// `paused` is the daemon's lease gate; `arrived` wakes waiting consumers
-    /// when it opens again.
+    /// when it opens again; `events` is the daemon's event stream (`paused`,
+    /// `resumed`).
     pub fn new(
         home: &crate::client::home::Home,
         paused: Arc<AtomicBool>,
         arrived: Arc<Notify>,
+        events: broadcast::Sender<DaemonEvent>,
     ) -> Self {
         Self {
             sessions: Sessions::default(),
             paused,
             arrived,
+            events,
             verified_path: Arc::new(home.dir().join(VERIFIED_FILE)),
             home: Arc::new(home.dir().to_path_buf()),
             verified_lock: Arc::new(Mutex::new(())),
@@ -122,20 +131,8 @@ impl Ui {
 
     /// The page, its assets, the login and the web view's API routes.
     pub fn router(&self) -> axum::Router {
-        axum::Router::new()
-            .route("/", get(assets::redirect))
-            .route("/ui", get(assets::redirect))
-            .route("/ui/", get(assets::index))
-            .route("/ui/app.js", get(assets::script))
-            .route("/ui/style.css", get(assets::style))
-            .route("/ui/login", post(login))
-            .route("/v1/ui/login-code", post(login_code))
-            .route("/v1/ui/verified", get(verified_list).post(verified_set))
-            .route("/v1/ui/room", get(room_status))
-            .route("/v1/handler", get(handler_state))
-            .route("/v1/handler/pause", post(pause))
-            .route("/v1/handler/resume", post(resume))
-            .with_state(self.clone())
+        let (router, _) = routes().split_for_parts();
+        router.with_state(self.clone())
     }
 
     fn read_verified(&self) -> Result<BTreeSet<String>, UiError> {
@@ -150,39 +147,70 @@ impl Ui {
     }
 }
 
+/// Every route of the web view, each with its OpenAPI description.
+fn routes() -> OpenApiRouter<Ui> {
+    OpenApiRouter::new()
+        .routes(routes!(assets::redirect_root))
+        .routes(routes!(assets::redirect))
+        .routes(routes!(assets::index))
+        .routes(routes!(assets::script))
+        .routes(routes!(assets::style))
+        .routes(routes!(login))
+        .routes(routes!(login_code))
+        .routes(routes!(verified_list, verified_set))
+        .routes(routes!(room_status))
+        .routes(routes!(handler_state))
+        .routes(routes!(pause))
+        .routes(routes!(resume))
+}
+
+/// The web view's part of the daemon's OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().into_openapi()
+}
+
 /// `<home>/ui-verified.json`.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 struct VerifiedFile {
     /// Public keys (b64u) the user compared safety numbers with.
     verified: BTreeSet<String>,
 }
 
 /// `POST /ui/login` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 struct LoginRequest {
+    /// The one-time code `agentroom ui` put in the page's address.
     code: String,
 }
 
 /// `POST /v1/ui/login-code` answer.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LoginCode {
     /// Single use, valid for [`auth::CODE_TTL`].
     pub code: String,
 }
 
 /// `POST /v1/ui/verified` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 struct VerifiedRequest {
+    /// The peer's public key (b64u).
     peer: String,
+    /// Set (true) or clear (false) the mark.
     verified: bool,
 }
 
 /// `GET /v1/handler` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct HandlerState {
+    /// True while no message is leased to any consumer.
     paused: bool,
 }
 
+/// Trade the one-time login code for an HttpOnly, SameSite=Strict session
+/// cookie (needs `X-Agentroom: 1` and a same-origin `Origin`).
+#[utoipa::path(post, path = "/ui/login", tag = "ui", request_body = LoginRequest,
+    responses((status = 204, description = "Session cookie set"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn login(
     State(ui): State<Ui>,
     headers: HeaderMap,
@@ -197,14 +225,24 @@ async fn login(
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
 }
 
+/// A one-time login code for the page (what `agentroom ui` asks for; on the
+/// Unix socket or with the bearer token).
+#[utoipa::path(post, path = "/v1/ui/login-code", tag = "ui",
+    responses((status = 200, body = LoginCode)))]
 async fn login_code(State(ui): State<Ui>) -> Json<LoginCode> {
     Json(LoginCode { code: ui.sessions.mint_code().as_str().to_owned() })
 }
 
+/// The peers the user marked verified (compared safety numbers with).
+#[utoipa::path(get, path = "/v1/ui/verified", tag = "ui",
+    responses((status = 200, body = VerifiedFile), (status = 500, body = ErrorBody)))]
 async fn verified_list(State(ui): State<Ui>) -> Result<Json<VerifiedFile>, UiError> {
     Ok(Json(VerifiedFile { verified: ui.read_verified()? }))
 }
 
+/// Set or clear a peer's verified mark.
+#[utoipa::path(post, path = "/v1/ui/verified", tag = "ui", request_body = VerifiedRequest,
+    responses((status = 200, body = VerifiedFile), (status = 500, body = ErrorBody)))]
 async fn verified_set(
     State(ui): State<Ui>,
     Json(req): Json<VerifiedRequest>,
@@ -226,15 +264,23 @@ async fn verified_set(
 
 /// `GET /v1/ui/room` answer: what the page shows of an open room (never its
 /// invite or handler command).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct RoomView {
+    /// Whether a room is open in this home.
     running: bool,
+    /// Its public relay URL.
     relay: Option<String>,
+    /// `cloudflared`, `bore` or `none`.
     tunnel: Option<String>,
+    /// Seconds since it opened.
     uptime_secs: Option<u64>,
+    /// Envelopes its relay holds for offline peers.
     relay_pending: Option<u64>,
 }
 
+/// The room open in this home, if any (never its invite or handler command).
+#[utoipa::path(get, path = "/v1/ui/room", tag = "ui",
+    responses((status = 200, body = RoomView), (status = 500, body = ErrorBody)))]
 async fn room_status(State(ui): State<Ui>) -> Result<Json<RoomView>, UiError> {
     let st = crate::room::control::status(&ui.home).await?;
     let room = st.room.as_ref();
@@ -247,20 +293,34 @@ async fn room_status(State(ui): State<Ui>) -> Result<Json<RoomView>, UiError> {
     }))
 }
 
+/// Whether the handler is paused.
+#[utoipa::path(get, path = "/v1/handler", tag = "ui",
+    responses((status = 200, body = HandlerState)))]
 async fn handler_state(State(ui): State<Ui>) -> Json<HandlerState> {
     Json(HandlerState { paused: ui.paused.load(Ordering::SeqCst) })
 }
 
+/// Pause: no message is leased to any consumer until resumed. A change is
+/// announced as the `paused` event.
+#[utoipa::path(post, path = "/v1/handler/pause", tag = "ui",
+    responses((status = 200, body = HandlerState)))]
 async fn pause(State(ui): State<Ui>) -> Json<HandlerState> {
-    ui.paused.store(true, Ordering::SeqCst);
-    tracing::info!("handler paused: no message is leased until resumed");
+    if !ui.paused.swap(true, Ordering::SeqCst) {
+        tracing::info!("handler paused: no message is leased until resumed");
+        let _ = ui.events.send(DaemonEvent::Paused);
+    }
     Json(HandlerState { paused: true })
 }
 
+/// Resume leasing. A change is announced as the `resumed` event.
+#[utoipa::path(post, path = "/v1/handler/resume", tag = "ui",
+    responses((status = 200, body = HandlerState)))]
 async fn resume(State(ui): State<Ui>) -> Json<HandlerState> {
-    ui.paused.store(false, Ordering::SeqCst);
-    // Waiting `next` calls re-look at once instead of at their next poll.
-    ui.arrived.notify_waiters();
-    tracing::info!("handler resumed");
+    if ui.paused.swap(false, Ordering::SeqCst) {
+        // Waiting `next` calls re-look at once instead of at their next poll.
+        ui.arrived.notify_waiters();
+        tracing::info!("handler resumed");
+        let _ = ui.events.send(DaemonEvent::Resumed);
+    }
     Json(HandlerState { paused: false })
 }

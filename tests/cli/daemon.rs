@@ -282,3 +282,72 @@ fn daemon_with_a_handler_answers_and_a_wait_reply_gets_that_answer() {
     guest_daemon.sigkill();
     daemon.sigkill();
 }
+
+#[test]
+fn peers_remove_goes_through_the_running_daemon() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(tmp.path());
+    let (host, guest) = (Agent::new(tmp.path(), "host"), Agent::new(tmp.path(), "guest"));
+    pair(&relay, &host, &guest);
+    let mut daemon = start_daemon(&host, &[]);
+    poll_until("the daemon's relay link", || {
+        let (_, body) = over_socket(&host.home, "GET", "/v1/status", "");
+        body.contains(r#""up":true"#)
+    });
+    let before = relay_metric(&relay, "connections_total");
+
+    let out = host.json(&["peers", "remove", "guest"]);
+    let removed = out.iter().find(|v| v["event"] == "peer_removed").unwrap();
+    assert_eq!(removed["label"], "guest", "{out:?}");
+    assert_eq!(removed["relay_confirmed"], true, "{out:?}");
+    // The daemon's link did it: no second relay connection, no reconnect.
+    assert_eq!(relay_metric(&relay, "connections_total"), before);
+    let (status, body) = over_socket(&host.home, "GET", "/v1/peers", "");
+    assert_eq!(status, 200);
+    let peers: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(peers["peers"].as_array().unwrap().len(), 0, "{body}");
+    // An unknown peer is a clear 404, and changes nothing.
+    let (status, body) = over_socket(&host.home, "DELETE", "/v1/peers/nobody", "");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("nobody"), "{body}");
+    let (code, stderr) = host.fails(&["peers", "remove", "guest"]);
+    assert_eq!(code, 4, "{stderr}");
+    assert_eq!(relay_metric(&relay, "connections_total"), before);
+    daemon.sigkill();
+}
+
+#[test]
+fn the_pause_switch_is_announced_on_the_event_stream() {
+    let tmp = tempfile::tempdir().unwrap();
+    let host = Agent::new(tmp.path(), "host");
+    host.setup();
+    let daemon = start_daemon(&host, &[]);
+    // Subscribe, then read the stream's `event:` lines on a thread.
+    let mut s = UnixStream::connect(host.home.join("agentroom.sock")).unwrap();
+    write!(s, "GET /v1/events HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n")
+        .unwrap();
+    let (tx, events) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(s).lines().map_while(Result::ok) {
+            let name = match line.strip_prefix("event: ") {
+                Some(name) => name.to_owned(),
+                // The status line: the daemon subscribed this stream before answering.
+                None if line.starts_with("HTTP/1.1 200") => "subscribed".to_owned(),
+                None => continue,
+            };
+            if tx.send(name).is_err() {
+                break;
+            }
+        }
+    });
+    let next_event = || events.recv_timeout(DEADLINE).expect("an event");
+    assert_eq!(next_event(), "subscribed");
+    let (status, body) = over_socket(&host.home, "POST", "/v1/handler/pause", "{}");
+    assert_eq!((status, body.contains(r#""paused":true"#)), (200, true), "{body}");
+    assert_eq!(next_event(), "paused");
+    // Pausing again changes nothing and says nothing; resuming is announced.
+    over_socket(&host.home, "POST", "/v1/handler/pause", "{}");
+    over_socket(&host.home, "POST", "/v1/handler/resume", "{}");
+    assert_eq!(next_event(), "resumed");
+    drop(daemon);
+}

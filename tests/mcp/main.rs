@@ -460,3 +460,56 @@ fn mcp_serve_and_an_observer_share_one_home() {
     }
     server.assert_stdout_is_jsonrpc();
 }
+
+/// `send` with `wait_reply_secs` registers its wait with the home's daemon: a
+/// `serve` in the same home (which leases every message it can) never takes the
+/// reply the MCP tool is waiting for.
+#[test]
+fn wait_reply_keeps_the_reply_from_a_serve_in_the_same_home() {
+    let Pair { relay: _relay, m, p, mut server } = pair();
+    let spawn = |home: &Path, handler: &str| {
+        Command::new(env!("CARGO_BIN_EXE_agentroom"))
+            .arg("--home")
+            .arg(home)
+            .args(["--json", "serve", "--on-message", handler])
+            .env_remove("AGENTROOM_HOME")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let wait_serving = |child: &mut std::process::Child| {
+        use std::io::BufRead;
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        for line in out.lines().map_while(Result::ok) {
+            if serde_json::from_str::<Value>(&line).is_ok_and(|v| v["event"] == "serving") {
+                return;
+            }
+        }
+        panic!("serve ended before serving");
+    };
+    // The peer answers everything.
+    let mut answering = spawn(p.path(), "sed s/^/re:/");
+    wait_serving(&mut answering);
+    // A serve in the MCP server's home: it would handle any message it can lease.
+    let runs = m.path().join("..").join(format!("taken-{}", std::process::id()));
+    let handler = format!("cat >> '{}'; echo >> '{}'", runs.display(), runs.display());
+    let mut local = spawn(m.path(), &handler);
+    wait_serving(&mut local);
+    for i in 0..20 {
+        let q = format!("question {i}");
+        let out = server.tool_ok("send", json!({"peer": "peer", "text": q, "wait_reply_secs": 60}));
+        assert_eq!(out["reply"]["text"], format!("re:{q}"), "{out}");
+        let acked = server.tool_ok("ack", json!({"lease_id": out["reply"]["lease_id"]}));
+        assert_eq!(acked["status"], "acked");
+    }
+    let taken = std::fs::read_to_string(&runs).unwrap_or_default();
+    assert!(taken.trim().is_empty(), "the local serve took a reply: {taken:?}");
+    for mut c in [answering, local] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let _ = std::fs::remove_file(&runs);
+    server.assert_stdout_is_jsonrpc();
+}

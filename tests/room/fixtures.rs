@@ -144,7 +144,12 @@ pub(crate) fn guest_accepts(guest: &Path, invite: &str) -> Value {
 /// Send `text` from the guest to `host_pk` and wait for the handler's reply.
 pub(crate) fn guest_round_trip(guest: &Path, host_pk: &str, text: &str) -> String {
     run_ok(guest, &["send", host_pk, text]);
-    let out = run_ok(guest, &["--json", "listen", "--once", "--timeout", "60s"]);
+    next_message(guest)
+}
+
+/// The text of the next message `listen --once` prints in `home`.
+pub(crate) fn next_message(home: &Path) -> String {
+    let out = run_ok(home, &["--json", "listen", "--once", "--timeout", "60s"]);
     let received = out
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())

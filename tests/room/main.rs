@@ -8,6 +8,7 @@
 
 mod bore;
 mod cloudflared;
+mod daemon;
 mod figures;
 mod fixtures;
 mod invite;

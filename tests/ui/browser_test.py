@@ -347,6 +347,14 @@ def main():
         browser.click("#pause")
         b_events.find(lambda e: e.get("text") == "echo: while paused", "reply after resume")
 
+        # The switch follows a pause set by another client (the `paused` and
+        # `resumed` events on the stream the page listens to).
+        checked = "return document.querySelector('#pause').checked"
+        assert http("POST", base + "/v1/handler/pause", bearer, {})[0] == 200
+        wait_for("the page's switch to show the pause", lambda: browser.js(checked) is True)
+        assert http("POST", base + "/v1/handler/resume", bearer, {})[0] == 200
+        wait_for("the page's switch to show the resume", lambda: browser.js(checked) is False)
+
         # Untrusted text stays text.
         evil = "<img src=x onerror=alert(1)>"
         run("send", "alice", evil, home=home_b)

@@ -123,6 +123,30 @@ impl Store {
     pub fn immediate(&mut self) -> Result<Transaction<'_>, StoreError> {
         Ok(self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
     }
+
+    /// Run `f` in one IMMEDIATE transaction whose commit skips the fsync
+    /// (`synchronous = NORMAL` for it): the rows are in the WAL file when this
+    /// returns, so they survive a crash of this process, and the next ordinary
+    /// commit (or checkpoint) makes them durable against the OS going down too.
+    /// Only for bookkeeping whose loss with the OS is harmless: a relay's `sent`
+    /// mark (the outbox re-sends the same id and body; the relay drops the
+    /// duplicate), a consumed reply (offered again: at least once). Never for
+    /// ratchet state, an inbox row before its ack, or anything sealed.
+    pub fn relaxed<T>(
+        &mut self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let out = (|| {
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })();
+        // Back to FULL before anything else commits on this connection.
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        out
+    }
 }
 
 /// SQLite integers are i64; times and counters here are u64 (never near 2^63).

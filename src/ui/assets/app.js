@@ -255,6 +255,9 @@ const handlers = {
   reconnect() { loadStatus().catch(() => {}); },
   disconnect() { loadStatus().catch(() => {}); },
   lagged(ev) { banner(`The page fell behind and missed ${ev.missed} events: reload to catch up.`); },
+  // The switch as another page or client set it.
+  paused() { $('pause').checked = true; },
+  resumed() { $('pause').checked = false; },
 };
 
 function listen() {
