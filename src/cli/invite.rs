@@ -100,6 +100,8 @@ pub async fn run(
         InviteCommand::Revoke { id } => revoke(&mut client, &id, printer).await,
         InviteCommand::Accept(args) => accept(&mut client, args, printer).await,
     };
+    // Acks of what we received go out before the socket closes.
+    client.close_links().await;
     cancel.cancel();
     super::unless_signalled(result, &sig)
 }

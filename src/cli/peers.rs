@@ -146,6 +146,8 @@ pub async fn run(
             rename(&mut client, &peer, &new_label, printer).await
         }
     };
+    // Acks of what we received go out before the socket closes.
+    client.close_links().await;
     cancel.cancel();
     super::unless_signalled(result, &sig)
 }
