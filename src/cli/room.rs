@@ -269,6 +269,8 @@ fn print_event(printer: Printer, tunnel: &str, ev: &RoomEvent) {
             printer.event(
                 "room_ready",
                 json!({
+                    "relay": r.relay_url,
+                    // Deprecated alias of `relay` (README: field names).
                     "relay_url": r.relay_url,
                     "public_url": r.public_url,
                     "local_url": r.local_url,
@@ -291,7 +293,7 @@ fn print_event(printer: Printer, tunnel: &str, ev: &RoomEvent) {
         RoomEvent::TunnelUrlChanged { public_url, relay_url, peers_notified } => {
             printer.event(
                 "tunnel_url_changed",
-                json!({"public_url": public_url, "relay_url": relay_url, "peers_notified": peers_notified}),
+                json!({"public_url": public_url, "relay": relay_url, "relay_url": relay_url, "peers_notified": peers_notified}),
                 || {
                     Some(format!(
                         "Tunnel restarted: the relay is now at {relay_url} ({peers_notified} peer(s) told)."
@@ -309,7 +311,7 @@ fn print_event(printer: Printer, tunnel: &str, ev: &RoomEvent) {
         RoomEvent::RelayUpdate { relay_url, update, apply_command } => {
             printer.event(
                 "relay_update",
-                json!({"relay_url": relay_url, "update": update, "apply_command": apply_command}),
+                json!({"relay": relay_url, "relay_url": relay_url, "update": update, "apply_command": apply_command}),
                 || {
                     Some(format!(
                         "This room's relay URL changed to {relay_url}. Guests paired earlier run (signed by this identity):\n  {apply_command}"
@@ -379,6 +381,7 @@ async fn detach_open(
     printer.event(
         "room_ready",
         json!({
+            "relay": state.public_url,
             "relay_url": state.public_url,
             "local_url": state.local_url,
             "lan_url": state.lan_url,
@@ -456,11 +459,13 @@ fn status_text(st: &control::RoomStatus) -> String {
         for p in &st.peers {
             s.push_str(&format!(
                 "  {}  {}  {}  via {}\n",
-                p.name, p.role, p.fingerprint, p.relay_url
+                p.display_name(),
+                p.role,
+                p.fingerprint,
+                p.relay
             ));
-            if let Some(n) = &p.safety_number {
-                s.push_str(&format!("    safety number {n}\n"));
-            }
+            let mark = if p.verified { "  (verified)" } else { "" };
+            s.push_str(&format!("    safety number {}{mark}\n", p.safety_number));
         }
     }
     if st.outbox_pending > 0 {

@@ -130,6 +130,32 @@ pub fn apply_relay_update(conn: &Connection, update: &str) -> Result<PeerRow, Cl
     Ok(PeerRow { relay_url: relay.to_string(), ..peer })
 }
 
+/// Mark the peer named `query` verified (`verified`) or take the mark away.
+/// With `compared` (the safety number the user read from the other side), the
+/// mark is set only if it is the pair's safety number (spaces ignored). `me`
+/// is our own key. Returns the updated peer.
+pub fn set_verified(
+    conn: &Connection,
+    me: &IdentityPublicKey,
+    query: &str,
+    compared: Option<&str>,
+    verified: bool,
+) -> Result<PeerRow, ClientError> {
+    let peer = resolve(conn, query)?;
+    let safety = crate::crypto::safety_number(me, &peer.pk);
+    if let Some(given) = compared {
+        let digits = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+        if digits(given) != digits(&safety) {
+            return Err(ClientError::SafetyNumberMismatch(peer.display_name(), given.to_owned()));
+        }
+    }
+    let mark = verified.then_some(safety.as_str());
+    if !store::set_peer_verified(conn, &peer.pk, mark, super::now_secs())? {
+        return Err(ClientError::UnknownPeer(query.to_owned()));
+    }
+    Ok(PeerRow { verified_safety: mark.map(str::to_owned), ..peer })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +171,7 @@ mod tests {
             invite_id: "i".into(),
             created_at: 1,
             last_seen: None,
+            verified_safety: None,
         };
         store::insert_peer(store.conn(), &row, b"{}").unwrap();
         pk

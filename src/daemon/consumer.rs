@@ -93,6 +93,7 @@ fn forward(ev: DaemonEvent, announced: &mut HashSet<String>, emit: &mut dyn FnMu
         label: p.label,
         fingerprint: p.fingerprint,
         safety_number: p.safety_number,
+        verified: p.verified,
     };
     let out = match ev {
         DaemonEvent::Connected { relay, pending } | DaemonEvent::Reconnect { relay, pending }

@@ -353,3 +353,4 @@ fn a_slow_tunnel_shows_progress_on_a_terminal() {
         .output();
     assert!(seen.iter().any(|l| l.contains("public URL (")), "{seen:?}");
 }
+

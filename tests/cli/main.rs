@@ -18,4 +18,5 @@ mod messaging;
 mod service;
 mod tls_fixtures;
 mod ui;
+mod verify;
 mod wss;

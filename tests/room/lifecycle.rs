@@ -18,9 +18,10 @@ fn no_tunnel_open_status_stop() {
     let created = room.wait_event("identity_created");
     assert!(created["fingerprint"].as_str().unwrap().len() > 10);
     let ready = room.wait_event("room_ready");
-    let relay = ready["relay_url"].as_str().unwrap();
+    let relay = ready["relay"].as_str().unwrap();
     assert!(relay.starts_with("ws://127.0.0.1:") && relay.ends_with("/ws"), "{ready}");
-    assert_eq!(ready["local_url"], ready["relay_url"]);
+    assert_eq!(ready["local_url"], ready["relay"]);
+    assert_eq!(ready["relay_url"], ready["relay"], "the deprecated alias says the same");
     assert_eq!(ready["tunnel"], "none");
     assert!(ready["public_url"].is_null());
     let invite = ready["invite"].as_str().unwrap();
@@ -73,7 +74,7 @@ fn host_alias_serves_a_guest_and_ctrl_c_exits_130() {
         RoomProc::start(&home, &["host", "--tunnel", "none", "--on-message", &handler], &[]);
     let ready = room.wait_event("room_ready");
     let accepted = guest_accepts(&guest, ready["invite"].as_str().unwrap());
-    assert_eq!(accepted["relay"], ready["relay_url"]);
+    assert_eq!(accepted["relay"], ready["relay"]);
     room.wait_event("paired");
     let reply = guest_round_trip(&guest, &public_key(&home), "ping over loopback");
     assert_eq!(reply, "echo: ping over loopback");
@@ -198,7 +199,7 @@ fn a_second_room_adopts_the_guests_of_the_first() {
     let guest_pk = public_key(&guest);
     let out = run_ok(&home, &["--json", "room", "status"]);
     let status: Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(status["peers"][0]["relay_url"], local, "{status}");
+    assert_eq!(status["peers"][0]["relay"], local, "{status}");
     run_ok(&home, &["send", &guest_pk, "still here"]);
     assert!(second.child.try_wait().unwrap().is_none(), "the second room keeps running");
     second.signal(Signal::SIGTERM);
