@@ -354,3 +354,42 @@ fn a_slow_tunnel_shows_progress_on_a_terminal() {
     assert!(seen.iter().any(|l| l.contains("public URL (")), "{seen:?}");
 }
 
+/// clap's own parse errors (unknown flag, missing argument, unknown command)
+/// also give one `error` object on stdout when `--json` is anywhere in argv,
+/// with exit code 2; without `--json`, or after `--`, stdout stays empty.
+#[test]
+fn parse_errors_are_json_objects_with_json_anywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Agent::new(tmp.path(), "a");
+    let cases: [(&[&str], &str, &str); 4] = [
+        (&["--json", "whoami", "--bogus"], "--bogus", "unknown_argument"),
+        (&["send", "--json"], "required", "missing_required_argument"),
+        (&["peers", "verify", "--json"], "required", "missing_required_argument"),
+        (&["bogus", "--json"], "bogus", "invalid_subcommand"),
+    ];
+    for (args, needle, kind) in cases {
+        let out = a.cmd().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {stdout}");
+        let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(v["event"], "error", "{v}");
+        assert_eq!(v["code"], 2, "{v}");
+        assert_eq!(v["kind"], kind, "{v}");
+        let message = v["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{args:?}: {message}");
+        assert!(!message.contains('\n') && !message.starts_with("error:"), "{message}");
+        // clap's text still goes to stderr.
+        assert!(String::from_utf8_lossy(&out.stderr).contains("Usage:"), "{args:?}");
+    }
+    let out = a.cmd().args(["whoami", "--bogus"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "no --json: nothing on stdout");
+    let out = a.cmd().args(["send", "--", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "a missing text after --");
+    assert!(out.stdout.is_empty(), "--json after -- is an operand, not the flag");
+    let out = a.cmd().args(["--json", "--help"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("\"event\""), "help is no error");
+}
