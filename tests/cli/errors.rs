@@ -393,3 +393,21 @@ fn parse_errors_are_json_objects_with_json_anywhere() {
     assert_eq!(out.status.code(), Some(0));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("\"event\""), "help is no error");
 }
+
+/// A paired home with no daemon running: `listen` starts one in-process and
+/// must never say "no peers" because the new daemon had not opened its relay
+/// link yet (it did about one start in three on a loaded machine). Each run
+/// times out instead (exit 3), which needs the peer to be seen.
+#[test]
+fn listen_in_a_paired_home_never_reports_no_peers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(tmp.path());
+    let (host, guest) = (Agent::new(tmp.path(), "host"), Agent::new(tmp.path(), "guest"));
+    crate::common::pair(&relay, &host, &guest);
+    for _ in 0..8 {
+        let out = guest.cmd().args(["listen", "--timeout", "1s"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("no peers"), "{stderr}");
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+    }
+}
