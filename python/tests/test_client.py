@@ -121,6 +121,13 @@ class ClientAgainstRealDaemons(unittest.TestCase):
             env,
         )
         cls.host = connect_when_up(cls.host_home, host)
+        # The host learns the guest from its hello once its daemon logs in: wait
+        # for it, so no test depends on how fast that is on a loaded machine.
+        end = time.monotonic() + DEADLINE
+        while not cls.host.peers():
+            if time.monotonic() > end:
+                raise AssertionError("the host daemon never took in the guest's hello")
+            time.sleep(0.05)
 
     @classmethod
     def spawn(cls, argv: List[str], env: dict) -> subprocess.Popen:
