@@ -209,6 +209,30 @@ mod tests {
     }
 
     #[test]
+    fn the_verified_mark_holds_for_the_compared_safety_number_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let c = store.conn();
+        let pk = add(&store, [7; 32], Some("alice"));
+        let me = IdentityPublicKey::from_bytes(&[1; 32]).unwrap();
+        let safety = crate::crypto::safety_number(&me, &pk);
+        // A wrong number changes nothing.
+        let wrong = set_verified(c, &me, "alice", Some("00000 00000"), true);
+        assert!(matches!(wrong, Err(ClientError::SafetyNumberMismatch(..))), "{wrong:?}");
+        assert!(!store::get_peer(c, &pk).unwrap().unwrap().verified(&safety));
+        // The right one, typed without spaces.
+        set_verified(c, &me, "alice", Some(&safety.replace(' ', "")), true).unwrap();
+        let row = store::get_peer(c, &pk).unwrap().unwrap();
+        assert!(row.verified(&safety));
+        // Our key changes: the pair's number is another one, and the mark is gone.
+        let new_me = IdentityPublicKey::from_bytes(&[2; 32]).unwrap();
+        assert!(!row.verified(&crate::crypto::safety_number(&new_me, &pk)));
+        // Undo.
+        set_verified(c, &me, "alice", None, false).unwrap();
+        assert!(!store::get_peer(c, &pk).unwrap().unwrap().verified(&safety));
+    }
+
+    #[test]
     fn edit_distance_counts_single_edits() {
         assert_eq!(edit_distance("alice", "alice"), 0);
         assert_eq!(edit_distance("alcie", "alice"), 2);
