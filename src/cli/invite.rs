@@ -42,14 +42,25 @@ pub enum InviteCommand {
     Accept(AcceptArgs),
 }
 
+/// Parse `--expires`: a duration of at least one second.
+fn parse_ttl(input: &str) -> Result<Duration, String> {
+    let d = parse_duration(input)?;
+    if d.as_secs() == 0 {
+        return Err(format!(
+            "--expires {input:?} is under a second: an invite must live at least 1s (e.g. 30m, 24h)"
+        ));
+    }
+    Ok(d)
+}
+
 /// Options of `invite create`.
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     /// Relay the guest will use (default: the one given to `setup --relay`).
     #[arg(long, visible_alias = "server", value_name = "URL")]
     pub relay: Option<String>,
-    /// Lifetime, e.g. 30m, 24h, 7d.
-    #[arg(long, value_parser = parse_duration, default_value = "24h", value_name = "DURATION")]
+    /// Lifetime, e.g. 30m, 24h, 7d (at least 1s).
+    #[arg(long, value_parser = parse_ttl, default_value = "24h", value_name = "DURATION")]
     pub expires: Duration,
     /// Local name for whoever accepts.
     #[arg(long, value_name = "NAME")]
@@ -131,9 +142,6 @@ async fn create(
     args: CreateArgs,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    if args.expires.is_zero() {
-        anyhow::bail!(ClientError::Invite(crate::crypto::InviteError::Expired));
-    }
     let row = match args.relay {
         Some(r) => {
             invites::create(client, &RelayUrl::parse(&r)?, args.expires, args.label).await?.row
@@ -141,6 +149,7 @@ async fn create(
         None => create_on_default_relay(client, args.expires, args.label).await?,
     };
     let accept_line = format!("agentroom invite accept '{}'", row.encoded);
+    let home = super::home_flag(client.home());
     printer.event(
         "invite_created",
         json!({
@@ -153,7 +162,7 @@ async fn create(
         }),
         || {
             Some(format!(
-                "{}\n\nGive this to the other agent (single use, expires in {}):\n  {accept_line}\n\nThen run `agentroom listen` or `agentroom serve --on-message CMD` to hear from it.",
+                "{}\n\nGive this to the other agent (single use, expires in {}):\n  {accept_line}\n\nThen run `agentroom{home} listen` or `agentroom{home} serve --on-message CMD` to hear from it.",
                 row.encoded,
                 human_duration(row.expires_at.saturating_sub(now_secs())),
             ))
@@ -273,9 +282,6 @@ async fn via_daemon(
     use crate::daemon::types::{InviteAcceptRequest, InviteCreateRequest};
     match cmd {
         InviteCommand::Create(args) => {
-            if args.expires.is_zero() {
-                anyhow::bail!(ClientError::Invite(crate::crypto::InviteError::Expired));
-            }
             let req = InviteCreateRequest {
                 relay: args.relay,
                 ttl_secs: Some(args.expires.as_secs().max(1)),

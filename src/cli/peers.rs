@@ -180,7 +180,10 @@ pub async fn run(
 fn list(client: &Client, printer: Printer) -> anyhow::Result<ExitStatus> {
     let peers = PeerInfo::list(client.conn(), &client.identity().public())?;
     if peers.is_empty() {
-        printer.human("No peers yet. Create an invite (`agentroom invite create`) or accept one.");
+        let home = super::home_flag(client.home());
+        printer.human(&format!(
+            "No peers yet. Create an invite (`agentroom{home} invite create`) or accept one (`agentroom{home} invite accept INVITE`)."
+        ));
     }
     let now = now_secs();
     for p in peers {

@@ -411,3 +411,23 @@ fn listen_in_a_paired_home_never_reports_no_peers() {
         assert_eq!(out.status.code(), Some(3), "{stderr}");
     }
 }
+
+/// The hints of `peers` (no peers yet) and `invite create` repeat `--home`, so
+/// pasting them acts on the same home; `--expires 0` is a usage error that says
+/// what to give instead (it used to read "invite refused: invite expired").
+#[test]
+fn peers_and_invite_hints_repeat_home_and_expires_zero_is_usage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(tmp.path());
+    let a = Agent::new(tmp.path(), "a");
+    a.setup();
+    let home = format!("--home '{}'", a.home.display());
+    let text = a.ok(&["peers"]);
+    assert!(text.contains(&format!("agentroom {home} invite create")), "{text}");
+    let (code, stderr) = a.fails(&["invite", "create", "--relay", &relay.url, "--expires", "0"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("at least 1s"), "{stderr}");
+    assert!(a.json(&["invite", "list"]).is_empty(), "nothing was created");
+    let text = a.ok(&["invite", "create", "--relay", &relay.url]);
+    assert!(text.contains(&format!("agentroom {home} listen")), "{text}");
+}
