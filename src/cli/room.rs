@@ -215,14 +215,19 @@ pub async fn open(
                 );
             }
             // A missing or bad binary is the user's to fix, not the network's.
-            Ok(match t {
+            let status = match t {
                 TunnelError::Install(
                     InstallError::NotFound
                     | InstallError::NotExecutable(_)
                     | InstallError::UnsupportedPlatform { .. },
                 ) => ExitStatus::Failure,
                 _ => ExitStatus::Network,
-            })
+            };
+            // Reported here rather than returned (for the hint above): scripts
+            // reading NDJSON still get the one `error` object.
+            let message = format!("tunnel: {}", crate::client::error_text(&t));
+            printer.event("error", json!({"code": status.code(), "message": message}), || None);
+            Ok(status)
         }
         Err(e) => Err(e.into()),
     }

@@ -305,6 +305,21 @@ fn room_open_without_cloudflared_hints_at_other_tunnels() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--tunnel none") && stderr.contains("--tunnel bore"), "{stderr}");
     assert!(!stderr.contains("\"level\""), "no JSON log line beside the error: {stderr}");
+    // With --json, the failure is also the one `error` object on stdout.
+    let out = a
+        .cmd()
+        .args(["--json", "room", "open", "--no-download"])
+        .env_remove("CLOUDFLARED_BIN")
+        .env_remove("AGENTROOM_CLOUDFLARED")
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let last: serde_json::Value =
+        serde_json::from_str(String::from_utf8(out.stdout).unwrap().lines().last().unwrap())
+            .unwrap();
+    assert_eq!((&last["event"], &last["code"]), (&"error".into(), &1.into()), "{last}");
+    assert!(last["message"].as_str().unwrap().contains("cloudflared not found"), "{last}");
 }
 
 #[test]
