@@ -349,6 +349,28 @@ pub(crate) fn home_flag(home: &crate::client::home::Home) -> String {
     }
 }
 
+/// A consumer's result, with "no peers" told as a fix-it hint that repeats the
+/// home's `--home` (the error itself cannot know it); exit 4 as before.
+pub(crate) fn hint_no_peers<T>(
+    result: Result<T, crate::daemon::DaemonError>,
+    home: &crate::client::home::Home,
+) -> anyhow::Result<T> {
+    match result {
+        Err(crate::daemon::DaemonError::Client(ClientError::NoPeers)) => {
+            let h = home_flag(home);
+            Err(exit::WithStatus {
+                status: ExitStatus::NoSession,
+                error: anyhow::anyhow!(
+                    "no peers and no open invites yet: run `agentroom{h} invite create` or \
+                     `agentroom{h} invite accept INVITE` first"
+                ),
+            }
+            .into())
+        }
+        other => Ok(other?),
+    }
+}
+
 /// Logs: JSON lines on stderr, level from `LOG_LEVEL` (default `default_level`),
 /// under [`crate::logging::secret_safe_cap`] whatever `LOG_LEVEL` asks for.
 fn init_tracing(default_level: &str) {

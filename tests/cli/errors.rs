@@ -18,7 +18,12 @@ fn no_identity_unknown_peer_and_usage() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     let (code, stderr) = a.fails(&["listen"]);
     assert_eq!(code, 4, "nothing to listen to: {stderr}");
-    assert_eq!(a.fails(&["serve", "--on-message", "cat"]).0, 4);
+    // The hint repeats --home, so pasting it acts on this home.
+    let hint = format!("agentroom --home '{}' invite create", a.home.display());
+    assert!(stderr.contains(&hint), "{stderr}");
+    let (code, stderr) = a.fails(&["serve", "--on-message", "cat"]);
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains(&hint), "{stderr}");
     assert_eq!(a.fails(&["send"]).0, 2);
     // Keys and ids may start with '-': never mistaken for a flag.
     let (code, stderr) = a.fails(&["send", "-Abc_not_a_flag", "-5 degrees"]);
