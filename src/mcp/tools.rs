@@ -242,8 +242,9 @@ impl AgentroomServer {
         }
     }
 
-    /// List paired peers: key, label, fingerprint, safety number (compare it
-    /// with the peer out of band), relay, unread count.
+    /// List paired peers: key (pk), label, fingerprint, safety number (compare it
+    /// with the peer out of band), verified (the user marked it compared, with
+    /// `agentroom peers verify`), relay, unread count.
     #[tool(name = "peers")]
     async fn peers(&self) -> ToolResult<PeersResult> {
         Ok(Json(PeersResult { peers: self.peer_list().await? }))
