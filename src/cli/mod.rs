@@ -76,7 +76,7 @@ pub enum Command {
   agentroom invite list"
     )]
     Invite(invite::InviteCommand),
-    /// List paired peers, or remove one.
+    /// List paired peers; rename, verify or remove one.
     Peers(peers::PeersArgs),
     /// Send one message to a peer; returns once the relay holds it.
     Send(send::SendArgs),

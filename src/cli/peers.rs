@@ -28,7 +28,7 @@ pub struct PeersArgs {
 /// Peers subcommands.
 #[derive(Debug, Subcommand)]
 pub enum PeersCommand {
-    /// List paired peers (label, fingerprint, safety number, relay, last seen).
+    /// List paired peers (label, fingerprint, safety number, verified, relay, last seen).
     #[command(
         visible_alias = "ls",
         after_help = "Examples:
@@ -49,9 +49,11 @@ pub enum PeersCommand {
         /// The new label.
         new_label: String,
     },
-    /// Mark a peer verified once you compared the safety number with it over a
-    /// channel you trust (shown in `peers`, the MCP tools, the web view and events).
-    /// The mark drops by itself if either side's key changes.
+    /// Mark a peer verified after comparing the safety number out of band.
+    ///
+    /// Compare the safety number with the peer over a channel you trust first. The
+    /// mark shows in `peers`, `room status`, the MCP tools, the web view and events,
+    /// and drops by itself if either side's key changes.
     #[command(after_help = "Examples:
   agentroom peers verify alice
   agentroom peers verify alice '65953 08148 61518 47343 65379 65209'

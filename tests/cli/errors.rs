@@ -228,6 +228,7 @@ fn help_examples_completions_and_json_errors() {
         &["peers"],
         &["peers", "list"],
         &["peers", "rename"],
+        &["peers", "verify"],
         &["peers", "remove"],
         &["send"],
         &["listen"],
