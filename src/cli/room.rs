@@ -446,7 +446,11 @@ fn status_text(st: &control::RoomStatus) -> String {
                 s.push_str(&format!("  log:     {}\n", l.display()));
             }
             match st.relay_pending {
-                Some(n) => s.push_str(&format!("  pending: {n} envelope(s) queued in the relay\n")),
+                Some(0) => s.push_str("  pending: 0 envelope(s) queued in the relay\n"),
+                Some(n) => s.push_str(&format!(
+                    "  pending: {n} envelope(s) queued in the relay (for a peer that is offline: \
+                     it gets them when it connects)\n"
+                )),
                 None => s.push_str("  pending: unknown (the relay's /health did not answer)\n"),
             }
             if st.invite_open {

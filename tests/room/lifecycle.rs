@@ -253,4 +253,17 @@ fn status_counts_nothing_pending_after_answered_exchanges() {
     }
     let text = run_ok(&home, &["room", "status"]);
     assert!(text.contains("pending: 0 envelope(s)"), "{text}");
+    // A message sent without waiting: the handler's reply waits at the relay
+    // for the guest, which is gone. That one is really pending, and said so.
+    run_ok(&guest, &["send", &host, "fire and forget"]);
+    eventually("the reply queued for the offline guest", || {
+        let out = run_ok(&home, &["--json", "room", "status"]);
+        let status: Value = serde_json::from_str(out.trim()).unwrap();
+        (status["relay_pending"] == 1).then_some(())
+    });
+    let text = run_ok(&home, &["room", "status"]);
+    assert!(
+        text.contains("pending: 1 envelope(s) queued in the relay (for a peer that is offline"),
+        "{text}"
+    );
 }
