@@ -253,9 +253,25 @@ fn status_counts_nothing_pending_after_answered_exchanges() {
     }
     let text = run_ok(&home, &["room", "status"]);
     assert!(text.contains("pending: 0 envelope(s)"), "{text}");
-    // A message sent without waiting: the handler's reply waits at the relay
-    // for the guest, which is gone. That one is really pending, and said so.
-    run_ok(&guest, &["send", &host, "fire and forget"]);
+}
+
+/// A reply the guest cannot take (it sent and left before the handler
+/// answered) is really pending, and `room status` says what that means.
+#[test]
+fn status_explains_a_reply_pending_for_an_offline_guest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, guest) = (dir.path().join("host"), dir.path().join("guest"));
+    // Slow enough that the guest's `send` has long returned.
+    let handler = dir.path().join("slow.sh");
+    std::fs::write(&handler, "#!/bin/sh\nsleep 5\ncat\n").unwrap();
+    std::fs::set_permissions(&handler, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let handler = handler.to_str().unwrap().to_owned();
+    let mut room =
+        RoomProc::start(&home, &["room", "open", "--no-tunnel", "--on-message", &handler], &[]);
+    let ready = room.wait_event("room_ready");
+    guest_accepts(&guest, ready["invite"].as_str().unwrap());
+    run_ok(&guest, &["send", &public_key(&home), "answer me later"]);
+    room.wait_event("replied");
     eventually("the reply queued for the offline guest", || {
         let out = run_ok(&home, &["--json", "room", "status"]);
         let status: Value = serde_json::from_str(out.trim()).unwrap();
