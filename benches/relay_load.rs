@@ -669,8 +669,8 @@ async fn run(target: Target, k: Knobs) -> Figures {
     let server = Server::start(target);
     let addr = server.addr;
     let proto = server.proto();
-    let server2 = (proto == Proto::Relay && env_or("BENCH_NODES", 1u32) >= 2)
-        .then(|| Server::start(target));
+    let server2 =
+        (proto == Proto::Relay && env_or("BENCH_NODES", 1u32) >= 2).then(|| Server::start(target));
     if server2.is_some() {
         println!("two nodes: every other pair's host on node 2 (half the pairs cross nodes)");
     }

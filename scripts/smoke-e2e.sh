@@ -90,7 +90,7 @@ tunnel_args=(--tunnel "$tunnel")
 ready=$("$bin" --home "$host" --json room open --detach "${tunnel_args[@]}" \
   --on-message "$handler" --probe-timeout 20s) || fail "room open failed"
 invite=$(printf '%s\n' "$ready" | field invite) || fail "no invite in: $ready"
-relay=$(printf '%s\n' "$ready" | field relay_url) || fail "no relay_url in: $ready"
+relay=$(printf '%s\n' "$ready" | field relay) || fail "no relay in: $ready"
 room_pid=$(printf '%s\n' "$ready" | field pid) || fail "no pid in: $ready"
 tunnel_pgid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("tunnel_pgid") or "")' "$host/room.json")
 log "    room pid $room_pid, relay $relay, tunnel group ${tunnel_pgid:-none}"
@@ -101,7 +101,7 @@ log "2/6 guest: invite accept"
 accepted=$("$bin" --home "$guest" --json invite accept "$invite") || fail "invite accept"
 host_pk=$(printf '%s\n' "$accepted" | field peer) || fail "no peer in: $accepted"
 [ "$(printf '%s\n' "$accepted" | field relay)" = "$relay" ] || fail "guest stored another relay"
-guest_pk=$("$bin" --home "$guest" --json whoami | field public_key)
+guest_pk=$("$bin" --home "$guest" --json whoami | field pk)
 
 log "3/6 guest → host, answered by the host's handler"
 "$bin" --home "$guest" send "$host_pk" "ping from the guest" >/dev/null || fail "guest send"

@@ -146,7 +146,7 @@ class Status:
 
     pid: int
     home: str
-    public_key: str
+    pk: str
     fingerprint: str
     relays: List[RelayLink]
     inbox_waiting: int
@@ -166,9 +166,11 @@ class Peer:
     relay: str
     role: str
     safety_number: str
+    verified: bool
     paired_at: int
     last_seen: Optional[int]
     unread: int
+    expire_secs: Optional[int]
 
 
 @dataclass(frozen=True)
@@ -390,9 +392,11 @@ def _peer(d: Dict[str, Any]) -> Peer:
         relay=d["relay"],
         role=d["role"],
         safety_number=d["safety_number"],
+        verified=d["verified"],
         paired_at=d["paired_at"],
         last_seen=d.get("last_seen"),
         unread=d["unread"],
+        expire_secs=d.get("expire_secs"),
     )
 
 
@@ -556,7 +560,7 @@ class Client:
         return Status(
             pid=d["pid"],
             home=d["home"],
-            public_key=d["public_key"],
+            pk=d["pk"],
             fingerprint=d["fingerprint"],
             relays=[RelayLink(r["url"], r["up"], r.get("last_error")) for r in d["relays"]],
             inbox_waiting=d["inbox_waiting"],
@@ -569,6 +573,18 @@ class Client:
     def peers(self) -> List[Peer]:
         """Paired peers, with safety numbers and unread counts."""
         return [_peer(p) for p in self._request("GET", "/v1/peers")["peers"]]
+
+    def verify_peer(
+        self, peer: str, safety_number: Optional[str] = None, verified: bool = True
+    ) -> Peer:
+        """Mark ``peer`` verified after comparing the safety number out of band
+        (``verified=False`` takes the mark away). With ``safety_number`` (what the
+        other side read out), the mark is set only if it matches; otherwise the
+        call fails and nothing changes."""
+        body: Dict[str, Any] = {"peer": peer, "verified": verified}
+        if safety_number is not None:
+            body["safety_number"] = safety_number
+        return _peer(self._request("POST", "/v1/peers/verify", body))
 
     def send(
         self,

@@ -121,6 +121,13 @@ class ClientAgainstRealDaemons(unittest.TestCase):
             env,
         )
         cls.host = connect_when_up(cls.host_home, host)
+        # The host learns the guest from its hello once its daemon logs in: wait
+        # for it, so no test depends on how fast that is on a loaded machine.
+        end = time.monotonic() + DEADLINE
+        while not cls.host.peers():
+            if time.monotonic() > end:
+                raise AssertionError("the host daemon never took in the guest's hello")
+            time.sleep(0.05)
 
     @classmethod
     def spawn(cls, argv: List[str], env: dict) -> subprocess.Popen:
@@ -145,12 +152,25 @@ class ClientAgainstRealDaemons(unittest.TestCase):
     def test_status_and_peers(self) -> None:
         st = self.host.status()
         self.assertEqual(st.pid, self.procs[2].pid)
-        self.assertEqual(st.public_key, self.host_pk)
+        self.assertEqual(st.pk, self.host_pk)
         self.assertEqual(st.http, self.http_addr)
         peers = self.guest.peers()
         self.assertEqual([p.pk for p in peers], [self.host_pk])
         self.assertEqual(peers[0].label, "host")
         self.assertEqual(peers[0].safety_number, self.host.peers()[0].safety_number)
+
+    def test_verify_peer(self) -> None:
+        host = self.guest.peers()[0]
+        self.assertFalse(host.verified)
+        with self.assertRaises(agentroom.ApiError) as cm:
+            self.guest.verify_peer("host", safety_number="12345")
+        self.assertEqual(cm.exception.status, 422)
+        self.assertFalse(self.guest.peers()[0].verified, "a wrong number marks nothing")
+        marked = self.guest.verify_peer("host", safety_number=host.safety_number)
+        self.assertTrue(marked.verified)
+        self.assertTrue(self.guest.peers()[0].verified)
+        self.assertFalse(self.guest.verify_peer("host", verified=False).verified)
+        self.assertFalse(self.guest.peers()[0].verified)
 
     def test_invites_list_and_revoke(self) -> None:
         listed = {i.id: i for i in self.host.invites.list()}
@@ -238,7 +258,7 @@ class ClientAgainstRealDaemons(unittest.TestCase):
 
     def test_loopback_http_with_the_token(self) -> None:
         over_http = agentroom.connect(self.host_home, http=self.http_addr)
-        self.assertEqual(over_http.status().public_key, self.host_pk)
+        self.assertEqual(over_http.status().pk, self.host_pk)
 
 
 class Offline(unittest.TestCase):

@@ -195,7 +195,6 @@ mod tests {
             reply_to: Some("0123456789".into()),
             text: text.into(),
             at: 1_769_850_000_000,
-            relay_ts: None,
             sent_at: None,
             state: DeliveryState::Stored,
         }

@@ -42,14 +42,25 @@ pub enum InviteCommand {
     Accept(AcceptArgs),
 }
 
+/// Parse `--expires`: a duration of at least one second.
+fn parse_ttl(input: &str) -> Result<Duration, String> {
+    let d = parse_duration(input)?;
+    if d.as_secs() == 0 {
+        return Err(format!(
+            "--expires {input:?} is under a second: an invite must live at least 1s (e.g. 30m, 24h)"
+        ));
+    }
+    Ok(d)
+}
+
 /// Options of `invite create`.
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     /// Relay the guest will use (default: the one given to `setup --relay`).
     #[arg(long, visible_alias = "server", value_name = "URL")]
     pub relay: Option<String>,
-    /// Lifetime, e.g. 30m, 24h, 7d.
-    #[arg(long, value_parser = parse_duration, default_value = "24h", value_name = "DURATION")]
+    /// Lifetime, e.g. 30m, 24h, 7d (at least 1s).
+    #[arg(long, value_parser = parse_ttl, default_value = "24h", value_name = "DURATION")]
     pub expires: Duration,
     /// Local name for whoever accepts.
     #[arg(long, value_name = "NAME")]
@@ -100,6 +111,8 @@ pub async fn run(
         InviteCommand::Revoke { id } => revoke(&mut client, &id, printer).await,
         InviteCommand::Accept(args) => accept(&mut client, args, printer).await,
     };
+    // Acks of what we received go out before the socket closes.
+    client.close_links().await;
     cancel.cancel();
     super::unless_signalled(result, &sig)
 }
@@ -129,9 +142,6 @@ async fn create(
     args: CreateArgs,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    if args.expires.is_zero() {
-        anyhow::bail!(ClientError::Invite(crate::crypto::InviteError::Expired));
-    }
     let row = match args.relay {
         Some(r) => {
             invites::create(client, &RelayUrl::parse(&r)?, args.expires, args.label).await?.row
@@ -139,6 +149,7 @@ async fn create(
         None => create_on_default_relay(client, args.expires, args.label).await?,
     };
     let accept_line = format!("agentroom invite accept '{}'", row.encoded);
+    let home = super::home_flag(client.home());
     printer.event(
         "invite_created",
         json!({
@@ -151,7 +162,7 @@ async fn create(
         }),
         || {
             Some(format!(
-                "{}\n\nGive this to the other agent (single use, expires in {}):\n  {accept_line}\n\nThen run `agentroom listen` or `agentroom serve --on-message CMD` to hear from it.",
+                "{}\n\nGive this to the other agent (single use, expires in {}):\n  {accept_line}\n\nThen run `agentroom{home} listen` or `agentroom{home} serve --on-message CMD` to hear from it.",
                 row.encoded,
                 human_duration(row.expires_at.saturating_sub(now_secs())),
             ))
@@ -272,9 +283,6 @@ async fn via_daemon(
     use crate::daemon::types::{InviteAcceptRequest, InviteCreateRequest};
     match cmd {
         InviteCommand::Create(args) => {
-            if args.expires.is_zero() {
-                anyhow::bail!(ClientError::Invite(crate::crypto::InviteError::Expired));
-            }
             // No --relay: the room running in this home, as without a daemon.
             let room = match &args.relay {
                 None => crate::room::state::running(home.dir())?,

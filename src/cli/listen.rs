@@ -69,7 +69,7 @@ pub async fn run(
     })
     .await;
     cancel.cancel();
-    result?;
+    super::hint_no_peers(result, &home)?;
     Ok(super::exit_after(&sig))
 }
 

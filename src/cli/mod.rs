@@ -76,7 +76,7 @@ pub enum Command {
   agentroom invite list"
     )]
     Invite(invite::InviteCommand),
-    /// List paired peers, or remove one.
+    /// List paired peers; rename, verify or remove one.
     Peers(peers::PeersArgs),
     /// Send one message to a peer; returns once the relay holds it.
     Send(send::SendArgs),
@@ -136,6 +136,11 @@ pub fn main() -> ExitCode {
         Err(e) => {
             let code = if e.use_stderr() { ExitStatus::Usage } else { ExitStatus::Success };
             let _ = e.print();
+            if e.use_stderr() && json_in_argv(std::env::args_os()) {
+                // clap could not parse the line, so `cli.json` is unknown: the
+                // flag anywhere before `--` still asks for the NDJSON object.
+                Printer::new(true).event("error", parse_error_fields(&e, code), || None);
+            }
             return code.into();
         }
     };
@@ -211,6 +216,40 @@ async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
     }
+}
+
+/// Whether `--json` appears among the arguments (before a `--` that ends the options).
+fn json_in_argv(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
+    args.into_iter().skip(1).take_while(|a| a != "--").any(|a| a == "--json")
+}
+
+/// The fields of the `error` object for one of clap's own parse errors: the
+/// exit code, clap's error kind and its one-line message (no usage, no colour).
+fn parse_error_fields(e: &clap::Error, code: ExitStatus) -> serde_json::Value {
+    let rendered = e.render().to_string();
+    let message = rendered
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().trim_start_matches("error: ").to_owned())
+        .unwrap_or_else(|| e.kind().to_string());
+    let kind = format!("{:?}", e.kind());
+    serde_json::json!({"code": code.code(), "message": message, "kind": kind_name(&kind)})
+}
+
+/// clap's `ErrorKind` name in snake case (`UnknownArgument` → `unknown_argument`).
+fn kind_name(debug: &str) -> String {
+    let mut out = String::with_capacity(debug.len() + 4);
+    for (i, c) in debug.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The exit status for a failed command: the class of the first client error in
@@ -307,6 +346,28 @@ pub(crate) fn home_flag(home: &crate::client::home::Home) -> String {
             String::new()
         }
         _ => format!(" --home '{}'", home.dir().display().to_string().replace('\'', r"'\''")),
+    }
+}
+
+/// A consumer's result, with "no peers" told as a fix-it hint that repeats the
+/// home's `--home` (the error itself cannot know it); exit 4 as before.
+pub(crate) fn hint_no_peers<T>(
+    result: Result<T, crate::daemon::DaemonError>,
+    home: &crate::client::home::Home,
+) -> anyhow::Result<T> {
+    match result {
+        Err(crate::daemon::DaemonError::Client(ClientError::NoPeers)) => {
+            let h = home_flag(home);
+            Err(exit::WithStatus {
+                status: ExitStatus::NoSession,
+                error: anyhow::anyhow!(
+                    "no peers and no open invites yet: run `agentroom{h} invite create` or \
+                     `agentroom{h} invite accept INVITE` first"
+                ),
+            }
+            .into())
+        }
+        other => Ok(other?),
     }
 }
 

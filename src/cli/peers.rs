@@ -8,13 +8,14 @@ use serde_json::json;
 
 use super::{ExitStatus, Printer, home_of};
 use crate::client::{Client, history, now_secs, peers, store};
-use crate::crypto::{fingerprint, safety_number};
+use crate::daemon::types::{PeerInfo, VerifyRequest};
 
 /// Options of `agentroom peers`.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   agentroom peers
   agentroom peers rename xVtlF_xz alice
+  agentroom peers verify alice
   agentroom peers remove alice")]
 pub struct PeersArgs {
     /// What to do (default: list).
@@ -25,7 +26,7 @@ pub struct PeersArgs {
 /// Peers subcommands.
 #[derive(Debug, Subcommand)]
 pub enum PeersCommand {
-    /// List paired peers (label, fingerprint, safety number, relay, last seen).
+    /// List paired peers (label, fingerprint, safety number, verified, relay, last seen).
     #[command(
         visible_alias = "ls",
         after_help = "Examples:
@@ -45,6 +46,26 @@ pub enum PeersCommand {
         peer: String,
         /// The new label.
         new_label: String,
+    },
+    /// Mark a peer verified after comparing the safety number out of band.
+    ///
+    /// Compare the safety number with the peer over a channel you trust first. The
+    /// mark shows in `peers`, `room status`, the MCP tools, the web view and events,
+    /// and drops by itself if either side's key changes.
+    #[command(after_help = "Examples:
+  agentroom peers verify alice
+  agentroom peers verify alice '65953 08148 61518 47343 65379 65209'
+  agentroom peers verify alice --undo")]
+    Verify {
+        /// Label, public key, or a unique prefix of the key or fingerprint.
+        #[arg(allow_hyphen_values = true)]
+        peer: String,
+        /// The safety number the peer read to you: when given, the peer is marked
+        /// only if it matches (spaces ignored), else nothing changes (exit 1).
+        safety_number: Option<String>,
+        /// Take the verified mark away.
+        #[arg(long, conflicts_with = "safety_number")]
+        undo: bool,
     },
     /// Forget a peer: its session, queued messages and inbox; tells the relay to unpair.
     #[command(
@@ -104,17 +125,20 @@ pub async fn run(
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let home = home_of(home)?;
-    let is_list = matches!(args.command, None | Some(PeersCommand::List));
+    let probe =
+        matches!(args.command, None | Some(PeersCommand::List | PeersCommand::Verify { .. }));
     // A running daemon holds the relay link: the list is then read from the
-    // store it keeps up to date (the same rows, safety numbers and expiry).
-    let (_lock, daemon_runs) = if is_list {
+    // store it keeps up to date (the same rows, safety numbers and expiry), and
+    // a verify goes through it (its events and the web view see the mark).
+    let (_lock, daemon) = if probe {
         match super::daemon::one_shot(&home).await? {
-            super::daemon::Via::Daemon(_) => (None, true),
-            super::daemon::Via::Direct(lock) => (lock, false),
+            super::daemon::Via::Daemon(dc) => (None, Some(dc)),
+            super::daemon::Via::Direct(lock) => (lock, None),
         }
     } else {
-        (None, false)
+        (None, None)
     };
+    let daemon_runs = daemon.is_some();
     let (cancel, sig) = super::cancel_on_signals();
     let mut client = Client::open(&home, cancel.clone())?;
     let result = match args.command.unwrap_or(PeersCommand::List) {
@@ -143,56 +167,106 @@ pub async fn run(
         PeersCommand::Rename { peer, new_label } => {
             rename(&mut client, &peer, &new_label, printer).await
         }
+        PeersCommand::Verify { peer, safety_number, undo } => {
+            verify(&client, daemon.as_ref(), &peer, safety_number.as_deref(), !undo, printer).await
+        }
     };
+    // Acks of what we received go out before the socket closes.
+    client.close_links().await;
     cancel.cancel();
     super::unless_signalled(result, &sig)
 }
 
 fn list(client: &Client, printer: Printer) -> anyhow::Result<ExitStatus> {
-    let rows = store::list_peers(client.conn())?;
-    if rows.is_empty() {
-        printer.human("No peers yet. Create an invite (`agentroom invite create`) or accept one.");
+    let peers = PeerInfo::list(client.conn(), &client.identity().public())?;
+    if peers.is_empty() {
+        let home = super::home_flag(client.home());
+        printer.human(&format!(
+            "No peers yet. Create an invite (`agentroom{home} invite create`) or accept one (`agentroom{home} invite accept INVITE`)."
+        ));
     }
     let now = now_secs();
-    let me = client.identity().public();
-    for p in rows {
-        let fp = fingerprint(&p.pk);
-        let expire = history::expiry(client.conn(), &p.pk)?;
-        let safety = safety_number(&me, &p.pk);
-        printer.event(
-            "peer",
-            json!({
-                "pk": p.pk.to_b64u(),
-                "label": p.label,
-                "fingerprint": fp,
-                "safety_number": safety,
-                "role": p.role.name(),
-                "relay": p.relay_url,
-                "paired_at": p.created_at,
-                "last_seen": p.last_seen,
-                "expire_secs": expire.map(|d| d.as_secs()),
-            }),
-            || {
-                let seen = p.last_seen.map_or_else(
-                    || "never".to_owned(),
-                    |t| format!("{} ago", super::invite::human_duration(now.saturating_sub(t))),
-                );
-                let expire = expire.map_or_else(String::new, |d| {
-                    format!(
-                        "  messages expire after {}",
-                        super::invite::human_duration(d.as_secs())
-                    )
-                });
-                Some(format!(
-                    "{:<12} {}  {}  {}  last seen {seen}{expire}\n             fingerprint   {fp}\n             safety number {safety}",
-                    p.label.as_deref().unwrap_or("-"),
-                    p.pk.to_b64u(),
-                    p.role.name(),
-                    p.relay_url,
-                ))
-            },
-        );
+    for p in peers {
+        let value = serde_json::to_value(&p).expect("a peer serialises");
+        printer.event("peer", value, || {
+            let seen = p.last_seen.map_or_else(
+                || "never".to_owned(),
+                |t| format!("{} ago", super::invite::human_duration(now.saturating_sub(t))),
+            );
+            let expire = p.expire_secs.map_or_else(String::new, |d| {
+                format!("  messages expire after {}", super::invite::human_duration(d))
+            });
+            let mark = if p.verified {
+                "  (verified)".to_owned()
+            } else {
+                format!(
+                    "  (not verified: compare it with the peer, then `agentroom peers verify {}`)",
+                    shell_word(&p.display_name())
+                )
+            };
+            Some(format!(
+                "{:<12} {}  {}  {}  last seen {seen}{expire}\n             fingerprint   {}\n             safety number {}{mark}",
+                p.label.as_deref().unwrap_or("-"),
+                p.pk,
+                p.role,
+                p.relay,
+                p.fingerprint,
+                p.safety_number,
+            ))
+        });
     }
+    Ok(ExitStatus::Success)
+}
+
+/// `s` as one shell word (quoted when it holds anything but safe characters).
+fn shell_word(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// `peers verify`: through the home's daemon when one runs (its events and
+/// the web view see the mark at once), else directly on the store.
+async fn verify(
+    client: &Client,
+    daemon: Option<&crate::daemon::DaemonClient>,
+    query: &str,
+    compared: Option<&str>,
+    verified: bool,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let info = match daemon {
+        Some(dc) => {
+            let req = VerifyRequest {
+                peer: query.to_owned(),
+                safety_number: compared.map(str::to_owned),
+                verified,
+            };
+            dc.peer_verify(&req).await?
+        }
+        None => {
+            let me = client.identity().public();
+            let row = peers::set_verified(client.conn(), &me, query, compared, verified)?;
+            PeerInfo::list(client.conn(), &me)?
+                .into_iter()
+                .find(|p| p.pk == row.pk.to_b64u())
+                .ok_or_else(|| crate::client::ClientError::UnknownPeer(query.to_owned()))?
+        }
+    };
+    let value = serde_json::to_value(&info).expect("a peer serialises");
+    printer.event("peer_verified", value, || {
+        Some(if info.verified {
+            format!(
+                "{} is verified (safety number {}). The mark drops if either key changes.",
+                info.display_name(),
+                info.safety_number
+            )
+        } else {
+            format!("{} is no longer marked verified.", info.display_name())
+        })
+    });
     Ok(ExitStatus::Success)
 }
 

@@ -257,14 +257,19 @@ pub async fn open(
                 );
             }
             // A missing or bad binary is the user's to fix, not the network's.
-            Ok(match t {
+            let status = match t {
                 TunnelError::Install(
                     InstallError::NotFound
                     | InstallError::NotExecutable(_)
                     | InstallError::UnsupportedPlatform { .. },
                 ) => ExitStatus::Failure,
                 _ => ExitStatus::Network,
-            })
+            };
+            // Reported here rather than returned (for the hint above): scripts
+            // reading NDJSON still get the one `error` object.
+            let message = format!("tunnel: {}", crate::client::error_text(&t));
+            printer.event("error", json!({"code": status.code(), "message": message}), || None);
+            Ok(status)
         }
         Err(e) => Err(room_error(e)),
     }
@@ -324,6 +329,8 @@ fn print_event(printer: Printer, tunnel: &str, ev: &RoomEvent) {
             printer.event(
                 "room_ready",
                 json!({
+                    "relay": r.relay_url,
+                    // Deprecated alias of `relay` (README: field names).
                     "relay_url": r.relay_url,
                     "public_url": r.public_url,
                     "local_url": r.local_url,
@@ -346,7 +353,7 @@ fn print_event(printer: Printer, tunnel: &str, ev: &RoomEvent) {
         RoomEvent::TunnelUrlChanged { public_url, relay_url, peers_notified } => {
             printer.event(
                 "tunnel_url_changed",
-                json!({"public_url": public_url, "relay_url": relay_url, "peers_notified": peers_notified}),
+                json!({"public_url": public_url, "relay": relay_url, "relay_url": relay_url, "peers_notified": peers_notified}),
                 || {
                     Some(format!(
                         "Tunnel restarted: the relay is now at {relay_url} ({peers_notified} peer(s) told)."
@@ -364,7 +371,7 @@ fn print_event(printer: Printer, tunnel: &str, ev: &RoomEvent) {
         RoomEvent::RelayUpdate { relay_url, update, apply_command } => {
             printer.event(
                 "relay_update",
-                json!({"relay_url": relay_url, "update": update, "apply_command": apply_command}),
+                json!({"relay": relay_url, "relay_url": relay_url, "update": update, "apply_command": apply_command}),
                 || {
                     Some(format!(
                         "This room's relay URL changed to {relay_url}. Guests paired earlier run (signed by this identity):\n  {apply_command}"
@@ -434,6 +441,7 @@ async fn detach_open(
     printer.event(
         "room_ready",
         json!({
+            "relay": state.public_url,
             "relay_url": state.public_url,
             "local_url": state.local_url,
             "lan_url": state.lan_url,
@@ -496,7 +504,11 @@ fn status_text(st: &control::RoomStatus) -> String {
                 s.push_str(&format!("  log:     {}\n", l.display()));
             }
             match st.relay_pending {
-                Some(n) => s.push_str(&format!("  pending: {n} envelope(s) queued in the relay\n")),
+                Some(0) => s.push_str("  pending: 0 envelope(s) queued in the relay\n"),
+                Some(n) => s.push_str(&format!(
+                    "  pending: {n} envelope(s) queued in the relay (for a peer that is offline: \
+                     it gets them when it connects)\n"
+                )),
                 None => s.push_str("  pending: unknown (the relay's /health did not answer)\n"),
             }
             if st.invite_open {
@@ -514,11 +526,13 @@ fn status_text(st: &control::RoomStatus) -> String {
         for p in &st.peers {
             s.push_str(&format!(
                 "  {}  {}  {}  via {}\n",
-                p.name, p.role, p.fingerprint, p.relay_url
+                p.display_name(),
+                p.role,
+                p.fingerprint,
+                p.relay
             ));
-            if let Some(n) = &p.safety_number {
-                s.push_str(&format!("    safety number {n}\n"));
-            }
+            let mark = if p.verified { "  (verified)" } else { "" };
+            s.push_str(&format!("    safety number {}{mark}\n", p.safety_number));
         }
     }
     if st.outbox_pending > 0 {

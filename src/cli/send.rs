@@ -62,6 +62,8 @@ pub async fn run(
     super::compat::redirect_relays(&mut client, args.server.as_deref())?;
     let wait = args.wait_reply.then_some(args.timeout);
     let result = send::send(&mut client, &args.peer, &text, wait).await;
+    // Acks of what we received go out before the socket closes.
+    client.close_links().await;
     cancel.cancel();
     let out = match result {
         Ok(out) => out,

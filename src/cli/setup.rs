@@ -65,12 +65,12 @@ pub fn run(home: Option<PathBuf>, args: SetupArgs, printer: Printer) -> anyhow::
         "setup",
         json!({
             "created": created,
-            "public_key": pk.to_b64u(),
+            "pk": pk.to_b64u(),
             "fingerprint": fingerprint(&pk),
             "home": home.dir(),
             "relay": config.relay_url,
             "rotated": rotated.is_some(),
-            "previous_public_key": rotated,
+            "previous_pk": rotated,
             "env_file": env_file.as_ref().map(|(p, _)| p),
             "env_file_written": env_file.as_ref().map(|(_, w)| *w),
         }),
@@ -209,7 +209,7 @@ pub fn whoami(home: Option<PathBuf>, printer: Printer) -> anyhow::Result<ExitSta
     printer.event(
         "whoami",
         json!({
-            "public_key": pk.to_b64u(),
+            "pk": pk.to_b64u(),
             "fingerprint": fingerprint(&pk),
             "home": home.dir(),
             "relay": config.relay_url,

@@ -134,7 +134,7 @@ fn announce(printer: super::Printer, choice: TunnelChoice, url: &url::Url, event
     let relay_url = crate::room::stack::relay_url_from_tunnel(url);
     printer.event(
         event,
-        serde_json::json!({"tunnel": choice.name(), "public_url": url.as_str(), "relay_url": relay_url}),
+        serde_json::json!({"tunnel": choice.name(), "public_url": url.as_str(), "relay": relay_url, "relay_url": relay_url}),
         || Some(format!("public URL ({}): {url}  relay: {relay_url}", choice.name())),
     );
 }

@@ -252,6 +252,16 @@ impl LinkHandle {
         &self.dial
     }
 
+    /// Close the link after the frames already queued are written (acks of
+    /// messages we stored: without them the relay keeps those envelopes queued
+    /// and counts them as pending). Waits at most `limit`; a link that is not
+    /// logged in right now is dropped when it runs out.
+    pub async fn close(self, limit: Duration) {
+        let Self { out, _task: task, .. } = self;
+        drop(out);
+        let _ = tokio::time::timeout(limit, task).await;
+    }
+
     /// Queue a frame for the socket. Returns false when the queue is full or the
     /// task ended; callers rely on the outbox (sends) or redelivery (acks) then.
     pub fn send(&self, frame: ClientFrame) -> bool {
@@ -498,7 +508,12 @@ impl Actor {
                     }
                 }
                 frame = rx.recv() => {
-                    let frame = frame?;
+                    // The owner closed the link (`LinkHandle::close`): every frame
+                    // queued before (acks of what we stored) is written by now.
+                    let Some(frame) = frame else {
+                        let _ = ws.close(None).await;
+                        return None;
+                    };
                     if let Err(e) = ws.send(Message::text(protocol::encode_frame(&frame))).await {
                         return Some(Down::Lost(e.to_string()));
                     }

@@ -27,16 +27,21 @@ pub struct PeerRef {
     /// The pair's safety number, where it matters (`paired`: compare it out of band).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub safety_number: Option<String>,
+    /// Marked verified (`agentroom peers verify`) for its current key.
+    pub verified: bool,
 }
 
 impl PeerRef {
-    /// From a key and an optional stored peer.
-    pub fn new(pk: &IdentityPublicKey, row: Option<&PeerRow>) -> Self {
+    /// From a key and an optional stored peer; `me` is our own key (the
+    /// verified mark holds for the pair's current safety number only).
+    pub fn new(me: &IdentityPublicKey, pk: &IdentityPublicKey, row: Option<&PeerRow>) -> Self {
+        let safety = crate::crypto::safety_number(me, pk);
         Self {
             pk: pk.to_b64u(),
             label: row.and_then(|r| r.label.clone()),
             fingerprint: fingerprint(pk),
             safety_number: None,
+            verified: row.is_some_and(|r| r.verified(&safety)),
         }
     }
 
@@ -219,7 +224,7 @@ pub fn from_incoming(client: &super::Client, inc: &super::Incoming) -> Option<Ev
     use super::Incoming;
     let peer_ref = |pk: &IdentityPublicKey| {
         let row = super::store::get_peer(client.conn(), pk).ok().flatten();
-        PeerRef::new(pk, row.as_ref())
+        PeerRef::new(&client.identity().public(), pk, row.as_ref())
     };
     Some(match inc {
         Incoming::Up { relay, reconnect: false, pending } => {
@@ -237,7 +242,7 @@ pub fn from_incoming(client: &super::Client, inc: &super::Incoming) -> Option<Ev
             Event::PeerOnline { peer: peer_ref(peer), online: *online }
         }
         Incoming::Paired { peer } => {
-            let mut r = PeerRef::new(&peer.pk, Some(peer));
+            let mut r = PeerRef::new(&client.identity().public(), &peer.pk, Some(peer));
             r.safety_number =
                 Some(crate::crypto::safety_number(&client.identity().public(), &peer.pk));
             Event::Paired { peer: r }

@@ -117,6 +117,7 @@ mod tests {
             invite_id: "i".into(),
             created_at: 1,
             last_seen: None,
+            verified_safety: None,
         };
         store::insert_peer(store.conn(), &row, b"{}").unwrap();
         pk
@@ -189,6 +190,7 @@ mod tests {
         assert_eq!((all[0].state, all[0].sent_at), (DeliveryState::Delivered, Some(5)));
         assert_eq!((all[1].state, all[1].sent_at), (DeliveryState::Delivered, Some(8)));
         assert_eq!(all[2].reply_to, Some(EnvelopeId([2; 16]).to_b64u()));
+        assert_eq!(all[2].sent_at, Some(7), "in: the relay's accept time");
     }
 
     #[test]

@@ -217,6 +217,7 @@ pub async fn accept_via(
         invite_id: invite.id().to_b64u(),
         created_at: now_secs(),
         last_seen: None,
+        verified_safety: None,
     };
     let tx = client.store().immediate()?;
     store::insert_peer(&tx, &peer, &session_bytes(&session))?;

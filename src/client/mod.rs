@@ -122,6 +122,14 @@ pub enum ClientError {
     /// Already paired with this identity.
     #[error("already paired with {0}; run `agentroom peers remove {0}` first to pair again")]
     AlreadyPaired(String),
+    /// `peers verify PEER NUMBER` with a number that is not the pair's safety
+    /// number: nothing is marked.
+    #[error(
+        "the safety number you gave is not the one of {0} ({1}): nothing was marked verified; \
+         compare again with the peer over a channel you trust (a different number can mean \
+         someone is in the middle)"
+    )]
+    SafetyNumberMismatch(String, String),
     /// The label is used by another peer.
     #[error("label {0:?} is already used by another peer")]
     LabelTaken(String),

@@ -160,6 +160,32 @@ pub fn apply_relay_update(conn: &Connection, update: &str) -> Result<PeerRow, Cl
     Ok(PeerRow { relay_url: relay.to_string(), ..peer })
 }
 
+/// Mark the peer named `query` verified (`verified`) or take the mark away.
+/// With `compared` (the safety number the user read from the other side), the
+/// mark is set only if it is the pair's safety number (spaces ignored). `me`
+/// is our own key. Returns the updated peer.
+pub fn set_verified(
+    conn: &Connection,
+    me: &IdentityPublicKey,
+    query: &str,
+    compared: Option<&str>,
+    verified: bool,
+) -> Result<PeerRow, ClientError> {
+    let peer = resolve(conn, query)?;
+    let safety = crate::crypto::safety_number(me, &peer.pk);
+    if let Some(given) = compared {
+        let digits = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+        if digits(given) != digits(&safety) {
+            return Err(ClientError::SafetyNumberMismatch(peer.display_name(), given.to_owned()));
+        }
+    }
+    let mark = verified.then_some(safety.as_str());
+    if !store::set_peer_verified(conn, &peer.pk, mark, super::now_secs())? {
+        return Err(ClientError::UnknownPeer(query.to_owned()));
+    }
+    Ok(PeerRow { verified_safety: mark.map(str::to_owned), ..peer })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +201,7 @@ mod tests {
             invite_id: "i".into(),
             created_at: 1,
             last_seen: None,
+            verified_safety: None,
         };
         store::insert_peer(store.conn(), &row, b"{}").unwrap();
         pk
@@ -209,6 +236,30 @@ mod tests {
         }
         let unknown = IdentityPublicKey::from_bytes(&[9; 32]).unwrap().to_b64u();
         assert!(matches!(resolve(c, &unknown), Err(ClientError::UnknownPeer(_))));
+    }
+
+    #[test]
+    fn the_verified_mark_holds_for_the_compared_safety_number_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let c = store.conn();
+        let pk = add(&store, [7; 32], Some("alice"));
+        let me = IdentityPublicKey::from_bytes(&[1; 32]).unwrap();
+        let safety = crate::crypto::safety_number(&me, &pk);
+        // A wrong number changes nothing.
+        let wrong = set_verified(c, &me, "alice", Some("00000 00000"), true);
+        assert!(matches!(wrong, Err(ClientError::SafetyNumberMismatch(..))), "{wrong:?}");
+        assert!(!store::get_peer(c, &pk).unwrap().unwrap().verified(&safety));
+        // The right one, typed without spaces.
+        set_verified(c, &me, "alice", Some(&safety.replace(' ', "")), true).unwrap();
+        let row = store::get_peer(c, &pk).unwrap().unwrap();
+        assert!(row.verified(&safety));
+        // Our key changes: the pair's number is another one, and the mark is gone.
+        let new_me = IdentityPublicKey::from_bytes(&[2; 32]).unwrap();
+        assert!(!row.verified(&crate::crypto::safety_number(&new_me, &pk)));
+        // Undo.
+        set_verified(c, &me, "alice", None, false).unwrap();
+        assert!(!store::get_peer(c, &pk).unwrap().unwrap().verified(&safety));
     }
 
     #[test]

@@ -167,6 +167,7 @@ fn first_contact(
         invite_id: invite_id.clone(),
         created_at: now_secs(),
         last_seen: None,
+        verified_safety: None,
     };
     match known {
         Some(_) => store::replace_peer(tx, &peer, &session_bytes(&session))?,

@@ -26,7 +26,7 @@ use super::types::*;
 use crate::client::relay_url::RelayUrl;
 use crate::client::store::{self, Store};
 use crate::client::{ClientError, now_ms, now_secs, peers};
-use crate::crypto::{IdentityPublicKey, fingerprint, safety_number};
+use crate::crypto::{IdentityPublicKey, fingerprint};
 
 /// Longest `wait_ms`/`wait_reply_ms` one call may ask for.
 const MAX_WAIT_MS: u64 = 300_000;
@@ -159,6 +159,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(status))
         .routes(routes!(list_peers))
         .routes(routes!(remove_peer))
+        .routes(routes!(verify_peer))
         .routes(routes!(send))
         .routes(routes!(next_message))
         .routes(routes!(ack_message))
@@ -225,7 +226,7 @@ async fn status(State(s): State<AppState>) -> ApiResult<StatusResponse> {
         home: s.info.home.clone(),
         socket: s.info.socket.clone(),
         http: s.info.http.clone(),
-        public_key: s.info.me.to_b64u(),
+        pk: s.info.me.to_b64u(),
         fingerprint: fingerprint(&s.info.me),
         relays,
         inbox_waiting: waiting,
@@ -239,30 +240,37 @@ async fn status(State(s): State<AppState>) -> ApiResult<StatusResponse> {
     responses((status = 200, body = PeersResponse), (status = 500, body = ErrorBody)))]
 async fn list_peers(State(s): State<AppState>) -> ApiResult<PeersResponse> {
     let me = s.info.me;
-    let peers = s
+    let peers = s.db(move |db| Ok(PeerInfo::list(db.conn(), &me)?)).await?;
+    Ok(Json(PeersResponse { peers }))
+}
+
+/// Mark a peer verified after comparing the safety number out of band (or take
+/// the mark away). The mark drops by itself when either side's key changes.
+#[utoipa::path(post, path = "/v1/peers/verify", tag = "daemon", request_body = VerifyRequest,
+    responses((status = 200, body = PeerInfo), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn verify_peer(
+    State(s): State<AppState>,
+    Json(req): Json<VerifyRequest>,
+) -> ApiResult<PeerInfo> {
+    let me = s.info.me;
+    let info = s
         .db(move |db| {
-            let rows = store::list_peers(db.conn())?;
-            let unread = store::inbox_new(db.conn(), None)?;
-            Ok(rows
-                .iter()
-                .map(|p| {
-                    let n = unread.iter().filter(|m| m.peer == p.pk && m.kind == "text").count();
-                    PeerInfo {
-                        pk: p.pk.to_b64u(),
-                        label: p.label.clone(),
-                        fingerprint: fingerprint(&p.pk),
-                        safety_number: safety_number(&me, &p.pk),
-                        role: p.role.name().to_owned(),
-                        relay: p.relay_url.clone(),
-                        paired_at: p.created_at,
-                        last_seen: p.last_seen,
-                        unread: u64::try_from(n).unwrap_or(u64::MAX),
-                    }
-                })
-                .collect())
+            let conn = db.conn();
+            let row = peers::set_verified(
+                conn,
+                &me,
+                &req.peer,
+                req.safety_number.as_deref(),
+                req.verified,
+            )?;
+            let unread =
+                store::inbox_new(conn, Some(&row.pk))?.iter().filter(|m| m.kind == "text").count();
+            let expire = store::peer_expiry(conn, &row.pk)?;
+            Ok(PeerInfo::new(&me, &row, u64::try_from(unread).unwrap_or(u64::MAX), expire))
         })
         .await?;
-    Ok(Json(PeersResponse { peers }))
+    Ok(Json(info))
 }
 
 /// Forget a peer (label, key, or a unique prefix) and ask its relay to drop

@@ -102,6 +102,11 @@ impl DaemonClient {
         self.get("/v1/peers").await
     }
 
+    /// `POST /v1/peers/verify`.
+    pub async fn peer_verify(&self, req: &VerifyRequest) -> Result<PeerInfo, DaemonError> {
+        self.post("/v1/peers/verify", req).await
+    }
+
     /// `POST /v1/send`.
     pub async fn send(&self, req: &SendRequest) -> Result<SendResponse, DaemonError> {
         self.post("/v1/send", req).await

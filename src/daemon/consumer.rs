@@ -108,6 +108,7 @@ fn forward(ev: DaemonEvent, announced: &mut HashSet<String>, emit: &mut dyn FnMu
         label: p.label,
         fingerprint: p.fingerprint,
         safety_number: p.safety_number,
+        verified: p.verified,
     };
     let out = match ev {
         DaemonEvent::Connected { relay, pending } | DaemonEvent::Reconnect { relay, pending }
@@ -144,13 +145,16 @@ fn forward(ev: DaemonEvent, announced: &mut HashSet<String>, emit: &mut dyn FnMu
     emit(out);
 }
 
-/// Subscribe to events and report the relays already up as `connected`.
+/// Subscribe to events and report the relays already up as `connected`. Also
+/// returns whether there is anything to hear from: a relay link, a peer or an
+/// open invite. Read from the store, not from the links alone: a daemon this
+/// command just started may not have opened its links yet.
 async fn start_events(
     dc: &DaemonClient,
     replay: bool,
     announced: &mut HashSet<String>,
     emit: &mut dyn FnMut(Event),
-) -> Result<(mpsc::Receiver<DaemonEvent>, usize), DaemonError> {
+) -> Result<(mpsc::Receiver<DaemonEvent>, bool), DaemonError> {
     let events = dc.events_from(replay).await?;
     let status = dc.status().await?;
     for r in &status.relays {
@@ -158,7 +162,10 @@ async fn start_events(
             emit(Event::Connected { relay: r.url.clone(), pending: 0 });
         }
     }
-    Ok((events, status.relays.len()))
+    let something = !status.relays.is_empty()
+        || !dc.peers().await?.peers.is_empty()
+        || dc.invites().await?.invites.iter().any(|i| i.status == "open");
+    Ok((events, something))
 }
 
 fn message_info(m: &ApiMessage) -> MessageInfo {
@@ -191,10 +198,10 @@ pub async fn serve(
         opts.handler.timeout.map_or(Duration::from_secs(3600), |t| t.saturating_add(LEASE_MARGIN));
     let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).clamp(1_000, 3_600_000);
     let mut announced = HashSet::new();
-    let (mut events, relays) = start_events(&dc, owner, &mut announced, emit).await?;
+    let (mut events, something) = start_events(&dc, owner, &mut announced, emit).await?;
     let status = dc.status().await?;
-    let own = status.public_key.clone();
-    if opts.seed.is_none() && relays == 0 {
+    let own = status.pk.clone();
+    if opts.seed.is_none() && !something {
         return Err(ClientError::NoPeers.into());
     }
     emit(Event::Serving {
@@ -406,7 +413,7 @@ pub async fn listen(
     emit: &mut dyn FnMut(Event),
 ) -> Result<u64, DaemonError> {
     let mut announced = HashSet::new();
-    let (mut events, relays) = start_events(&dc, owner, &mut announced, emit).await?;
+    let (mut events, something) = start_events(&dc, owner, &mut announced, emit).await?;
     let from_pk = match &opts.from {
         Some(q) => {
             let peers = dc.peers().await?.peers;
@@ -442,7 +449,7 @@ pub async fn listen(
                     return Ok(shown);
                 }
             }
-            if !checked_empty && shown == 0 && relays == 0 {
+            if !checked_empty && shown == 0 && !something {
                 return Err(ClientError::NoPeers.into());
             }
             checked_empty = true;

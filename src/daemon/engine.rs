@@ -271,8 +271,10 @@ impl Engine {
 
     fn peer_ref(&self, pk: &IdentityPublicKey) -> PeerRef {
         let row = store::get_peer(self.client.conn(), pk).ok().flatten();
+        let safety = crate::crypto::safety_number(&self.client.identity().public(), pk);
         PeerRef {
             pk: pk.to_b64u(),
+            verified: row.as_ref().is_some_and(|r| r.verified(&safety)),
             label: row.and_then(|r| r.label),
             fingerprint: fingerprint(pk),
             safety_number: None,
@@ -354,17 +356,20 @@ impl Engine {
                 tracing::warn!(error = %e, "relay link gave up; retrying later");
                 return;
             }
-            Incoming::Paired { peer } => DaemonEvent::Paired {
-                peer: PeerRef {
-                    pk: peer.pk.to_b64u(),
-                    label: peer.label.clone(),
-                    fingerprint: fingerprint(&peer.pk),
-                    safety_number: Some(crate::crypto::safety_number(
-                        &self.client.identity().public(),
-                        &peer.pk,
-                    )),
-                },
-            },
+            Incoming::Paired { peer } => {
+                let safety =
+                    crate::crypto::safety_number(&self.client.identity().public(), &peer.pk);
+                DaemonEvent::Paired {
+                    peer: PeerRef {
+                        pk: peer.pk.to_b64u(),
+                        label: peer.label.clone(),
+                        fingerprint: fingerprint(&peer.pk),
+                        // A re-pairing of the same key keeps its mark.
+                        verified: peer.verified(&safety),
+                        safety_number: Some(safety),
+                    },
+                }
+            }
             Incoming::Dropped { from, reason } => {
                 DaemonEvent::Dropped { from: from.to_b64u(), reason }
             }

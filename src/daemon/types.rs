@@ -6,7 +6,8 @@ use utoipa::ToSchema;
 
 use super::lease::Leased;
 use crate::client::store::{InboxRow, PeerRow};
-use crate::crypto::fingerprint;
+use crate::crypto::{IdentityPublicKey, fingerprint, safety_number};
+use rmcp::schemars::JsonSchema;
 
 /// A received message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -91,29 +92,85 @@ pub struct PeerRef {
     /// The pair's safety number, on `paired` (compare it out of band).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safety_number: Option<String>,
+    /// Marked verified (`agentroom peers verify`) for its current key.
+    #[serde(default)]
+    pub verified: bool,
 }
 
-/// A paired peer.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// A paired peer: the one shape of `agentroom peers --json` (each `peer`
+/// event), `room status --json` (`peers`), the MCP `peers` and `status` tools
+/// and `GET /v1/peers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
 pub struct PeerInfo {
-    /// Public key (b64u): what `send` accepts.
+    /// Public key (b64u): what `send` accepts as peer.
     pub pk: String,
-    /// Local label.
+    /// Local label, if any.
     pub label: Option<String>,
     /// Fingerprint.
     pub fingerprint: String,
-    /// Safety number of the pair (compare out of band).
+    /// Safety number of this pair: the same on both sides; compare it out of
+    /// band, then mark the peer verified (`agentroom peers verify`).
     pub safety_number: String,
-    /// The peer's role: `host` or `guest`.
+    /// Marked verified after comparing this safety number; false again if either
+    /// side's key changes.
+    pub verified: bool,
+    /// The peer's role: `host` (they invited us) or `guest` (we invited them).
     pub role: String,
-    /// Relay URL.
+    /// Relay URL we reach them through.
     pub relay: String,
     /// Pairing time, unix s.
     pub paired_at: u64,
     /// Last message from them, unix s.
     pub last_seen: Option<u64>,
-    /// Unconsumed messages from them.
+    /// Messages from them not yet consumed (acked).
     pub unread: u64,
+    /// Disappearing messages: this peer's messages are deleted this many
+    /// seconds after each (null: kept).
+    pub expire_secs: Option<u64>,
+}
+
+impl PeerInfo {
+    /// Every paired peer of the store, oldest first; `me` is our own key (for
+    /// the safety numbers).
+    pub fn list(
+        conn: &rusqlite::Connection,
+        me: &IdentityPublicKey,
+    ) -> Result<Vec<Self>, crate::client::store::StoreError> {
+        use crate::client::store;
+        let unread = store::inbox_new(conn, None)?;
+        store::list_peers(conn)?
+            .iter()
+            .map(|p| {
+                let n = unread.iter().filter(|m| m.peer == p.pk && m.kind == "text").count();
+                let expire = store::peer_expiry(conn, &p.pk)?;
+                Ok(Self::new(me, p, u64::try_from(n).unwrap_or(u64::MAX), expire))
+            })
+            .collect()
+    }
+
+    /// One peer from its stored row.
+    pub fn new(me: &IdentityPublicKey, p: &PeerRow, unread: u64, expire_secs: Option<u64>) -> Self {
+        let safety = safety_number(me, &p.pk);
+        Self {
+            pk: p.pk.to_b64u(),
+            label: p.label.clone(),
+            fingerprint: fingerprint(&p.pk),
+            verified: p.verified(&safety),
+            safety_number: safety,
+            role: p.role.name().to_owned(),
+            relay: p.relay_url.clone(),
+            paired_at: p.created_at,
+            last_seen: p.last_seen,
+            unread,
+            expire_secs,
+        }
+    }
+
+    /// Label, or the short key.
+    pub fn display_name(&self) -> String {
+        self.label.clone().unwrap_or_else(|| self.pk.chars().take(8).collect())
+    }
 }
 
 /// One relay link.
@@ -141,7 +198,7 @@ pub struct StatusResponse {
     /// The loopback HTTP address, with `--http`.
     pub http: Option<String>,
     /// Our public key (b64u).
-    pub public_key: String,
+    pub pk: String,
     /// Our fingerprint.
     pub fingerprint: String,
     /// Relay links.
@@ -152,6 +209,24 @@ pub struct StatusResponse {
     pub inbox_leased: u64,
     /// Outgoing messages the relay has not taken yet.
     pub outbox_pending: u64,
+}
+
+/// `POST /v1/peers/verify`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct VerifyRequest {
+    /// Label, public key, or a unique prefix of the key or fingerprint.
+    pub peer: String,
+    /// The safety number read from the other side; when given, the mark is set
+    /// only if it matches (spaces ignored), else the call fails and changes nothing.
+    #[serde(default)]
+    pub safety_number: Option<String>,
+    /// `true` (default) marks the peer verified, `false` takes the mark away.
+    #[serde(default = "yes")]
+    pub verified: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `GET /v1/peers`.

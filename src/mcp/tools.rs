@@ -29,7 +29,7 @@ use crate::client::home::Home;
 use crate::client::relay_url::RelayUrl;
 use crate::client::store::{self, Store};
 use crate::client::{ClientError, now_ms, now_secs, peers};
-use crate::crypto::{IdentityPublicKey, fingerprint, safety_number};
+use crate::crypto::{IdentityPublicKey, fingerprint};
 use crate::daemon::db::Db;
 use crate::daemon::lease;
 
@@ -145,31 +145,9 @@ impl AgentroomServer {
         }
     }
 
-    fn peer_info(&self, p: &store::PeerRow, unread: u64) -> PeerInfo {
-        PeerInfo {
-            public_key: p.pk.to_b64u(),
-            label: p.label.clone(),
-            fingerprint: fingerprint(&p.pk),
-            safety_number: safety_number(&self.me, &p.pk),
-            role: p.role.name().to_owned(),
-            relay: p.relay_url.clone(),
-            paired_at: p.created_at,
-            last_seen: p.last_seen,
-            unread,
-        }
-    }
-
     async fn peer_list(&self) -> Result<Vec<PeerInfo>, String> {
-        let (rows, unread) = self
-            .with_db(|db| Ok((store::list_peers(db.conn())?, store::inbox_new(db.conn(), None)?)))
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|p| {
-                let n = unread.iter().filter(|m| m.peer == p.pk && m.kind == "text").count();
-                self.peer_info(p, u64::try_from(n).unwrap_or(u64::MAX))
-            })
-            .collect())
+        let me = self.me;
+        self.with_db(move |db| Ok(PeerInfo::list(db.conn(), &me)?)).await
     }
 
     /// Send a text message to a paired peer. Returns once the relay holds it
@@ -268,8 +246,9 @@ impl AgentroomServer {
         }
     }
 
-    /// List paired peers: key, label, fingerprint, safety number (compare it
-    /// with the peer out of band), relay, unread count.
+    /// List paired peers: key (pk), label, fingerprint, safety number (compare it
+    /// with the peer out of band), verified (the user marked it compared, with
+    /// `agentroom peers verify`), relay, unread count.
     #[tool(name = "peers")]
     async fn peers(&self) -> ToolResult<PeersResult> {
         Ok(Json(PeersResult { peers: self.peer_list().await? }))
@@ -375,10 +354,7 @@ impl AgentroomServer {
             Err(e) => serde_json::json!({"error": crate::client::error_text(&e)}),
         };
         Ok(Json(StatusResult {
-            identity: Identity {
-                public_key: self.me.to_b64u(),
-                fingerprint: fingerprint(&self.me),
-            },
+            identity: Identity { pk: self.me.to_b64u(), fingerprint: fingerprint(&self.me) },
             home: self.home.dir().display().to_string(),
             relays,
             peers,

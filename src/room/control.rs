@@ -32,33 +32,12 @@ pub struct RoomStatus {
     /// Envelopes queued in the relay for absent recipients (from its `/health`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relay_pending: Option<u64>,
-    /// Paired peers, from this home's client store.
-    pub peers: Vec<PeerStatus>,
+    /// Paired peers, from this home's client store (the shape of `peers --json`).
+    pub peers: Vec<crate::daemon::types::PeerInfo>,
     /// Our envelopes not yet taken by a relay.
     pub outbox_pending: u64,
     /// Whether the room's invite still waits for a guest.
     pub invite_open: bool,
-}
-
-/// One paired peer, as `room status` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct PeerStatus {
-    /// Identity key (b64u).
-    pub pk: String,
-    /// Label, or the short key.
-    pub name: String,
-    /// Fingerprint.
-    pub fingerprint: String,
-    /// The pair's safety number (compare it with the peer out of band).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub safety_number: Option<String>,
-    /// `host` or `guest`: their side of the invite.
-    pub role: &'static str,
-    /// The relay we reach them through.
-    pub relay_url: String,
-    /// Unix seconds of their last message.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_seen: Option<u64>,
 }
 
 /// Peers, outbox size and whether `invite_id` (b64u) is still open, from the
@@ -66,7 +45,7 @@ pub struct PeerStatus {
 fn client_view(
     home: &Path,
     invite: Option<&str>,
-) -> Result<(Vec<PeerStatus>, u64, bool), crate::client::store::StoreError> {
+) -> Result<(Vec<crate::daemon::types::PeerInfo>, u64, bool), crate::client::store::StoreError> {
     use crate::client::store;
     let db = crate::client::home::Home::at(home).db_path();
     if !db.exists() {
@@ -74,19 +53,11 @@ fn client_view(
     }
     let store = store::Store::open(&db)?;
     let home = crate::client::home::Home::at(home);
-    let me = crate::client::identity::load(&home).ok().map(|pair| pair.public());
-    let peers = store::list_peers(store.conn())?
-        .into_iter()
-        .map(|p| PeerStatus {
-            pk: p.pk.to_b64u(),
-            name: p.display_name(),
-            fingerprint: crate::crypto::fingerprint(&p.pk),
-            safety_number: me.as_ref().map(|me| crate::crypto::safety_number(me, &p.pk)),
-            role: p.role.name(),
-            relay_url: p.relay_url,
-            last_seen: p.last_seen,
-        })
-        .collect();
+    // No identity yet: no peers either (pairing creates it).
+    let peers = match crate::client::identity::load(&home) {
+        Ok(pair) => crate::daemon::types::PeerInfo::list(store.conn(), &pair.public())?,
+        Err(_) => Vec::new(),
+    };
     let outbox = store::outbox_pending_count(store.conn())?;
     let now = now_unix();
     let open = match invite {

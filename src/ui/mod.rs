@@ -9,15 +9,14 @@
 //!   HttpOnly, SameSite=Strict session cookie. From then on the page calls the
 //!   daemon's API like any client; the daemon's HTTP guard accepts the cookie
 //!   where it accepts the bearer token.
-//! - Two small additions to the API live here: the handler pause switch
-//!   (`/v1/handler`, `/v1/handler/pause`, `/v1/handler/resume`) and the
-//!   "verified" marks the user sets on peers (`/v1/ui/verified`, kept in
-//!   `<home>/ui-verified.json`).
+//! - One small addition to the API lives here: the handler pause switch
+//!   (`/v1/handler`, `/v1/handler/pause`, `/v1/handler/resume`). The
+//!   "verified" mark on a peer is the daemon's (`POST /v1/peers/verify`, the
+//!   same as `agentroom peers verify`).
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::extract::State;
@@ -36,9 +35,6 @@ pub mod auth;
 
 pub use auth::Sessions;
 
-/// The file (in the home) holding the peers the user marked verified.
-pub const VERIFIED_FILE: &str = "ui-verified.json";
-
 /// Errors of the web view's own endpoints.
 #[derive(Debug, thiserror::Error)]
 pub enum UiError {
@@ -48,27 +44,9 @@ pub enum UiError {
     /// A state-changing request lacked `X-Agentroom: 1` or came from another origin.
     #[error("cross-site request refused (needs X-Agentroom: 1 and a same-origin Origin header)")]
     CrossSite,
-    /// The verified-peers file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Cause.
-        #[source]
-        source: std::io::Error,
-    },
     /// The room's state file could not be read.
     #[error(transparent)]
     Room(#[from] crate::room::state::StateError),
-    /// The verified-peers file is not valid JSON.
-    #[error("{path} is not a valid verified-peers file: {source}")]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// Cause.
-        #[source]
-        source: serde_json::Error,
-    },
 }
 
 impl IntoResponse for UiError {
@@ -76,9 +54,7 @@ impl IntoResponse for UiError {
         let status = match self {
             UiError::BadCode => StatusCode::UNAUTHORIZED,
             UiError::CrossSite => StatusCode::FORBIDDEN,
-            UiError::Io { .. } | UiError::Corrupt { .. } | UiError::Room(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            UiError::Room(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let class = match status {
             StatusCode::INTERNAL_SERVER_ERROR => crate::daemon::types::ErrorClass::Failure,
@@ -97,10 +73,7 @@ pub struct Ui {
     arrived: Arc<Notify>,
     /// The daemon's event stream: the pause switch is announced on it.
     events: broadcast::Sender<DaemonEvent>,
-    verified_path: Arc<PathBuf>,
     home: Arc<PathBuf>,
-    /// Serialises read-modify-write of the verified file.
-    verified_lock: Arc<Mutex<()>>,
 }
 
 impl Ui {
@@ -118,9 +91,7 @@ impl Ui {
             paused,
             arrived,
             events,
-            verified_path: Arc::new(home.dir().join(VERIFIED_FILE)),
             home: Arc::new(home.dir().to_path_buf()),
-            verified_lock: Arc::new(Mutex::new(())),
         }
     }
 
@@ -134,17 +105,6 @@ impl Ui {
         let (router, _) = routes().split_for_parts();
         router.with_state(self.clone())
     }
-
-    fn read_verified(&self) -> Result<BTreeSet<String>, UiError> {
-        let path = self.verified_path.as_ref();
-        match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice::<VerifiedFile>(&bytes)
-                .map(|f| f.verified)
-                .map_err(|source| UiError::Corrupt { path: path.clone(), source }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeSet::new()),
-            Err(source) => Err(UiError::Io { path: path.clone(), source }),
-        }
-    }
 }
 
 /// Every route of the web view, each with its OpenAPI description.
@@ -157,7 +117,6 @@ fn routes() -> OpenApiRouter<Ui> {
         .routes(routes!(assets::style))
         .routes(routes!(login))
         .routes(routes!(login_code))
-        .routes(routes!(verified_list, verified_set))
         .routes(routes!(room_status))
         .routes(routes!(handler_state))
         .routes(routes!(pause))
@@ -167,13 +126,6 @@ fn routes() -> OpenApiRouter<Ui> {
 /// The web view's part of the daemon's OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().into_openapi()
-}
-
-/// `<home>/ui-verified.json`.
-#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
-struct VerifiedFile {
-    /// Public keys (b64u) the user compared safety numbers with.
-    verified: BTreeSet<String>,
 }
 
 /// `POST /ui/login` body.
@@ -188,15 +140,6 @@ struct LoginRequest {
 pub struct LoginCode {
     /// Single use, valid for [`auth::CODE_TTL`].
     pub code: String,
-}
-
-/// `POST /v1/ui/verified` body.
-#[derive(Debug, Deserialize, ToSchema)]
-struct VerifiedRequest {
-    /// The peer's public key (b64u).
-    peer: String,
-    /// Set (true) or clear (false) the mark.
-    verified: bool,
 }
 
 /// `GET /v1/handler` answer.
@@ -231,35 +174,6 @@ async fn login(
     responses((status = 200, body = LoginCode)))]
 async fn login_code(State(ui): State<Ui>) -> Json<LoginCode> {
     Json(LoginCode { code: ui.sessions.mint_code().as_str().to_owned() })
-}
-
-/// The peers the user marked verified (compared safety numbers with).
-#[utoipa::path(get, path = "/v1/ui/verified", tag = "ui",
-    responses((status = 200, body = VerifiedFile), (status = 500, body = ErrorBody)))]
-async fn verified_list(State(ui): State<Ui>) -> Result<Json<VerifiedFile>, UiError> {
-    Ok(Json(VerifiedFile { verified: ui.read_verified()? }))
-}
-
-/// Set or clear a peer's verified mark.
-#[utoipa::path(post, path = "/v1/ui/verified", tag = "ui", request_body = VerifiedRequest,
-    responses((status = 200, body = VerifiedFile), (status = 500, body = ErrorBody)))]
-async fn verified_set(
-    State(ui): State<Ui>,
-    Json(req): Json<VerifiedRequest>,
-) -> Result<Json<VerifiedFile>, UiError> {
-    let _guard = ui.verified_lock.lock().expect("no thread panics holding the verified lock");
-    let mut set = ui.read_verified()?;
-    if req.verified {
-        set.insert(req.peer);
-    } else {
-        set.remove(&req.peer);
-    }
-    let file = VerifiedFile { verified: set };
-    let bytes = serde_json::to_vec_pretty(&file).expect("a set of strings serialises");
-    let path = ui.verified_path.as_ref();
-    crate::fsutil::write_private_atomic(path, &bytes)
-        .map_err(|source| UiError::Io { path: path.clone(), source })?;
-    Ok(Json(file))
 }
 
 /// `GET /v1/ui/room` answer: what the page shows of an open room (never its

@@ -190,7 +190,7 @@ impl Agent {
 
     pub(crate) fn setup(&self) -> String {
         let v = &self.json(&["setup"])[0];
-        v["public_key"].as_str().unwrap().to_owned()
+        v["pk"].as_str().unwrap().to_owned()
     }
 
     pub(crate) fn spawn(&self, args: &[&str]) -> Bg {

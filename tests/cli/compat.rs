@@ -166,7 +166,7 @@ fn setup_force_rotates_after_confirmation_and_says_what_is_lost() {
     let (code, stderr) = host.fails(&["setup", "--force"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--yes") && stderr.contains("1 peer(s)"), "{stderr}");
-    assert_eq!(host.json(&["whoami"])[0]["public_key"], hpk.as_str());
+    assert_eq!(host.json(&["whoami"])[0]["pk"], hpk.as_str());
     assert_eq!(host.json(&["peers"]).len(), 1);
     let out = host.cmd().args(["--json", "setup", "--force", "--yes"]).output().unwrap();
     assert!(out.status.success());
@@ -174,8 +174,8 @@ fn setup_force_rotates_after_confirmation_and_says_what_is_lost() {
     assert!(stderr.contains("Lost for good: 1 peer(s)"), "{stderr}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["rotated"], true);
-    assert_eq!(v["previous_public_key"], hpk.as_str());
-    assert_ne!(v["public_key"], hpk.as_str());
+    assert_eq!(v["previous_pk"], hpk.as_str());
+    assert_ne!(v["pk"], hpk.as_str());
     assert!(host.json(&["peers"]).is_empty(), "old sessions dropped");
     // A home without an identity: --force is just setup.
     let fresh = Agent::new(tmp.path(), "fresh");

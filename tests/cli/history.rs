@@ -63,7 +63,8 @@ fn history_keeps_both_directions_on_both_sides() {
     assert_eq!(g[1]["id"], reply_id.as_str());
     assert_eq!(g[1]["reply_to"], id.as_str());
     assert_eq!(g[1]["state"], "received");
-    assert!(g[1]["relay_ts"].as_u64().unwrap() > 0);
+    assert!(g[1]["sent_at"].as_u64().unwrap() > 0, "in: the relay's accept time");
+    assert!(g[1].get("relay_ts").is_none(), "one name: sent_at");
 
     // The host's side mirrors it, with the serve reply recorded as sent text.
     // The relay's `sent` for the reply may still be on its way.

@@ -48,9 +48,16 @@ fn tampered_and_expired_invites_are_refused() {
     assert_eq!(code, 2);
     assert!(guest.json(&["peers"]).is_empty());
 
-    let short = &host.json(&["invite", "create", "--relay", &relay.url, "--expires", "1s"])[0];
+    // 2s, not 1s: on a loaded machine a 1-second invite (whole seconds) could
+    // already be past when the relay got it, and its publish was refused.
+    let short = &host.json(&["invite", "create", "--relay", &relay.url, "--expires", "2s"])[0];
     let expired = short["invite"].as_str().unwrap().to_owned();
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let expires_at = short["expires_at"].as_u64().unwrap();
+    let now =
+        || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    while now() <= expires_at {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let (code, stderr) = guest.fails(&["invite", "accept", &expired]);
     assert_eq!(code, 2);
     assert!(stderr.contains("expired"), "{stderr}");

@@ -19,4 +19,5 @@ mod room_wss;
 mod service;
 mod tls_fixtures;
 mod ui;
+mod verify;
 mod wss;

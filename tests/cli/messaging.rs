@@ -14,12 +14,12 @@ fn setup_pair_and_talk_both_ways() {
     // setup is idempotent and the identity is private.
     let again = &host.json(&["setup"])[0];
     assert_eq!(again["created"], false);
-    assert_eq!(again["public_key"], hpk.as_str());
+    assert_eq!(again["pk"], hpk.as_str());
     let mode = std::fs::metadata(host.home.join("identity.json")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     assert_eq!(std::fs::metadata(&host.home).unwrap().permissions().mode() & 0o777, 0o700);
     let who = &host.json(&["whoami"])[0];
-    assert_eq!(who["public_key"], hpk.as_str());
+    assert_eq!(who["pk"], hpk.as_str());
     assert_eq!(who["fingerprint"].as_str().unwrap().len(), 39);
 
     // guest → host

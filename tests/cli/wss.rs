@@ -214,7 +214,7 @@ fn relay_serving_tls_through_a_bore_tunnel_announces_wss_and_pairs() {
         .env_remove("HMAC_SECRET");
     let mut relay = Bg::spawn(cmd);
     let ready = relay.wait_event("tunnel_ready");
-    let url = ready["relay_url"].as_str().unwrap().to_owned();
+    let url = ready["relay"].as_str().unwrap().to_owned();
     assert!(url.starts_with("wss://127.0.0.1:"), "{ready}");
     let (host, guest) = (Agent::new(tmp.path(), "host"), Agent::new(tmp.path(), "guest"));
     pair_and_talk(&url, &ca.pem, &host, &guest);

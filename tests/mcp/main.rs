@@ -114,6 +114,19 @@ fn pair() -> Pair {
     assert_eq!(peer["label"], "peer");
     assert_eq!(peer["role"], "guest");
     assert_eq!(peer["safety_number"], safety, "both sides compute the same safety number");
+    // One shape for a peer everywhere: the MCP tool and `peers --json` agree.
+    let listed = cli(m.path(), &["peers"]);
+    let listed = event(&listed, "peer");
+    for field in ["pk", "label", "fingerprint", "safety_number", "verified", "role", "relay"] {
+        assert_eq!(peer[field], listed[field], "{field}");
+    }
+    assert!(peer.get("public_key").is_none(), "one name for a key: pk");
+    assert_eq!(peer["verified"], false);
+    // Marked verified through the daemon the MCP server runs for this home.
+    let marked = cli(m.path(), &["peers", "verify", "peer", safety.as_str().unwrap()]);
+    assert_eq!(event(&marked, "peer_verified")["verified"], true);
+    let peers = server.tool_ok("peers", json!({}));
+    assert_eq!(peers["peers"][0]["verified"], true, "{peers}");
     Pair { relay, m, p, server }
 }
 
@@ -126,7 +139,9 @@ fn messages_are_leased_acked_once_and_offered_again_after_the_lease() {
     assert_eq!(first["text"], "hello one");
     assert_eq!(first["delivery"], 1);
     assert_eq!(first["label"], "peer");
-    let p_key = event(&cli(p.path(), &["whoami"]), "whoami")["public_key"].clone();
+    assert!(first["sent_at"].as_u64().unwrap() > 0, "{first}");
+    assert!(first["lease_until"].as_u64().unwrap() > first["sent_at"].as_u64().unwrap());
+    let p_key = event(&cli(p.path(), &["whoami"]), "whoami")["pk"].clone();
     assert_eq!(first["from"], p_key);
     // Leased for the default 60 s: not offered to anyone else meanwhile.
     let none = server.tool_ok("next_message", json!({"timeout_secs": 0}));
@@ -180,7 +195,7 @@ fn messages_are_leased_acked_once_and_offered_again_after_the_lease() {
     });
     assert_eq!(status["peers"].as_array().unwrap().len(), 1);
     let who = event(&cli(m.path(), &["whoami"]), "whoami").clone();
-    assert_eq!(status["identity"]["public_key"], who["public_key"]);
+    assert_eq!(status["identity"]["pk"], who["pk"]);
     assert_eq!(status["room"]["running"], false);
     server.assert_stdout_is_jsonrpc();
 }
@@ -295,7 +310,7 @@ fn invite_accept_pairs_with_a_cli_host_both_ways() {
     let mut server = McpServer::start(m.path());
     server.handshake();
     let accepted = server.tool_ok("invite_accept", json!({"invite": invite, "label": "host"}));
-    assert_eq!(accepted["peer"], host["public_key"]);
+    assert_eq!(accepted["peer"], host["pk"]);
     assert_eq!(accepted["fingerprint"], host["fingerprint"]);
     let again = server.tool_err("invite_accept", json!({"invite": invite}));
     assert!(again.contains("already paired"), "{again}");

@@ -56,9 +56,9 @@ async fn a_guest_talks_through_a_bore_tunnel() {
         );
         let ready = room.wait_event("room_ready");
         assert_eq!(ready["tunnel"], "bore");
-        let relay = ready["relay_url"].as_str().unwrap();
+        let relay = ready["relay"].as_str().unwrap();
         assert!(relay.starts_with("ws://127.0.0.1:"), "{ready}");
-        assert_ne!(ready["relay_url"], ready["local_url"], "the guest goes through bore");
+        assert_ne!(ready["relay"], ready["local_url"], "the guest goes through bore");
         assert!(room.stderr().contains("bore tunnel up"));
         assert!(!room.stderr().contains(SECRET), "the bore secret is never logged");
         let accepted = guest_accepts(&guest, ready["invite"].as_str().unwrap());

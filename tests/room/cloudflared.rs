@@ -26,13 +26,13 @@ fn serves_through_the_tunnel_and_ctrl_c_leaves_nothing() {
     let ready = room.wait_event("room_ready");
     assert_eq!(ready["tunnel"], "cloudflared");
     let public = ready["public_url"].as_str().unwrap();
-    let relay = ready["relay_url"].as_str().unwrap();
+    let relay = ready["relay"].as_str().unwrap();
     // The fake prints its proxy as the public URL: the invite names it, not the relay's port.
     assert_eq!(
         relay,
         format!("ws://{}/ws", public.trim_start_matches("http://").trim_end_matches('/'))
     );
-    assert_ne!(ready["relay_url"], ready["local_url"]);
+    assert_ne!(ready["relay"], ready["local_url"]);
     let pgid = recorded_pids(&dir.path().join("fake"))[0];
     assert_eq!(state(&home).unwrap()["tunnel_pgid"], pgid);
 
@@ -79,16 +79,16 @@ fn a_crash_gets_a_new_url_announced_and_peers_told() {
     nix::sys::signal::killpg(nix::unistd::Pid::from_raw(first), Signal::SIGKILL).unwrap();
     room.wait_event("tunnel_down");
     let changed = room.wait_event("tunnel_url_changed");
-    assert_ne!(changed["relay_url"], ready["relay_url"]);
+    assert_ne!(changed["relay"], ready["relay"]);
     assert_eq!(changed["peers_notified"], 1);
     assert!(
         !room.seen.iter().any(|e| e["event"] == "invite_renewed"),
         "an accepted invite is not renewed"
     );
     let update = room.wait_event("relay_update");
-    assert_eq!(update["relay_url"], changed["relay_url"], "guests get a signed relay update");
+    assert_eq!(update["relay"], changed["relay"], "guests get a signed relay update");
     let st = state(&home).unwrap();
-    assert_eq!(st["public_url"], changed["relay_url"]);
+    assert_eq!(st["public_url"], changed["relay"]);
     assert_eq!(st["relay_update"], update["update"]);
     let second = recorded_pids(&fake_dir)[1];
     assert_eq!(st["tunnel_pgid"], second);
@@ -125,7 +125,7 @@ fn an_unaccepted_invite_is_renewed_for_the_new_url() {
     let old = run(&guest, &["invite", "accept", ready["invite"].as_str().unwrap()]);
     assert!(!old.status.success(), "the old invite names a dead URL and was revoked");
     let accepted = guest_accepts(&guest, invite);
-    assert_eq!(accepted["relay"], changed["relay_url"]);
+    assert_eq!(accepted["relay"], changed["relay"]);
     let reply = guest_round_trip(&guest, &public_key(&home), "after the restart");
     assert_eq!(reply, "echo: after the restart");
     room.signal(Signal::SIGTERM);
@@ -165,7 +165,7 @@ fn relay_tunnel_prints_the_public_url() {
     let up = relay.wait_event("tunnel_ready");
     assert_eq!(up["tunnel"], "cloudflared");
     let public = up["public_url"].as_str().unwrap();
-    assert!(up["relay_url"].as_str().unwrap().ends_with("/ws"));
+    assert!(up["relay"].as_str().unwrap().ends_with("/ws"));
     // The relay answers through the tunnel.
     let health = format!("{}health", public);
     let body = eventually("health through the tunnel", || {
@@ -198,7 +198,7 @@ fn an_unreachable_tunnel_is_a_warning_not_a_failure() {
     let warning = room.wait_event("tunnel_unreachable");
     assert!(warning["error"].as_str().unwrap().contains("/health"), "{warning}");
     let ready = room.wait_event("room_ready");
-    assert_eq!(ready["relay_url"], format!("{}/ws", dead_url.replace("http://", "ws://")));
+    assert_eq!(ready["relay"], format!("{}/ws", dead_url.replace("http://", "ws://")));
     room.signal(Signal::SIGTERM);
     assert_eq!(room.wait_exit(), 143);
 }
@@ -227,7 +227,7 @@ fn a_connected_guest_follows_relay_moved() {
     let port_arg = port.to_string();
     let mut room = open_behind(&home, &wrapper, &["--port", &port_arg]);
     let ready = room.wait_event("room_ready");
-    assert_eq!(ready["relay_url"], format!("ws://127.0.0.1:{port}/ws"));
+    assert_eq!(ready["relay"], format!("ws://127.0.0.1:{port}/ws"));
     guest_accepts(&guest, ready["invite"].as_str().unwrap());
     room.wait_event("paired");
     // The guest listens (and so stays logged in) while the tunnel restarts.
@@ -238,7 +238,7 @@ fn a_connected_guest_follows_relay_moved() {
     nix::sys::signal::killpg(nix::unistd::Pid::from_raw(first), Signal::SIGKILL).unwrap();
     let changed = room.wait_event("tunnel_url_changed");
     assert_eq!(changed["peers_notified"], 1);
-    let new_relay = changed["relay_url"].as_str().unwrap().to_owned();
+    let new_relay = changed["relay"].as_str().unwrap().to_owned();
     // The guest's client applies relay_moved: its record of the host now names the new URL.
     eventually("the guest to follow relay_moved", || {
         let out = run_ok(&guest, &["--json", "peers"]);

@@ -252,7 +252,7 @@ pub(crate) fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 pub(crate) fn public_key(home: &Path) -> String {
     let out = run_ok(home, &["--json", "whoami"]);
     let v: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
-    v["public_key"].as_str().unwrap().to_owned()
+    v["pk"].as_str().unwrap().to_owned()
 }
 
 /// The echo handler shipped in scripts/.

@@ -52,13 +52,13 @@ fn invite_create_on_a_tunnelled_room_names_the_public_url() {
         &[("CLOUDFLARED_BIN", fake.as_str())],
     );
     let ready = room.wait_event("room_ready");
-    assert_ne!(ready["relay_url"], ready["local_url"]);
+    assert_ne!(ready["relay"], ready["local_url"]);
 
     let out = run_ok(&home, &["--json", "invite", "create", "--label", "second"]);
     let created: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     // The host keeps the loopback URL; the guest is sent through the tunnel.
     assert_eq!(created["relay"], ready["local_url"], "{out}");
     let accepted = guest_accepts(&guest, created["invite"].as_str().unwrap());
-    assert_eq!(accepted["relay"], ready["relay_url"], "the guest dials the tunnel");
+    assert_eq!(accepted["relay"], ready["relay"], "the guest dials the tunnel");
     assert_eq!(guest_round_trip(&guest, &public_key(&home), "via tunnel"), "echo: via tunnel");
 }

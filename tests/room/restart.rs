@@ -264,7 +264,7 @@ fn a_moved_room_prints_a_signed_relay_update_the_guest_applies() {
     let mut second = RoomProc::start(&home, &args, &[]);
     let ready2 = second.wait_event("room_ready");
     let moved = second.wait_event("relay_update");
-    assert_eq!(moved["relay_url"], ready2["relay_url"]);
+    assert_eq!(moved["relay"], ready2["relay"]);
     let update = moved["update"].as_str().unwrap().to_owned();
     assert_eq!(moved["apply_command"], format!("agentroom peers update '{update}'"));
     let status: Value =
@@ -279,11 +279,11 @@ fn a_moved_room_prints_a_signed_relay_update_the_guest_applies() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("relay update refused"), "{out:?}");
     let peers = json_lines(&run_ok(&guest, &["--json", "peers"]));
-    assert_eq!(peers[0]["relay"], ready["relay_url"], "a refused update changes nothing");
+    assert_eq!(peers[0]["relay"], ready["relay"], "a refused update changes nothing");
 
     let applied = json_lines(&run_ok(&guest, &["--json", "peers", "update", &update]));
     assert_eq!(applied[0]["event"], "peer_updated");
-    assert_eq!(applied[0]["relay"], ready2["relay_url"]);
+    assert_eq!(applied[0]["relay"], ready2["relay"]);
     assert_eq!(guest_round_trip(&guest, &host_pk, "after"), "echo: after");
 
     let replay = run(&guest, &["peers", "update", &update]);
@@ -294,7 +294,7 @@ fn a_moved_room_prints_a_signed_relay_update_the_guest_applies() {
 
     // Back at the same URL: the update is shown again for guests that missed it.
     let mut third = RoomProc::start(&home, &args, &[]);
-    assert_eq!(third.wait_event("room_ready")["relay_url"], ready2["relay_url"]);
+    assert_eq!(third.wait_event("room_ready")["relay"], ready2["relay"]);
     assert_eq!(third.wait_event("relay_update")["update"], update.as_str());
     assert_eq!(guest_round_trip(&guest, &host_pk, "third"), "echo: third");
     third.signal(Signal::SIGINT);
@@ -323,9 +323,9 @@ fn a_restart_behind_a_new_quick_tunnel_prints_a_relay_update() {
     let mut second = RoomProc::start(&home, &args, &env);
     let ready2 = second.wait_event("room_ready");
     assert_eq!(ready2["local_url"], ready["local_url"], "the relay port is reused");
-    assert_ne!(ready2["relay_url"], ready["relay_url"], "a new quick tunnel, a new URL");
+    assert_ne!(ready2["relay"], ready["relay"], "a new quick tunnel, a new URL");
     let moved = second.wait_event("relay_update");
-    assert_eq!(moved["relay_url"], ready2["relay_url"]);
+    assert_eq!(moved["relay"], ready2["relay"]);
     run_ok(&guest, &["peers", "update", moved["update"].as_str().unwrap()]);
     assert_eq!(guest_round_trip(&guest, &host_pk, "two"), "echo: two");
     second.signal(Signal::SIGINT);

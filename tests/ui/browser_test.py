@@ -363,13 +363,19 @@ def main():
         assert browser.js("return document.querySelectorAll('#log img').length") == 0
         assert not browser.alert_open(), "a script ran"
 
-        # The "verified" mark is stored locally (<home>/ui-verified.json) and shown.
+        # The "verified" mark is the one `agentroom peers verify` sets: shown in
+        # the page, in `peers --json` and in the API's PeerInfo.
         browser.click("#pc-verified")
         wait_for("verified mark", lambda: "verified" in browser.js(
             "return document.querySelector('#peers .verified')?.textContent || ''"))
-        stored = json.load(open(os.path.join(home_a, "ui-verified.json")))
-        assert stored["verified"] == [bob["pk"]], stored
-        assert oct(os.stat(os.path.join(home_a, "ui-verified.json")).st_mode & 0o777) == "0o600"
+        listed = [json.loads(l) for l in run("--json", "peers", home=home_a).splitlines()]
+        assert next(p for p in listed if p["pk"] == bob["pk"])["verified"] is True, listed
+        api_peers = json.loads(http("GET", base + "/v1/peers", bearer)[2])["peers"]
+        assert next(p for p in api_peers if p["pk"] == bob["pk"])["verified"] is True, api_peers
+        browser.click("#pc-verified")
+        wait_for("mark removed", lambda: not any(
+            p["pk"] == bob["pk"] and p["verified"]
+            for p in json.loads(http("GET", base + "/v1/peers", bearer)[2])["peers"]))
 
         # Screenshot of the conversation.
         os.makedirs(SHOTS, exist_ok=True)

@@ -37,6 +37,9 @@ use crate::protocol::{
 /// How often pending outbox rows are offered to the relay again (covers
 /// `queue_full`, `rate_limited` and frames lost with a dying socket).
 const OUTBOX_RETRY: Duration = Duration::from_secs(10);
+/// How long a one-shot command waits, in all, for its links to write what is
+/// queued (acks) and close ([`Client::close_links`]).
+pub const LINK_CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What the engine reports to a command loop.
 #[derive(Debug)]
@@ -297,6 +300,22 @@ impl Client {
             relays.push(relay);
         }
         Ok(relays)
+    }
+
+    /// Close every link once the frames queued on it are written (acks above
+    /// all), waiting at most [`LINK_CLOSE_TIMEOUT`] in all. For one-shot
+    /// commands, before they cancel and exit; the store stays usable.
+    pub async fn close_links(&mut self) {
+        let deadline = tokio::time::Instant::now() + LINK_CLOSE_TIMEOUT;
+        let links: Vec<(String, LinkHandle)> = self.links.drain().collect();
+        self.aliases.clear();
+        for (key, link) in links {
+            // A link that is not logged in has nothing to write: drop it at once.
+            if self.up.remove(&key).unwrap_or(false) {
+                link.close(deadline.saturating_duration_since(tokio::time::Instant::now())).await;
+            }
+        }
+        self.up.clear();
     }
 
     /// Whether `relay` is logged in right now.

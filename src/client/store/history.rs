@@ -88,9 +88,9 @@ pub struct HistoryEntry {
     pub text: String,
     /// Unix ms: when it was sealed (out) or decrypted and stored (in).
     pub at: u64,
-    /// In: the relay's accept time (unix ms).
-    pub relay_ts: Option<u64>,
-    /// Out: when the relay confirmed it (unix ms).
+    /// When the relay accepted it (unix ms): their message (in), or ours (out;
+    /// null while it waits in the outbox). The same field as a `message`
+    /// event's `sent_at`.
     pub sent_at: Option<u64>,
     /// Delivery state.
     pub state: DeliveryState,
@@ -209,8 +209,11 @@ pub fn query_history(
                     reply_to: r.get(5)?,
                     text: r.get(6)?,
                     at: get_u64(r, 7)?,
-                    relay_ts: r.get::<_, Option<i64>>(8)?.map(to_u64),
-                    sent_at: r.get::<_, Option<i64>>(9)?.map(to_u64),
+                    // relay_ts (in) and sent_at (out) are the same moment, per direction.
+                    sent_at: r
+                        .get::<_, Option<i64>>(8)?
+                        .or(r.get::<_, Option<i64>>(9)?)
+                        .map(to_u64),
                     state: DeliveryState::Received,
                 },
                 r.get::<_, String>(3)?,

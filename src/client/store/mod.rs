@@ -32,6 +32,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../../migrations/client/0002_inbox_lease.sql")),
     M::up(include_str!("../../../migrations/client/0003_lifecycle.sql")),
     M::up(include_str!("../../../migrations/client/0004_history.sql")),
+    M::up(include_str!("../../../migrations/client/0005_peer_verified.sql")),
 ];
 
 /// How long a writer waits for another process's transaction to finish.

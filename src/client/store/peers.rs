@@ -44,16 +44,26 @@ pub struct PeerRow {
     pub created_at: u64,
     /// Unix seconds of their last message.
     pub last_seen: Option<u64>,
+    /// The safety number compared by `agentroom peers verify` (None: never
+    /// verified). See [`PeerRow::verified`].
+    pub verified_safety: Option<String>,
 }
 
 impl PeerRow {
+    /// Whether the peer is verified: the safety number marked verified is the
+    /// pair's current one (`current`). A new key on either side drops the mark.
+    pub fn verified(&self, current: &str) -> bool {
+        self.verified_safety.as_deref() == Some(current)
+    }
+
     /// Label if set, else the short key.
     pub fn display_name(&self) -> String {
         self.label.clone().unwrap_or_else(|| self.pk.fmt_short())
     }
 }
 
-const PEER_COLS: &str = "pk, label, role, relay_url, invite_id, created_at, last_seen";
+const PEER_COLS: &str =
+    "pk, label, role, relay_url, invite_id, created_at, last_seen, verified_safety";
 
 fn peer_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, PeerRowParts)> {
     Ok((
@@ -65,6 +75,7 @@ fn peer_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, PeerRowPart
             invite_id: r.get(4)?,
             created_at: get_u64(r, 5)?,
             last_seen: r.get::<_, Option<i64>>(6)?.map(to_u64),
+            verified_safety: r.get(7)?,
         },
     ))
 }
@@ -76,6 +87,7 @@ struct PeerRowParts {
     invite_id: String,
     created_at: u64,
     last_seen: Option<u64>,
+    verified_safety: Option<String>,
 }
 
 fn build_peer((pk, p): (String, PeerRowParts)) -> Result<PeerRow, StoreError> {
@@ -93,6 +105,7 @@ fn build_peer((pk, p): (String, PeerRowParts)) -> Result<PeerRow, StoreError> {
         invite_id: p.invite_id,
         created_at: p.created_at,
         last_seen: p.last_seen,
+        verified_safety: p.verified_safety,
     })
 }
 
@@ -140,6 +153,21 @@ pub fn replace_peer(conn: &Connection, peer: &PeerRow, session: &[u8]) -> Result
         params![k, peer.role.as_str(), peer.relay_url, peer.invite_id, session, peer.label],
     )?;
     Ok(())
+}
+
+/// Mark a peer verified with the safety number the user compared (`Some`), or
+/// take the mark away (`None`). Returns false when no such peer exists.
+pub fn set_peer_verified(
+    conn: &Connection,
+    pk: &IdentityPublicKey,
+    safety: Option<&str>,
+    now: u64,
+) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE peers SET verified_safety = ?2, verified_at = ?3 WHERE pk = ?1",
+        params![pk.to_b64u(), safety, safety.map(|_| to_i64(now))],
+    )?;
+    Ok(n > 0)
 }
 
 /// Whether `label` is taken by a peer.

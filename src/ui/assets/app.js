@@ -11,7 +11,6 @@ const el = (tag, cls, text) => {
 
 const state = {
   peers: [],
-  verified: new Set(),
   online: new Map(),
   selected: null,
   messages: [],          // {key, peer, direction, id, reply_to, text, at, label}
@@ -71,7 +70,7 @@ function renderPeers() {
     const dot = el('span', 'dot' + (state.online.get(p.pk) ? ' on' : ''));
     dot.setAttribute('aria-hidden', 'true');
     b.append(dot, el('span', 'peer-label', p.label || '(no label)'));
-    if (state.verified.has(p.pk)) b.append(' ', el('span', 'verified', '✓ verified'));
+    if (p.verified) b.append(' ', el('span', 'verified', '✓ verified'));
     b.append(el('br'), el('span', 'mono', p.fingerprint));
     if (p.unread) b.append(' ', el('span', 'unread', `${p.unread} unread`));
     b.addEventListener('click', () => selectPeer(p.pk));
@@ -92,16 +91,12 @@ function renderPeerCard() {
   $('pc-online').textContent = on ? 'online' : (p.last_seen ? `last seen ${when(p.last_seen)}` : 'offline');
   $('pc-fp').textContent = p.fingerprint;
   $('pc-sn').textContent = p.safety_number;
-  $('pc-verified').checked = state.verified.has(p.pk);
+  $('pc-verified').checked = !!p.verified;
 }
 
 async function loadPeers() {
-  const [peers, verified] = await Promise.all([
-    api('GET', '/v1/peers'),
-    api('GET', '/v1/ui/verified').catch(() => ({ verified: [] })),
-  ]);
+  const peers = await api('GET', '/v1/peers');
   state.peers = peers.peers || [];
-  state.verified = new Set(verified.verified || []);
   if (!state.selected && state.peers.length) state.selected = state.peers[0].pk;
   renderPeers();
   renderPeerCard();
@@ -336,8 +331,10 @@ function wireForms() {
   });
   $('pc-verified').addEventListener('change', async (e) => {
     try {
-      const v = await api('POST', '/v1/ui/verified', { peer: state.selected, verified: e.target.checked });
-      state.verified = new Set(v.verified || []);
+      // The same mark as `agentroom peers verify` (kept in the home's store; it
+      // drops by itself when either side's key changes).
+      const v = await api('POST', '/v1/peers/verify', { peer: state.selected, verified: e.target.checked });
+      state.peers = state.peers.map((x) => (x.pk === v.pk ? v : x));
       renderPeers();
     } catch (err) { e.target.checked = !e.target.checked; banner(err.message); }
   });
