@@ -14,6 +14,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::client::store::CachedSql;
 use crate::client::store::{InboxRow, Store, StoreError};
 use crate::crypto::{CryptoRng, IdentityPublicKey, SystemRng};
 use crate::protocol::EnvelopeId;
@@ -90,7 +91,7 @@ fn lease_matching(
     let awaited = serde_json::to_string(awaited).expect("a list of strings serialises");
     let tx = store.immediate()?;
     let row = tx
-        .query_row(
+        .query_row_cached(
             "SELECT seq, peer, id, text, reply_to, relay_ts, deliveries FROM inbox
              WHERE state = 'new' AND kind = 'text'
                AND (?1 IS NULL OR peer = ?1)
@@ -123,7 +124,7 @@ fn lease_matching(
     let bad = || StoreError::BadRecord("inbox");
     let lease_id = new_lease_id(seq);
     let lease_until = now_ms.saturating_add(lease_ms);
-    tx.execute(
+    tx.execute_cached(
         "UPDATE inbox SET lease_id = ?2, lease_until = ?3, deliveries = deliveries + 1
          WHERE seq = ?1",
         params![seq, lease_id, to_i64(lease_until)],
@@ -145,7 +146,7 @@ fn lease_matching(
 /// Mark the message under `lease_id` consumed. An ack after the lease ran out
 /// still counts as long as nobody leased the message again meanwhile.
 pub fn ack(conn: &Connection, lease_id: &str) -> Result<AckOutcome, StoreError> {
-    let changed = conn.execute(
+    let changed = conn.execute_cached(
         "UPDATE inbox SET state = 'done', lease_until = NULL WHERE lease_id = ?1 AND state = 'new'",
         [lease_id],
     )?;
@@ -153,9 +154,11 @@ pub fn ack(conn: &Connection, lease_id: &str) -> Result<AckOutcome, StoreError> 
         return Ok(AckOutcome::Acked);
     }
     let done = conn
-        .query_row("SELECT 1 FROM inbox WHERE lease_id = ?1 AND state = 'done'", [lease_id], |_| {
-            Ok(())
-        })
+        .query_row_cached(
+            "SELECT 1 FROM inbox WHERE lease_id = ?1 AND state = 'done'",
+            [lease_id],
+            |_| Ok(()),
+        )
         .optional()?;
     Ok(if done.is_some() { AckOutcome::AlreadyAcked } else { AckOutcome::Unknown })
 }
@@ -167,7 +170,7 @@ pub fn leased_row(
     lease_id: &str,
 ) -> Result<Option<(i64, IdentityPublicKey, EnvelopeId)>, StoreError> {
     let row = conn
-        .query_row(
+        .query_row_cached(
             "SELECT seq, peer, id FROM inbox WHERE lease_id = ?1 AND state = 'new'",
             [lease_id],
             |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
@@ -184,13 +187,16 @@ pub fn leased_row(
 
 /// Mark the row under `lease_id` consumed (inside the caller's transaction).
 pub fn consume(conn: &Connection, seq: i64) -> Result<(), StoreError> {
-    conn.execute("UPDATE inbox SET state = 'done', lease_until = NULL WHERE seq = ?1", [seq])?;
+    conn.execute_cached(
+        "UPDATE inbox SET state = 'done', lease_until = NULL WHERE seq = ?1",
+        [seq],
+    )?;
     Ok(())
 }
 
 /// Text messages stored after `seq`, in order (for the event stream).
 pub fn text_since(conn: &Connection, seq: i64) -> Result<Vec<InboxRow>, StoreError> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT seq FROM inbox WHERE seq > ?1 AND kind = 'text' ORDER BY seq LIMIT 1000",
     )?;
     let seqs: Vec<i64> = stmt.query_map([seq], |r| r.get(0))?.collect::<Result<_, _>>()?;
@@ -206,7 +212,7 @@ pub fn text_since(conn: &Connection, seq: i64) -> Result<Vec<InboxRow>, StoreErr
 /// One inbox row by seq.
 fn row_by_seq(conn: &Connection, seq: i64) -> Result<Option<InboxRow>, StoreError> {
     let row = conn
-        .query_row("SELECT peer, id FROM inbox WHERE seq = ?1", [seq], |r| {
+        .query_row_cached("SELECT peer, id FROM inbox WHERE seq = ?1", [seq], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
         })
         .optional()?;
@@ -222,7 +228,7 @@ fn row_by_seq(conn: &Connection, seq: i64) -> Result<Option<InboxRow>, StoreErro
 /// A consumer that survived and acks a released lease gets "unknown" once the
 /// message was leased again, and its reply is not sent: answered at most once.
 pub fn release_all(conn: &Connection) -> Result<usize, StoreError> {
-    Ok(conn.execute(
+    Ok(conn.execute_cached(
         "UPDATE inbox SET lease_until = NULL WHERE state = 'new' AND lease_until IS NOT NULL",
         [],
     )?)
@@ -230,12 +236,12 @@ pub fn release_all(conn: &Connection) -> Result<usize, StoreError> {
 
 /// The highest inbox seq (0 when empty).
 pub fn last_seq(conn: &Connection) -> Result<i64, StoreError> {
-    Ok(conn.query_row("SELECT coalesce(max(seq), 0) FROM inbox", [], |r| r.get(0))?)
+    Ok(conn.query_row_cached("SELECT coalesce(max(seq), 0) FROM inbox", [], |r| r.get(0))?)
 }
 
 /// Unconsumed text messages: `(waiting, leased)` at `now_ms`.
 pub fn counts(conn: &Connection, now_ms: u64) -> Result<(u64, u64), StoreError> {
-    Ok(conn.query_row(
+    Ok(conn.query_row_cached(
         "SELECT
            coalesce(sum(CASE WHEN lease_until IS NULL OR lease_until <= ?1 THEN 1 ELSE 0 END), 0),
            coalesce(sum(CASE WHEN lease_until > ?1 THEN 1 ELSE 0 END), 0)

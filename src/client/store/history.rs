@@ -6,6 +6,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use super::CachedSql;
 use super::{StoreError, get_u64, to_i64, to_u64};
 use crate::crypto::IdentityPublicKey;
 use crate::protocol::{DeliveryStatus, EnvelopeId};
@@ -123,7 +124,7 @@ pub fn insert_history(conn: &Connection, m: &NewHistory<'_>) -> Result<(), Store
         Direction::Out => DeliveryState::Queued,
     };
     let pk = m.peer.to_b64u();
-    conn.execute(
+    conn.execute_cached(
         "INSERT INTO history (peer, direction, id, text, reply_to, at, relay_ts, state)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
@@ -138,7 +139,7 @@ pub fn insert_history(conn: &Connection, m: &NewHistory<'_>) -> Result<(), Store
         ],
     )?;
     if let (Direction::In, Some(r)) = (m.direction, m.reply_to) {
-        conn.execute(
+        conn.execute_cached(
             "UPDATE history SET state = 'delivered'
              WHERE peer = ?1 AND direction = 'out' AND id = ?2 AND state IN ('queued', 'stored')",
             params![pk, r.to_b64u()],
@@ -159,7 +160,7 @@ pub fn history_sent(
         DeliveryStatus::Delivered => DeliveryState::Delivered,
         DeliveryStatus::Stored => DeliveryState::Stored,
     };
-    conn.execute(
+    conn.execute_cached(
         "UPDATE history SET sent_at = coalesce(sent_at, ?2),
             state = CASE WHEN state = 'queued' OR (state = 'stored' AND ?3 = 'delivered')
                          THEN ?3 ELSE state END
@@ -171,7 +172,7 @@ pub fn history_sent(
 
 /// The relay refused one of our envelopes for good.
 pub fn history_failed(conn: &Connection, id: &EnvelopeId) -> Result<(), StoreError> {
-    conn.execute(
+    conn.execute_cached(
         "UPDATE history SET state = 'failed' WHERE direction = 'out' AND id = ?1 AND state = 'queued'",
         [id.to_b64u()],
     )?;
@@ -186,7 +187,7 @@ pub fn query_history(
     since_ms: Option<u64>,
     limit: Option<u32>,
 ) -> Result<Vec<HistoryEntry>, StoreError> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT * FROM (
             SELECT h.seq, h.peer, p.label, h.direction, h.id, h.reply_to, h.text, h.at,
                    h.relay_ts, h.sent_at, h.state
@@ -238,7 +239,7 @@ pub fn query_history(
 /// A peer's disappearing-message time in seconds (`None`: keep).
 pub fn peer_expiry(conn: &Connection, pk: &IdentityPublicKey) -> Result<Option<u64>, StoreError> {
     Ok(conn
-        .query_row("SELECT expire_secs FROM peers WHERE pk = ?1", [pk.to_b64u()], |r| {
+        .query_row_cached("SELECT expire_secs FROM peers WHERE pk = ?1", [pk.to_b64u()], |r| {
             r.get::<_, Option<i64>>(0)
         })
         .optional()?
@@ -252,7 +253,7 @@ pub fn set_peer_expiry(
     pk: &IdentityPublicKey,
     secs: Option<u64>,
 ) -> Result<bool, StoreError> {
-    Ok(conn.execute(
+    Ok(conn.execute_cached(
         "UPDATE peers SET expire_secs = ?2 WHERE pk = ?1",
         params![pk.to_b64u(), secs.map(to_i64)],
     )? > 0)
@@ -261,7 +262,7 @@ pub fn set_peer_expiry(
 /// Every peer with disappearing messages on: (b64u key, seconds).
 pub fn peer_expiries(conn: &Connection) -> Result<Vec<(String, u64)>, StoreError> {
     let mut stmt =
-        conn.prepare("SELECT pk, expire_secs FROM peers WHERE expire_secs IS NOT NULL")?;
+        conn.prepare_cached("SELECT pk, expire_secs FROM peers WHERE expire_secs IS NOT NULL")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, get_u64(r, 1)?)))?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
@@ -281,14 +282,16 @@ pub struct Swept {
 /// (`done`) inbox rows, and outbox rows the relay already has (a `pending` one
 /// still has to go out). `cut_ms` is now minus the peer's expiry.
 pub fn delete_peer_expired(conn: &Connection, pk: &str, cut_ms: u64) -> Result<Swept, StoreError> {
-    let history = conn
-        .execute("DELETE FROM history WHERE peer = ?1 AND at <= ?2", params![pk, to_i64(cut_ms)])?;
-    let inbox = conn.execute(
+    let history = conn.execute_cached(
+        "DELETE FROM history WHERE peer = ?1 AND at <= ?2",
+        params![pk, to_i64(cut_ms)],
+    )?;
+    let inbox = conn.execute_cached(
         "DELETE FROM inbox WHERE peer = ?1 AND state = 'done' AND received_at <= ?2",
         params![pk, to_i64(cut_ms)],
     )?;
     // Outbox times are unix seconds.
-    let outbox = conn.execute(
+    let outbox = conn.execute_cached(
         "DELETE FROM outbox WHERE peer = ?1 AND status <> 'pending' AND created_at <= ?2",
         params![pk, to_i64(cut_ms / 1000)],
     )?;
@@ -297,8 +300,8 @@ pub fn delete_peer_expired(conn: &Connection, pk: &str, cut_ms: u64) -> Result<S
 
 /// Retention: delete history and consumed inbox rows stored at or before `cut_ms`.
 pub fn delete_older_than(conn: &Connection, cut_ms: u64) -> Result<Swept, StoreError> {
-    let history = conn.execute("DELETE FROM history WHERE at <= ?1", [to_i64(cut_ms)])?;
-    let inbox = conn.execute(
+    let history = conn.execute_cached("DELETE FROM history WHERE at <= ?1", [to_i64(cut_ms)])?;
+    let inbox = conn.execute_cached(
         "DELETE FROM inbox WHERE state = 'done' AND received_at <= ?1",
         [to_i64(cut_ms)],
     )?;
@@ -308,7 +311,7 @@ pub fn delete_older_than(conn: &Connection, cut_ms: u64) -> Result<Swept, StoreE
 /// Whether [`delete_older_than`] would delete anything (a read, so an idle
 /// process does not take the write lock every sweep).
 pub fn any_older_than(conn: &Connection, cut_ms: u64) -> Result<bool, StoreError> {
-    Ok(conn.query_row(
+    Ok(conn.query_row_cached(
         "SELECT EXISTS (SELECT 1 FROM history WHERE at <= ?1)
              OR EXISTS (SELECT 1 FROM inbox WHERE state = 'done' AND received_at <= ?1)",
         [to_i64(cut_ms)],
@@ -318,7 +321,7 @@ pub fn any_older_than(conn: &Connection, cut_ms: u64) -> Result<bool, StoreError
 
 /// Delete a peer's whole history (the peer is being forgotten).
 pub fn delete_peer_history(conn: &Connection, pk: &IdentityPublicKey) -> Result<(), StoreError> {
-    conn.execute("DELETE FROM history WHERE peer = ?1", [pk.to_b64u()])?;
+    conn.execute_cached("DELETE FROM history WHERE peer = ?1", [pk.to_b64u()])?;
     Ok(())
 }
 

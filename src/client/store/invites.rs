@@ -2,6 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::CachedSql;
 use super::{StoreError, get_u64, to_i64};
 use crate::crypto::IdentityPublicKey;
 
@@ -78,7 +79,7 @@ fn invite_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InviteRow> {
 
 /// Store a new invite with its one-time prekey (serialized, secret).
 pub fn insert_invite(conn: &Connection, inv: &InviteRow, opk: &[u8]) -> Result<(), StoreError> {
-    conn.execute(
+    conn.execute_cached(
         "INSERT INTO invites (id, label, relay_url, encoded, opk, status, claimed_by, expires_at, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, 'open', NULL, ?6, ?7)",
         params![inv.id, inv.label, inv.relay_url, inv.encoded, opk, to_i64(inv.expires_at), to_i64(inv.created_at)],
@@ -88,14 +89,15 @@ pub fn insert_invite(conn: &Connection, inv: &InviteRow, opk: &[u8]) -> Result<(
 
 /// Every invite, newest first.
 pub fn list_invites(conn: &Connection) -> Result<Vec<InviteRow>, StoreError> {
-    let mut stmt =
-        conn.prepare(&format!("SELECT {INVITE_COLS} FROM invites ORDER BY created_at DESC, id"))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {INVITE_COLS} FROM invites ORDER BY created_at DESC, id"
+    ))?;
     Ok(stmt.query_map([], invite_from_row)?.collect::<Result<Vec<_>, _>>()?)
 }
 
 /// One invite by id, or by a unique prefix of its id.
 pub fn find_invite(conn: &Connection, id_or_prefix: &str) -> Result<Vec<InviteRow>, StoreError> {
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT {INVITE_COLS} FROM invites WHERE id = ?1 OR substr(id, 1, length(?1)) = ?1"
     ))?;
     let rows = stmt.query_map([id_or_prefix], invite_from_row)?.collect::<Result<Vec<_>, _>>()?;
@@ -112,14 +114,16 @@ pub fn open_invite_prekey(
 ) -> Result<Option<(InviteRow, Vec<u8>)>, StoreError> {
     let sql = format!("SELECT {INVITE_COLS}, opk FROM invites WHERE id = ?1 AND status = 'open'");
     Ok(conn
-        .query_row(&sql, [id], |r| Ok((invite_from_row(r)?, r.get::<_, Option<Vec<u8>>>(8)?)))
+        .query_row_cached(&sql, [id], |r| {
+            Ok((invite_from_row(r)?, r.get::<_, Option<Vec<u8>>>(8)?))
+        })
         .optional()?
         .and_then(|(row, opk)| opk.map(|o| (row, o))))
 }
 
 /// Mark an invite claimed and delete its prekey (single use).
 pub fn claim_invite(conn: &Connection, id: &str, by: &IdentityPublicKey) -> Result<(), StoreError> {
-    conn.execute(
+    conn.execute_cached(
         "UPDATE invites SET status = 'claimed', opk = NULL, claimed_by = ?2 WHERE id = ?1",
         params![id, by.to_b64u()],
     )?;
@@ -128,7 +132,7 @@ pub fn claim_invite(conn: &Connection, id: &str, by: &IdentityPublicKey) -> Resu
 
 /// Revoke an open invite and delete its prekey. Returns whether it was open.
 pub fn revoke_invite(conn: &Connection, id: &str) -> Result<bool, StoreError> {
-    Ok(conn.execute(
+    Ok(conn.execute_cached(
         "UPDATE invites SET status = 'revoked', opk = NULL WHERE id = ?1 AND status = 'open'",
         [id],
     )? > 0)
@@ -136,7 +140,7 @@ pub fn revoke_invite(conn: &Connection, id: &str) -> Result<bool, StoreError> {
 
 /// Delete an invite row (rolls back a failed `invite create`).
 pub fn delete_invite(conn: &Connection, id: &str) -> Result<(), StoreError> {
-    conn.execute("DELETE FROM invites WHERE id = ?1", [id])?;
+    conn.execute_cached("DELETE FROM invites WHERE id = ?1", [id])?;
     Ok(())
 }
 
@@ -146,7 +150,7 @@ pub fn delete_invite(conn: &Connection, id: &str) -> Result<(), StoreError> {
 /// envelopes.
 pub fn open_invite_relays(conn: &Connection, now: u64) -> Result<Vec<String>, StoreError> {
     let horizon = now.saturating_sub(crate::defaults::PENDING_TTL_DAYS * 86_400);
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT DISTINCT relay_url FROM invites WHERE status = 'open' AND expires_at > ?1",
     )?;
     Ok(stmt.query_map([to_i64(horizon)], |r| r.get(0))?.collect::<Result<Vec<_>, _>>()?)

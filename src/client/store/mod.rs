@@ -14,12 +14,14 @@ use std::time::Duration;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use rusqlite_migration::{M, Migrations};
 
+mod cached;
 mod history;
 mod invites;
 mod peers;
 mod queues;
 mod settings;
 
+pub(crate) use cached::CachedSql;
 pub use history::*;
 pub use invites::*;
 pub use peers::*;
@@ -33,6 +35,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../../migrations/client/0003_lifecycle.sql")),
     M::up(include_str!("../../../migrations/client/0004_history.sql")),
     M::up(include_str!("../../../migrations/client/0005_peer_verified.sql")),
+    M::up(include_str!("../../../migrations/client/0006_queue_indexes.sql")),
 ];
 
 /// How long a writer waits for another process's transaction to finish.
@@ -91,6 +94,7 @@ impl Store {
         let corrupt = |e: rusqlite::Error| classify(e, path);
         let mut conn = Connection::open(path).map_err(corrupt)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(corrupt)?;
+        conn.set_prepared_statement_cache_capacity(cached::STATEMENT_CACHE);
         // Checked before anything writes (the WAL switch would give an empty file a header).
         if existed && !is_agentroom(&conn).map_err(corrupt)? {
             return Err(StoreError::Foreign(path.to_path_buf()));
@@ -289,5 +293,30 @@ mod tests {
         assert!(body.is_empty(), "the ciphertext is dropped once the relay has it");
         assert!(outbox_pending(store.conn(), "ws://r/ws").unwrap().is_empty());
         assert_eq!(outbox_status(store.conn(), &id).unwrap().unwrap().0, "sent");
+    }
+
+    /// The query plans of the per-message lookups: what is pending or new is
+    /// found through the partial indexes, not by scanning every row the home
+    /// ever sent or consumed.
+    #[test]
+    fn pending_and_new_lookups_use_their_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let plan = |sql: &str| -> String {
+            let mut stmt = store.conn().prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let rows = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
+            rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("; ")
+        };
+        let outbox = plan(
+            "SELECT id FROM outbox WHERE status = 'pending' AND relay_url = 'ws://r/ws' ORDER BY seq",
+        );
+        assert!(outbox.contains("USING INDEX outbox_pending"), "{outbox}");
+        let count = plan("SELECT count(*) FROM outbox WHERE status = 'pending'");
+        assert!(count.contains("outbox_pending"), "{count}");
+        let inbox =
+            plan("SELECT seq FROM inbox WHERE state = 'new' AND kind = 'text' ORDER BY seq");
+        assert!(inbox.contains("USING INDEX inbox_new"), "{inbox}");
+        let sent = plan("UPDATE history SET state = 'failed' WHERE direction = 'out' AND id = 'x'");
+        assert!(sent.contains("USING INDEX history_out_id"), "{sent}");
     }
 }

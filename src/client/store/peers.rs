@@ -2,6 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::CachedSql;
 use super::{StoreError, get_u64, to_i64, to_u64};
 use crate::crypto::IdentityPublicKey;
 
@@ -111,7 +112,8 @@ fn build_peer((pk, p): (String, PeerRowParts)) -> Result<PeerRow, StoreError> {
 
 /// Every peer, oldest first.
 pub fn list_peers(conn: &Connection) -> Result<Vec<PeerRow>, StoreError> {
-    let mut stmt = conn.prepare(&format!("SELECT {PEER_COLS} FROM peers ORDER BY created_at"))?;
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {PEER_COLS} FROM peers ORDER BY created_at"))?;
     let rows = stmt.query_map([], peer_from_row)?.collect::<Result<Vec<_>, _>>()?;
     rows.into_iter().map(build_peer).collect()
 }
@@ -119,12 +121,15 @@ pub fn list_peers(conn: &Connection) -> Result<Vec<PeerRow>, StoreError> {
 /// One peer by key.
 pub fn get_peer(conn: &Connection, pk: &IdentityPublicKey) -> Result<Option<PeerRow>, StoreError> {
     let sql = format!("SELECT {PEER_COLS} FROM peers WHERE pk = ?1");
-    conn.query_row(&sql, [pk.to_b64u()], peer_from_row).optional()?.map(build_peer).transpose()
+    conn.query_row_cached(&sql, [pk.to_b64u()], peer_from_row)
+        .optional()?
+        .map(build_peer)
+        .transpose()
 }
 
 /// Insert a new peer with its first session.
 pub fn insert_peer(conn: &Connection, peer: &PeerRow, session: &[u8]) -> Result<(), StoreError> {
-    conn.execute(
+    conn.execute_cached(
         "INSERT INTO peers (pk, label, role, relay_url, invite_id, session, created_at, last_seen)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
@@ -146,8 +151,8 @@ pub fn insert_peer(conn: &Connection, peer: &PeerRow, session: &[u8]) -> Result<
 /// and the history of received messages.
 pub fn replace_peer(conn: &Connection, peer: &PeerRow, session: &[u8]) -> Result<(), StoreError> {
     let k = peer.pk.to_b64u();
-    conn.execute("DELETE FROM outbox WHERE peer = ?1 AND status = 'pending'", [&k])?;
-    conn.execute(
+    conn.execute_cached("DELETE FROM outbox WHERE peer = ?1 AND status = 'pending'", [&k])?;
+    conn.execute_cached(
         "UPDATE peers SET role = ?2, relay_url = ?3, invite_id = ?4, session = ?5,
          label = COALESCE(label, ?6), relay_update_seq = 0 WHERE pk = ?1",
         params![k, peer.role.as_str(), peer.relay_url, peer.invite_id, session, peer.label],
@@ -163,7 +168,7 @@ pub fn set_peer_verified(
     safety: Option<&str>,
     now: u64,
 ) -> Result<bool, StoreError> {
-    let n = conn.execute(
+    let n = conn.execute_cached(
         "UPDATE peers SET verified_safety = ?2, verified_at = ?3 WHERE pk = ?1",
         params![pk.to_b64u(), safety, safety.map(|_| to_i64(now))],
     )?;
@@ -173,7 +178,7 @@ pub fn set_peer_verified(
 /// Whether `label` is taken by a peer.
 pub fn label_taken(conn: &Connection, label: &str) -> Result<bool, StoreError> {
     Ok(conn
-        .query_row("SELECT 1 FROM peers WHERE label = ?1", [label], |_| Ok(()))
+        .query_row_cached("SELECT 1 FROM peers WHERE label = ?1", [label], |_| Ok(()))
         .optional()?
         .is_some())
 }
@@ -184,7 +189,7 @@ pub fn load_session(
     pk: &IdentityPublicKey,
 ) -> Result<Option<Vec<u8>>, StoreError> {
     Ok(conn
-        .query_row("SELECT session FROM peers WHERE pk = ?1", [pk.to_b64u()], |r| r.get(0))
+        .query_row_cached("SELECT session FROM peers WHERE pk = ?1", [pk.to_b64u()], |r| r.get(0))
         .optional()?)
 }
 
@@ -194,13 +199,16 @@ pub fn save_session(
     pk: &IdentityPublicKey,
     session: &[u8],
 ) -> Result<(), StoreError> {
-    conn.execute("UPDATE peers SET session = ?2 WHERE pk = ?1", params![pk.to_b64u(), session])?;
+    conn.execute_cached(
+        "UPDATE peers SET session = ?2 WHERE pk = ?1",
+        params![pk.to_b64u(), session],
+    )?;
     Ok(())
 }
 
 /// Record that a peer was just heard from.
 pub fn touch_peer(conn: &Connection, pk: &IdentityPublicKey, now: u64) -> Result<(), StoreError> {
-    conn.execute(
+    conn.execute_cached(
         "UPDATE peers SET last_seen = ?2 WHERE pk = ?1",
         params![pk.to_b64u(), to_i64(now)],
     )?;
@@ -213,7 +221,7 @@ pub fn set_peer_label(
     pk: &IdentityPublicKey,
     label: &str,
 ) -> Result<(), StoreError> {
-    conn.execute("UPDATE peers SET label = ?2 WHERE pk = ?1", params![pk.to_b64u(), label])?;
+    conn.execute_cached("UPDATE peers SET label = ?2 WHERE pk = ?1", params![pk.to_b64u(), label])?;
     Ok(())
 }
 
@@ -223,9 +231,12 @@ pub fn set_peer_relay(
     pk: &IdentityPublicKey,
     url: &str,
 ) -> Result<(), StoreError> {
-    conn.execute("UPDATE peers SET relay_url = ?2 WHERE pk = ?1", params![pk.to_b64u(), url])?;
+    conn.execute_cached(
+        "UPDATE peers SET relay_url = ?2 WHERE pk = ?1",
+        params![pk.to_b64u(), url],
+    )?;
     // Envelopes still waiting follow the peer to its new relay.
-    conn.execute(
+    conn.execute_cached(
         "UPDATE outbox SET relay_url = ?2 WHERE peer = ?1 AND status = 'pending'",
         params![pk.to_b64u(), url],
     )?;
@@ -235,7 +246,7 @@ pub fn set_peer_relay(
 /// The `seq` of the last relay update applied for a peer (0: none).
 pub fn relay_update_seq(conn: &Connection, pk: &IdentityPublicKey) -> Result<u64, StoreError> {
     Ok(conn
-        .query_row("SELECT relay_update_seq FROM peers WHERE pk = ?1", [pk.to_b64u()], |r| {
+        .query_row_cached("SELECT relay_update_seq FROM peers WHERE pk = ?1", [pk.to_b64u()], |r| {
             r.get::<_, i64>(0)
         })
         .optional()?
@@ -248,7 +259,7 @@ pub fn set_relay_update_seq(
     pk: &IdentityPublicKey,
     seq: u64,
 ) -> Result<(), StoreError> {
-    conn.execute(
+    conn.execute_cached(
         "UPDATE peers SET relay_update_seq = ?2 WHERE pk = ?1",
         params![pk.to_b64u(), to_i64(seq)],
     )?;
@@ -259,7 +270,7 @@ pub fn set_relay_update_seq(
 pub fn remove_peer(conn: &Connection, pk: &IdentityPublicKey) -> Result<bool, StoreError> {
     let k = pk.to_b64u();
     super::delete_peer_history(conn, pk)?;
-    conn.execute("DELETE FROM outbox WHERE peer = ?1", [&k])?;
-    conn.execute("DELETE FROM inbox WHERE peer = ?1", [&k])?;
-    Ok(conn.execute("DELETE FROM peers WHERE pk = ?1", [&k])? > 0)
+    conn.execute_cached("DELETE FROM outbox WHERE peer = ?1", [&k])?;
+    conn.execute_cached("DELETE FROM inbox WHERE peer = ?1", [&k])?;
+    Ok(conn.execute_cached("DELETE FROM peers WHERE pk = ?1", [&k])? > 0)
 }

@@ -3,6 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::CachedSql;
 use super::{StoreError, get_u64, to_i64, to_u64};
 use crate::crypto::IdentityPublicKey;
 use crate::protocol::EnvelopeId;
@@ -83,7 +84,9 @@ pub fn inbox_seen(
     id: &EnvelopeId,
 ) -> Result<Option<InboxRow>, StoreError> {
     let sql = format!("{INBOX_SELECT} WHERE peer = ?1 AND id = ?2");
-    conn.query_row(&sql, [peer.to_b64u(), id.to_b64u()], inbox_from_row).optional()?.transpose()
+    conn.query_row_cached(&sql, [peer.to_b64u(), id.to_b64u()], inbox_from_row)
+        .optional()?
+        .transpose()
 }
 
 const INBOX_SELECT: &str = "SELECT seq, peer, id, kind, text, reply_to, relay_ts, state FROM inbox";
@@ -115,7 +118,7 @@ pub fn insert_inbox(
     m: &NewInbox<'_>,
     now_ms: u64,
 ) -> Result<InboxRow, StoreError> {
-    conn.execute(
+    conn.execute_cached(
         "INSERT INTO inbox (peer, id, kind, text, reply_to, relay_ts, received_at, state)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
@@ -148,7 +151,7 @@ pub fn inbox_new(
 ) -> Result<Vec<InboxRow>, StoreError> {
     let sql =
         format!("{INBOX_SELECT} WHERE state = 'new' AND (?1 IS NULL OR peer = ?1) ORDER BY seq");
-    let mut stmt = conn.prepare(&sql)?;
+    let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map([from.map(|p| p.to_b64u())], inbox_from_row)?;
     rows.map(|r| r?).collect()
 }
@@ -156,7 +159,7 @@ pub fn inbox_new(
 /// Mark a message consumed (and no longer worked on). Returns false if someone
 /// else already did.
 pub fn inbox_done(conn: &Connection, seq: i64) -> Result<bool, StoreError> {
-    Ok(conn.execute(
+    Ok(conn.execute_cached(
         "UPDATE inbox SET state = 'done', handler_pgid = NULL, handler_start = NULL
          WHERE seq = ?1 AND state = 'new'",
         [seq],
@@ -171,7 +174,7 @@ pub fn inbox_set_handler(
     pgid: i32,
     leader_start: Option<u64>,
 ) -> Result<(), StoreError> {
-    conn.execute(
+    conn.execute_cached(
         "UPDATE inbox SET handler_pgid = ?2, handler_start = ?3 WHERE seq = ?1",
         params![seq, pgid, leader_start.map(to_i64)],
     )?;
@@ -184,12 +187,14 @@ pub fn inbox_take_handler(
     seq: i64,
 ) -> Result<Option<(i32, Option<u64>)>, StoreError> {
     let found: Option<(Option<i32>, Option<i64>)> = conn
-        .query_row("SELECT handler_pgid, handler_start FROM inbox WHERE seq = ?1", [seq], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row_cached(
+            "SELECT handler_pgid, handler_start FROM inbox WHERE seq = ?1",
+            [seq],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()?;
     let Some((Some(pgid), start)) = found else { return Ok(None) };
-    conn.execute(
+    conn.execute_cached(
         "UPDATE inbox SET handler_pgid = NULL, handler_start = NULL WHERE seq = ?1",
         [seq],
     )?;
@@ -218,7 +223,7 @@ pub fn insert_outbox(
     reply_to: Option<&EnvelopeId>,
     now: u64,
 ) -> Result<(), StoreError> {
-    conn.execute(
+    conn.execute_cached(
         "INSERT INTO outbox (id, peer, relay_url, body, claim, reply_to, status, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)",
         params![
@@ -236,7 +241,7 @@ pub fn insert_outbox(
 
 /// Pending envelopes for one relay, oldest first.
 pub fn outbox_pending(conn: &Connection, relay_url: &str) -> Result<Vec<OutboxRow>, StoreError> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT id, peer, relay_url, body, claim FROM outbox
          WHERE status = 'pending' AND relay_url = ?1 ORDER BY seq",
     )?;
@@ -269,7 +274,7 @@ pub fn outbox_pending(conn: &Connection, relay_url: &str) -> Result<Vec<OutboxRo
 /// Number of pending envelopes (all relays).
 pub fn outbox_pending_count(conn: &Connection) -> Result<u64, StoreError> {
     Ok(conn
-        .query_row("SELECT count(*) FROM outbox WHERE status = 'pending'", [], |r| {
+        .query_row_cached("SELECT count(*) FROM outbox WHERE status = 'pending'", [], |r| {
             r.get::<_, i64>(0)
         })
         .map(to_u64)?)
@@ -279,7 +284,7 @@ pub fn outbox_pending_count(conn: &Connection) -> Result<u64, StoreError> {
 /// stores or delivers it from here on), so it is dropped with the status change
 /// and the outbox stays small however long the home runs.
 pub fn outbox_sent(conn: &Connection, id: &EnvelopeId, now: u64) -> Result<bool, StoreError> {
-    Ok(conn.execute(
+    Ok(conn.execute_cached(
         "UPDATE outbox SET status = 'sent', sent_at = ?2, body = X'' WHERE id = ?1 AND status = 'pending'",
         params![id.to_b64u(), to_i64(now)],
     )? > 0)
@@ -293,7 +298,7 @@ pub fn outbox_undecryptable(
     id: &EnvelopeId,
     peer: &IdentityPublicKey,
 ) -> Result<bool, StoreError> {
-    Ok(conn.execute(
+    Ok(conn.execute_cached(
         "UPDATE outbox SET status = 'failed', error = 'undecryptable', body = X''
          WHERE id = ?1 AND peer = ?2",
         params![id.to_b64u(), peer.to_b64u()],
@@ -302,7 +307,7 @@ pub fn outbox_undecryptable(
 
 /// The relay refused the envelope for good.
 pub fn outbox_failed(conn: &Connection, id: &EnvelopeId, error: &str) -> Result<(), StoreError> {
-    conn.execute(
+    conn.execute_cached(
         "UPDATE outbox SET status = 'failed', error = ?2 WHERE id = ?1 AND status = 'pending'",
         params![id.to_b64u(), error],
     )?;
@@ -315,7 +320,7 @@ pub fn outbox_status(
     id: &EnvelopeId,
 ) -> Result<Option<(String, Option<String>)>, StoreError> {
     Ok(conn
-        .query_row("SELECT status, error FROM outbox WHERE id = ?1", [id.to_b64u()], |r| {
+        .query_row_cached("SELECT status, error FROM outbox WHERE id = ?1", [id.to_b64u()], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()?)
@@ -328,7 +333,7 @@ pub fn get_token(
     now: u64,
 ) -> Result<Option<String>, StoreError> {
     Ok(conn
-        .query_row(
+        .query_row_cached(
             "SELECT token FROM relay_tokens WHERE relay_url = ?1 AND expires_at > ?2",
             params![relay_url, to_i64(now.saturating_add(30))],
             |r| r.get(0),
@@ -343,7 +348,7 @@ pub fn put_token(
     token: &str,
     expires_at: u64,
 ) -> Result<(), StoreError> {
-    conn.execute(
+    conn.execute_cached(
         "INSERT INTO relay_tokens (relay_url, token, expires_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (relay_url) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at",
         params![relay_url, token, to_i64(expires_at)],
@@ -353,6 +358,6 @@ pub fn put_token(
 
 /// Drop a resume token the relay refused.
 pub fn clear_token(conn: &Connection, relay_url: &str) -> Result<(), StoreError> {
-    conn.execute("DELETE FROM relay_tokens WHERE relay_url = ?1", [relay_url])?;
+    conn.execute_cached("DELETE FROM relay_tokens WHERE relay_url = ?1", [relay_url])?;
     Ok(())
 }
