@@ -157,7 +157,16 @@ pub fn main() -> ExitCode {
         _ => "warn",
     };
     init_tracing(default_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // A one-shot command does one thing at a time and is done: one thread
+    // starts faster (no worker threads, no CPU-quota probing), and through a
+    // running daemon it is mostly process start-up. The long-running ones keep
+    // the worker pool.
+    let mut builder = if cli.command.is_one_shot() {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");
@@ -214,6 +223,32 @@ async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
                 || Some(format!("agentroom {}", env!("CARGO_PKG_VERSION"))),
             );
             Ok(ExitStatus::Success)
+        }
+    }
+}
+
+impl Command {
+    /// Commands that make a few calls and exit (the rest run until stopped).
+    fn is_one_shot(&self) -> bool {
+        match self {
+            Command::Setup(_)
+            | Command::Whoami
+            | Command::Invite(_)
+            | Command::Peers(_)
+            | Command::Send(_)
+            | Command::History(_)
+            | Command::Service(_)
+            | Command::Completions { .. }
+            | Command::Status
+            | Command::Version => true,
+            Command::Listen(_)
+            | Command::Serve(_)
+            | Command::Relay(_)
+            | Command::Room(_)
+            | Command::Host(_)
+            | Command::Mcp
+            | Command::Daemon(_)
+            | Command::Ui(_) => false,
         }
     }
 }

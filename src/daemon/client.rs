@@ -1,9 +1,20 @@
 //! The CLI's side of the local API: JSON over the home's Unix socket.
+//!
+//! Plain HTTP/1.1 connections from hyper, kept for the next call: a one-shot
+//! command (`send`, `status`) makes exactly one connection, the one
+//! [`DaemonClient::connect`] opened to see that a daemon answers. (An HTTP
+//! client library would also build a TLS configuration and a connection pool
+//! on every start, which this local socket never uses.)
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
+use hyper::client::conn::http1;
+use hyper::{Method, Request, StatusCode, header};
+use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
@@ -15,14 +26,27 @@ use crate::client::home::Home;
 /// Socket connect; a daemon that does not accept this fast is treated as
 /// absent (a stale socket file of a killed daemon refuses at once).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Base URL: the host part is ignored on a Unix socket.
-const BASE: &str = "http://agentroom.sock";
+/// The `Host` of every request: a loopback name, which the daemon's
+/// loopback-TCP listener also requires.
+const HOST: &str = "localhost";
+/// Idle connections kept for reuse; more are closed after their call.
+const MAX_IDLE: usize = 4;
+
+type Body = BoxBody<Bytes, std::convert::Infallible>;
+type Sender = http1::SendRequest<Body>;
 
 /// A connection to a running daemon.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DaemonClient {
-    http: reqwest::Client,
     socket: PathBuf,
+    /// Connections with no call in flight, reused by the next call.
+    idle: Arc<Mutex<Vec<Sender>>>,
+}
+
+impl std::fmt::Debug for DaemonClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DaemonClient").field("socket", &self.socket).finish_non_exhaustive()
+    }
 }
 
 impl DaemonClient {
@@ -32,17 +56,11 @@ impl DaemonClient {
         if !socket.exists() {
             return Ok(None);
         }
-        let http = reqwest::Client::builder()
-            .unix_socket(socket.as_path())
-            .connect_timeout(CONNECT_TIMEOUT)
-            .build()
-            .map_err(|e| unreachable(&e))?;
         // A socket that accepts is a daemon: it binds only once its engine is
-        // up, and a killed daemon's stale file refuses at once. No HTTP round
-        // trip here: every one-shot command (`send`) would pay for it.
-        match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::UnixStream::connect(&socket)).await
-        {
-            Ok(Ok(_probe)) => Ok(Some(Self { http, socket })),
+        // up, and a killed daemon's stale file refuses at once. The connection
+        // is kept for the first call, so this costs no extra round trip.
+        match tokio::time::timeout(CONNECT_TIMEOUT, open(&socket)).await {
+            Ok(Ok(sender)) => Ok(Some(Self { socket, idle: Arc::new(Mutex::new(vec![sender])) })),
             Ok(Err(_)) | Err(_) => Ok(None),
         }
     }
@@ -52,13 +70,76 @@ impl DaemonClient {
         &self.socket
     }
 
+    /// An idle connection that can take a request, or a new one.
+    async fn checkout(&self) -> Result<Sender, DaemonError> {
+        loop {
+            let idle = self
+                .idle
+                .lock()
+                .expect("the idle list is never poisoned: no panics under it")
+                .pop();
+            let Some(mut sender) = idle else { break };
+            // A connection the daemon closed (it restarted) is dropped here.
+            if sender.ready().await.is_ok() {
+                return Ok(sender);
+            }
+        }
+        tokio::time::timeout(CONNECT_TIMEOUT, open(&self.socket))
+            .await
+            .map_err(|_| network(format!("{}: connect timed out", self.socket.display())))?
+    }
+
+    fn checkin(&self, sender: Sender) {
+        let mut idle =
+            self.idle.lock().expect("the idle list is never poisoned: no panics under it");
+        if !sender.is_closed() && idle.len() < MAX_IDLE {
+            idle.push(sender);
+        }
+    }
+
+    /// Send one request; a request the connection closed under before any of
+    /// it was written goes again on a fresh connection (never one that may
+    /// have reached the daemon: `POST /v1/send` must not run twice).
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, hyper::body::Incoming, Sender), DaemonError> {
+        let mut builder = Request::builder().method(method).uri(path).header(header::HOST, HOST);
+        let body: Body = match json {
+            Some(json) => {
+                builder = builder.header(header::CONTENT_TYPE, "application/json");
+                Full::new(Bytes::from(json)).boxed()
+            }
+            None => Empty::new().boxed(),
+        };
+        let mut req = builder.body(body).map_err(|e| network(format!("request {path}: {e}")))?;
+        for _ in 0..3 {
+            let mut sender = self.checkout().await?;
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    return Ok((status, resp.into_body(), sender));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => req = unsent,
+                    None => return Err(network(error_chain(&e.into_error()))),
+                },
+            }
+        }
+        Err(network(format!("{}: the daemon keeps closing the connection", self.socket.display())))
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
-        req: reqwest::RequestBuilder,
+        method: Method,
+        path: &str,
+        json: Option<Vec<u8>>,
     ) -> Result<T, DaemonError> {
-        let resp = req.send().await.map_err(|e| unreachable(&e))?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| unreachable(&e))?;
+        let (status, body, sender) = self.request(method, path, json).await?;
+        let bytes = body.collect().await.map_err(|e| network(error_chain(&e)))?.to_bytes();
+        self.checkin(sender);
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| DaemonError::Api {
                 status: status.as_u16(),
@@ -75,7 +156,7 @@ impl DaemonClient {
     }
 
     pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, DaemonError> {
-        self.call(self.http.get(format!("{BASE}{path}"))).await
+        self.call(Method::GET, path, None).await
     }
 
     pub(crate) async fn post<B: Serialize, T: DeserializeOwned>(
@@ -84,12 +165,11 @@ impl DaemonClient {
         body: &B,
     ) -> Result<T, DaemonError> {
         let json = serde_json::to_vec(body).expect("request types serialise");
-        let req = self
-            .http
-            .post(format!("{BASE}{path}"))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(json);
-        self.call(req).await
+        self.call(Method::POST, path, Some(json)).await
+    }
+
+    async fn delete<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<T, DaemonError> {
+        self.call(Method::DELETE, &path_of(segments), None).await
     }
 
     /// `GET /v1/status`.
@@ -145,9 +225,7 @@ impl DaemonClient {
 
     /// `DELETE /v1/invites/{id}`.
     pub async fn invite_revoke(&self, id: &str) -> Result<InviteRevoked, DaemonError> {
-        let mut url = reqwest::Url::parse(BASE).expect("constant URL");
-        url.path_segments_mut().expect("http URL").extend(["v1", "invites", id]);
-        self.call(self.http.delete(url)).await
+        self.delete(&["v1", "invites", id]).await
     }
 
     /// `POST /v1/messages/started`.
@@ -160,9 +238,7 @@ impl DaemonClient {
 
     /// `DELETE /v1/peers/{peer}`.
     pub async fn peer_remove(&self, peer: &str) -> Result<PeerRemoved, DaemonError> {
-        let mut url = reqwest::Url::parse(BASE).expect("constant URL");
-        url.path_segments_mut().expect("http URL").extend(["v1", "peers", peer]);
-        self.call(self.http.delete(url)).await
+        self.delete(&["v1", "peers", peer]).await
     }
 
     /// `POST /v1/room/open`.
@@ -187,27 +263,29 @@ impl DaemonClient {
         &self,
         replay: bool,
     ) -> Result<mpsc::Receiver<DaemonEvent>, DaemonError> {
-        let url = format!("{BASE}/v1/events?replay={replay}");
-        let resp = self.http.get(url).send().await.map_err(|e| unreachable(&e))?;
-        if !resp.status().is_success() {
+        let path = format!("/v1/events?replay={replay}");
+        // The stream holds its connection for good: it never goes back idle.
+        let (status, mut body, _sender) = self.request(Method::GET, &path, None).await?;
+        if !status.is_success() {
             return Err(DaemonError::Api {
-                status: resp.status().as_u16(),
+                status: status.as_u16(),
                 class: ErrorClass::Failure,
-                message: format!("event stream refused: HTTP {}", resp.status()),
+                message: format!("event stream refused: HTTP {status}"),
             });
         }
         let (tx, rx) = mpsc::channel(super::EVENT_BUFFER);
         tokio::spawn(async move {
-            let mut body = resp.bytes_stream();
+            let _connection = _sender;
             let mut buf: Vec<u8> = Vec::new();
             loop {
                 // Stop reading when the consumer is gone, so the connection
                 // closes and the daemon never waits on it.
-                let chunk = tokio::select! {
+                let frame = tokio::select! {
                     () = tx.closed() => return,
-                    c = body.next() => c,
+                    f = body.frame() => f,
                 };
-                let Some(Ok(chunk)) = chunk else { return };
+                let Some(Ok(frame)) = frame else { return };
+                let Ok(chunk) = frame.into_data() else { continue };
                 buf.extend_from_slice(&chunk);
                 while let Some(end) = find_blank_line(&buf) {
                     let block: Vec<u8> = buf.drain(..end + 2).collect();
@@ -223,15 +301,65 @@ impl DaemonClient {
     }
 }
 
-fn unreachable(e: &reqwest::Error) -> DaemonError {
-    // The reqwest error chain names the socket path at most: no secrets.
+/// Open a connection to the daemon's socket; its driver runs as a task.
+async fn open(socket: &std::path::Path) -> Result<Sender, DaemonError> {
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|e| network(format!("{}: {e}", socket.display())))?;
+    let (sender, connection) =
+        http1::handshake(TokioIo::new(stream)).await.map_err(|e| network(error_chain(&e)))?;
+    tokio::spawn(async move {
+        // Ends when the daemon closes the socket or the client drops it;
+        // a call in flight sees the failure as its own error.
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// `segments` as a percent-encoded absolute path.
+fn path_of(segments: &[&str]) -> String {
+    let mut path = String::new();
+    for s in segments {
+        path.push('/');
+        path.extend(percent_encoding::utf8_percent_encode(s, SEGMENT));
+    }
+    path
+}
+
+/// What must be escaped in one path segment (RFC 3986: all but unreserved
+/// and sub-delims, `:` and `@`).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+fn network(message: String) -> DaemonError {
+    DaemonError::Api { status: 0, class: ErrorClass::Network, message }
+}
+
+/// An error with its sources, on one line (they name the socket at most: no
+/// secrets).
+fn error_chain(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();
-    let mut src = std::error::Error::source(e);
+    let mut src = e.source();
     while let Some(s) = src {
         msg = format!("{msg}: {s}");
         src = s.source();
     }
-    DaemonError::Api { status: 0, class: ErrorClass::Network, message: msg }
+    msg
 }
 
 fn find_blank_line(buf: &[u8]) -> Option<usize> {
@@ -261,5 +389,14 @@ mod tests {
         assert_eq!(ev, Some(DaemonEvent::Connected { relay: "ws://r/ws".into(), pending: 2 }));
         assert_eq!(parse_sse_block(b":\n\n"), None);
         assert_eq!(find_blank_line(b"a\n\nb"), Some(1));
+    }
+
+    #[test]
+    fn path_segments_are_escaped() {
+        assert_eq!(
+            path_of(&["v1", "peers", "bob smith/x?y#z%"]),
+            "/v1/peers/bob%20smith%2Fx%3Fy%23z%25"
+        );
+        assert_eq!(path_of(&["v1", "invites", "AbC-_9"]), "/v1/invites/AbC-_9");
     }
 }

@@ -177,9 +177,16 @@ fn routes() -> OpenApiRouter<AppState> {
 pub(crate) fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
     let (router, mut api) = routes().with_state(state).split_for_parts();
     api.merge(crate::ui::openapi());
-    let doc = api.clone();
-    let router =
-        router.route("/v1/openapi.json", axum::routing::get(move || async move { Json(doc) }));
+    // Serialised once: the handler is cloned with the router's services, so
+    // it holds shared bytes rather than the document's tree.
+    let doc = bytes::Bytes::from(serde_json::to_vec(&api).expect("the document serialises"));
+    let router = router.route(
+        "/v1/openapi.json",
+        axum::routing::get(move || {
+            let doc = doc.clone();
+            async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], doc) }
+        }),
+    );
     (router, api)
 }
 
