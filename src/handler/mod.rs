@@ -1,7 +1,8 @@
 //! One message through the user's `--on-message` command.
 //!
 //! The contract (README "Handler contract"), same as the TypeScript agentroom's:
-//! - the command runs as `sh -c CMD`, in its own process group, with the message text
+//! - the command runs as `sh -c CMD` (a plain `prog args` line runs directly, as the
+//!   shell would run it: [`direct`]), in its own process group, with the message text
 //!   on stdin (then closed) and a scrubbed environment ([`env`]): an allowlist of
 //!   inherited variables, the names given with `--pass-env`, and the request's
 //!   `AGENTROOM_*` variables; relay and tunnel secrets never reach it;
@@ -18,6 +19,7 @@
 //! stragglers get [`DRAIN_GRACE`] to close the pipes, then are terminated, so a
 //! background grandchild holding stdout open can neither hang us nor be orphaned.
 
+mod direct;
 pub mod env;
 mod output;
 
@@ -83,6 +85,31 @@ impl std::fmt::Debug for HandlerRequest {
             .field("env", &self.env)
             .finish()
     }
+}
+
+/// `program args` with the handler's pipes and scrubbed environment (`PATH`
+/// there is what a program name is looked up in, as `sh` would).
+fn handler_command(
+    program: &str,
+    args: &[&str],
+    env: &[(std::ffi::OsString, std::ffi::OsString)],
+) -> Command {
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    command
+}
+
+fn spawn_handler(
+    mut command: Command,
+    program: &str,
+) -> Result<(tokio::process::Child, process::GroupKillGuard), ProcessError> {
+    process::spawn_in_group_tied_to_us(&mut command, program)
 }
 
 /// How a run ended.
@@ -151,16 +178,18 @@ pub async fn run_reporting_group(
     if cmd.command.trim().is_empty() {
         return Err(HandlerError::EmptyCommand);
     }
-    let mut command = Command::new("sh");
-    command
-        .arg("-c")
-        .arg(&cmd.command)
-        .env_clear()
-        .envs(env::build(std::env::vars_os(), &cmd.pass_env, &req.env))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let (mut child, mut guard) = process::spawn_in_group_tied_to_us(&mut command, "sh")?;
+    let env = env::build(std::env::vars_os(), &cmd.pass_env, &req.env);
+    let spawned = match direct::argv(&cmd.command) {
+        // Not found, not executable, a script without `#!` (which the shell
+        // runs itself): whatever stops the direct start, `sh` does what it
+        // always did, and says so in its own words.
+        Some(argv) => spawn_handler(handler_command(argv[0], &argv[1..], &env), argv[0]).ok(),
+        None => None,
+    };
+    let (mut child, mut guard) = match spawned {
+        Some(spawned) => spawned,
+        None => spawn_handler(handler_command("sh", &["-c", &cmd.command], &env), "sh")?,
+    };
     let pgid = guard.group().map(|g| g.id());
     if let Some(g) = guard.group() {
         started(HandlerGroup { pgid: g.id(), leader_start: g.start_time() });

@@ -188,6 +188,44 @@ async fn cancelled_run_kills_the_group() {
     assert_eq!(wait_group_gone(pgid).await, Vec::<i32>::new());
 }
 
+/// A plain `prog args` line runs without `sh`: the group's leader is the
+/// program itself (through `sh` it would be the shell, which forks `cat`).
+#[tokio::test]
+async fn plain_command_runs_without_a_shell() {
+    for (command, leader) in [("cat", "cat"), ("cat; :", "sh")] {
+        let mut comm = None;
+        let out = handler::run_reporting_group(&cmd(command), req("same reply"), |g| {
+            // Blocked on stdin: the writer starts after this callback.
+            comm = std::fs::read_to_string(format!("/proc/{}/comm", g.pgid)).ok();
+        })
+        .await
+        .unwrap();
+        assert_eq!(out, HandlerOutcome::Reply("same reply".into()), "{command}");
+        assert_eq!(comm.as_deref().map(str::trim), Some(leader), "{command}");
+    }
+}
+
+/// What stops a direct start leaves the outcome to `sh`, as before: a missing
+/// program is the shell's `not found` and 127, a script without `#!` runs.
+#[tokio::test]
+async fn direct_start_failures_keep_the_shells_outcome() {
+    let out = handler::run(&cmd("agentroom-no-such-program-here --flag"), req("x")).await.unwrap();
+    match out {
+        HandlerOutcome::Failed { exit_code, stderr_tail, .. } => {
+            assert_eq!(exit_code, Some(127));
+            assert!(stderr_tail.contains("not found"), "{stderr_tail:?}");
+        }
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("no-shebang");
+    std::fs::write(&script, "read line; echo \"script got $line\"\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let command = script.to_str().unwrap();
+    let out = handler::run(&cmd(command), req("hello\n")).await.unwrap();
+    assert_eq!(out, HandlerOutcome::Reply("script got hello".into()));
+}
+
 /// Figures, not assertions:
 /// `cargo test --test children -- --ignored --nocapture handler_latency`
 #[tokio::test]
@@ -196,19 +234,22 @@ async fn cancelled_run_kills_the_group() {
 async fn handler_latency() {
     let runs = 200;
     let text = "x".repeat(1024);
-    let mut times = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let start = std::time::Instant::now();
-        let out = handler::run(&cmd("cat"), req(&text)).await.unwrap();
-        times.push(start.elapsed());
-        assert_eq!(out, HandlerOutcome::Reply(text.clone()));
+    // `cat` starts directly; `exec cat` goes through `sh`, which then becomes cat.
+    for command in ["cat", "exec cat"] {
+        let mut times = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let start = std::time::Instant::now();
+            let out = handler::run(&cmd(command), req(&text)).await.unwrap();
+            times.push(start.elapsed());
+            assert_eq!(out, HandlerOutcome::Reply(text.clone()));
+        }
+        times.sort();
+        let mean = times.iter().sum::<Duration>() / u32::try_from(runs).unwrap();
+        eprintln!(
+            "handler `{command}`, 1 KiB in/out, {runs} runs: mean {mean:?}, p50 {:?}, p99 {:?}, max {:?}",
+            times[runs / 2],
+            times[runs * 99 / 100],
+            times[runs - 1]
+        );
     }
-    times.sort();
-    let mean = times.iter().sum::<Duration>() / u32::try_from(runs).unwrap();
-    eprintln!(
-        "handler `cat`, 1 KiB in/out, {runs} runs: mean {mean:?}, p50 {:?}, p99 {:?}, max {:?}",
-        times[runs / 2],
-        times[runs * 99 / 100],
-        times[runs - 1]
-    );
 }
