@@ -247,7 +247,11 @@ pub async fn serve(
             && !(opts.once && handled + (running.len() as u64) >= 1)
         {
             let req = NextRequest { from: None, wait_ms: Some(0), lease_ms: Some(lease_ms) };
-            let Some(m) = dc.next(&req).await?.message else { break };
+            let next = dc.next(&req).await?;
+            let Some(m) = next.message else { break };
+            // Nothing else waiting: do not ask again while the handler starts
+            // (a message stored after this look announces itself: `received`).
+            let more = next.remaining > 0;
             emit(Event::Received { message: message_info(&m) });
             let cmd = opts.handler.clone();
             let req = request_for(home, &own, &m);
@@ -267,6 +271,9 @@ pub async fn serve(
                 .await;
                 (m, out)
             });
+            if !more {
+                break;
+            }
         }
         if limit_hit && running.is_empty() && replies_in_flight.is_empty() {
             break if opts.once { "once" } else { "max_turns" };
