@@ -79,7 +79,9 @@ pub(crate) fn launch(opts: &Launch) -> Result<Running, TunnelError> {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let program = opts.bin.display().to_string();
-    let (mut child, guard) = process::spawn_in_group(&mut cmd, &program)?;
+    // Tied to us: a `kill -9` of the room takes cloudflared with it instead of
+    // leaving a public tunnel to a dead port (cloudflared runs as one process).
+    let (mut child, guard) = process::spawn_in_group_tied_to_us(&mut cmd, &program)?;
     let (tx, lines) = mpsc::channel(LINE_QUEUE);
     let mut readers = Vec::with_capacity(2);
     if let Some(out) = child.stdout.take() {

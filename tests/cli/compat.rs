@@ -390,7 +390,7 @@ fn agentroom_cloudflared_names_the_binary() {
     let ready = room.wait_event("room_ready");
     assert_eq!(ready["tunnel"], "cloudflared");
     assert!(ready["public_url"].is_string());
-    // A graceful stop takes the tunnel down with the room (a SIGKILL would orphan it).
+    // A graceful stop takes the tunnel down with the room.
     assert_eq!(host.json(&["room", "stop"])[0]["outcome"], "stopped");
     room.wait_exit();
 }

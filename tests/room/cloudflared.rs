@@ -47,6 +47,21 @@ fn serves_through_the_tunnel_and_ctrl_c_leaves_nothing() {
     assert!(state(&home).is_none());
 }
 
+/// `kill -9` of the room: cloudflared dies with it (parent-death signal) rather
+/// than serving a public tunnel to a dead port until someone notices.
+#[test]
+fn kill_9_of_the_room_takes_cloudflared_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("host");
+    let fake = fake_with_modes(&dir.path().join("fake"), "serve", "serve");
+    let mut room = open_behind(&home, &fake, &[]);
+    room.wait_event("room_ready");
+    let pgid = recorded_pids(&dir.path().join("fake"))[0];
+    room.signal(Signal::SIGKILL);
+    room.wait_exit();
+    assert_eq!(wait_groups_gone(&[pgid]), Vec::<i32>::new(), "cloudflared outlived the room");
+}
+
 #[test]
 fn no_url_is_a_clear_error_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
