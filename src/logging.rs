@@ -8,7 +8,8 @@ use tracing_subscriber::filter::{LevelFilter, Targets};
 
 /// The most verbose level any other crate's events reach, whatever the filter.
 /// Their `info` and above are lifecycle events (a listener bound, a migration
-/// applied), never payloads.
+/// applied), never payloads. For crates that log through `log`, the records
+/// below it are not even compiled (Cargo.toml: `log`'s `max_level_info`).
 pub const DEPENDENCY_MAX_LEVEL: LevelFilter = LevelFilter::INFO;
 
 /// A filter layer capping every target outside `agentroom` at
@@ -56,6 +57,16 @@ mod tests {
         assert_eq!(log_crate_max_level(Some(LevelFilter::OFF)), L::Off);
         assert_eq!(log_crate_max_level(Some(LevelFilter::TRACE)), L::Info);
         assert_eq!(log_crate_max_level(None), L::Info);
+    }
+
+    /// What no filter lets through is not compiled in: the `log` crate's
+    /// `max_level_info` feature drops dependencies' debug and trace records at
+    /// build time (tungstenite's per-frame trace calls cost nothing, and a
+    /// filter mistake cannot bring their payload dumps back).
+    #[test]
+    fn dependency_records_below_the_cap_are_compiled_out() {
+        assert_eq!(log::STATIC_MAX_LEVEL, log::LevelFilter::Info);
+        assert_eq!(log_crate_max_level(None), log::STATIC_MAX_LEVEL);
     }
 
     #[test]
