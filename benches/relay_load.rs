@@ -212,6 +212,22 @@ fn proc_usage(pid: &str) -> (f64, u64) {
     }
 }
 
+/// Context switches (voluntary and not) of all of a process's threads: each time
+/// a server thread parks to wait for work and is woken again counts one.
+fn ctx_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    let mut n = 0;
+    for t in tasks.flatten() {
+        let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        n += status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    n
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -850,16 +866,19 @@ async fn run(target: Target, k: Knobs) -> Figures {
     // 2. Fixed rate.
     let per_pair = Duration::from_secs_f64(f64::from(k.pairs) / k.rate);
     let (cpu0, _) = usage(&server, server2.as_ref());
+    let cs0 = ctx_switches(server.child.id());
     let (n, el, lat, _conns) =
         run_pairs(proto, conns, &ids, 2, k.secs, 4096, Pace::Every(per_pair)).await;
     let (cpu1, rss) = usage(&server, server2.as_ref());
+    let cs = ctx_switches(server.child.id()) - cs0;
     fig.fixed_cpu_us = (cpu1 - cpu0) * 1e6 / n as f64;
     println!(
-        "fixed rate {}/s: {n} delivered in {:.2}s = {:.0} envelopes/s; server CPU {:.2} µs/envelope; peak RSS {:.1} MiB",
+        "fixed rate {}/s: {n} delivered in {:.2}s = {:.0} envelopes/s; server CPU {:.2} µs/envelope; {:.2} context switches/envelope; peak RSS {:.1} MiB",
         k.rate,
         el.as_secs_f64(),
         n as f64 / el.as_secs_f64(),
         fig.fixed_cpu_us,
+        cs as f64 / n as f64,
         mib(rss)
     );
     fig.fixed = report_latency("latency from scheduled send", lat);
