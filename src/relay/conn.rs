@@ -263,6 +263,12 @@ impl<'a> Session<'a> {
         let spill_timer = tokio::time::sleep(Duration::from_secs(86_400));
         tokio::pin!(spill_timer);
         let mut armed: Option<Instant> = None;
+        // Made once, not per turn of the loop: each `cancelled()` future registers
+        // in its token's waiter list (a mutex) when polled and leaves it when
+        // dropped, which at a fixed rate was two lock round trips per frame.
+        let shutdown = shared.shutdown.clone().cancelled_owned();
+        let not_reading = self.not_reading.clone().cancelled_owned();
+        tokio::pin!(shutdown, not_reading);
         loop {
             let want = self.awaiting.front().map(|a| a.deadline);
             if want != armed {
@@ -273,11 +279,11 @@ impl<'a> Session<'a> {
             }
             tokio::select! {
                 biased;
-                () = shared.shutdown.cancelled() => {
+                () = &mut shutdown => {
                     let _ = self.send_error(ErrorCode::ShuttingDown, "relay shutting down", None, None).await;
                     return Err(Exit::Fatal(ErrorCode::ShuttingDown));
                 }
-                () = self.not_reading.cancelled() => {
+                () = &mut not_reading => {
                     tracing::info!(peer = %self.me.fmt_short(), "control queue full, dropping");
                     return Err(Exit::NotReading);
                 }

@@ -20,7 +20,7 @@
 //! enqueued under the lock, so the store thread's FIFO holds each pair's envelopes
 //! in `ord` order, and a commit (even one cut short by `kill -9`) keeps a prefix.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::commit::{CommitTx, Completion, Kind};
+use super::recent::Recent;
 use super::storage::Store;
 use crate::crypto::IdentityPublicKey;
 use crate::protocol::{DeliveryStatus, EnvelopeId};
@@ -151,7 +152,6 @@ struct Inflight {
 /// `(from, id)`: an id names one envelope of its sender, whatever the recipient.
 type InflightKey = (IdentityPublicKey, EnvelopeId);
 
-#[derive(Default)]
 struct Inner {
     conns: HashMap<IdentityPublicKey, ConnEntry>,
     recips: HashMap<IdentityPublicKey, RecipState>,
@@ -159,12 +159,11 @@ struct Inner {
     inflight: HashMap<InflightKey, Inflight>,
     /// Recently acked: the recipient and the body's digest (when the acking
     /// connection saw the body), so a reused id with another body is a conflict.
-    recent: HashMap<(IdentityPublicKey, EnvelopeId), (IdentityPublicKey, Option<u64>)>,
+    recent: Recent,
     /// Delivered live, then committed after the ack window, not acked yet: a resend
     /// must go through the store (which answers it as a duplicate), not live again.
     /// Value: the recipient and the accept time (unix ms), for the TTL sweep.
     held: HashMap<(IdentityPublicKey, EnvelopeId), (IdentityPublicKey, u64)>,
-    recent_order: VecDeque<(IdentityPublicKey, EnvelopeId)>,
     /// The next relay sequence number (`ord`).
     next_ord: i64,
 }
@@ -177,14 +176,7 @@ impl Inner {
         to: IdentityPublicKey,
         digest: Option<u64>,
     ) {
-        if self.recent.insert((from, id), (to, digest)).is_none() {
-            self.recent_order.push_back((from, id));
-            if self.recent_order.len() > RECENT_IDS {
-                if let Some(old) = self.recent_order.pop_front() {
-                    self.recent.remove(&old);
-                }
-            }
-        }
+        self.recent.insert(from, id, to, digest);
     }
 }
 
@@ -229,15 +221,13 @@ impl Hub {
         next_ord: i64,
     ) -> Self {
         let mut inner = Inner {
-            // Sized once for the steady state. Grown on demand, the map (80-byte
-            // buckets) doubled to 262,144 buckets long after it filled, when
-            // insert/remove tombstones ran out its room: a one-off 21 MiB allocation
-            // next to the old 10 MiB table (peak RSS +20 MiB) and a rehash of 65,536
-            // entries under the lock. With half the table free it rehashes in place.
-            recent: HashMap::with_capacity(RECENT_IDS * 2),
-            recent_order: VecDeque::with_capacity(RECENT_IDS + 1),
+            conns: HashMap::new(),
+            recips: HashMap::new(),
+            pairs: HashMap::new(),
+            inflight: HashMap::new(),
+            recent: Recent::new(RECENT_IDS),
+            held: HashMap::new(),
             next_ord,
-            ..Inner::default()
         };
         for (a, b) in pairs {
             inner.pairs.entry(a).or_default().insert(b);
@@ -346,7 +336,7 @@ impl Hub {
     pub(crate) fn route(&self, env: Envelope, sender: &Arc<SenderLink>, now: Instant) -> Route {
         let Envelope { from, to, id, body, accepted_ms, digest, text } = env;
         let mut g = self.lock();
-        if let Some(&(prev_to, prev_digest)) = g.recent.get(&(from, id)) {
+        if let Some((prev_to, prev_digest)) = g.recent.get(&from, &id) {
             let same = prev_to == to && prev_digest.is_none_or(|d| d == digest);
             return if same { Route::DuplicateDone } else { Route::Conflict };
         }

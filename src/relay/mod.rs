@@ -9,7 +9,8 @@
 //! - `conn`: one actor per WebSocket (frames, backpressure, pings); `login` is its
 //!   first phase, `commit` answers senders once their envelope is on disk.
 //! - `auth`: challenge signatures and HMAC session tokens.
-//! - `hub`: who is online, pairs, live envelopes awaiting their ack.
+//! - `hub`: who is online, pairs, live envelopes awaiting their ack; `recent` its
+//!   memory of delivered ids (a ring and a compact index).
 //! - `store`: SQLite on a dedicated thread with group commit.
 //! - [`storage`]: the seam in front of the stores (SQLite, or `pg`: PostgreSQL
 //!   shared by several relay nodes, with their cross-node wake-ups).
@@ -37,6 +38,7 @@ mod login;
 pub mod metrics;
 mod pg;
 mod queries;
+mod recent;
 mod server;
 pub mod storage;
 mod store;
