@@ -60,7 +60,7 @@ wait_daemon() {
 # Both homes run a daemon; A's has no handler yet.
 "$BIN" --home "$A" daemon >/dev/null 2>&1 &
 a_daemon=$!
-pids+=($a_daemon)
+pids+=("$a_daemon")
 "$BIN" --home "$B" daemon >/dev/null 2>&1 &
 pids+=($!)
 wait_daemon "$A"
