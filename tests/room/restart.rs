@@ -226,6 +226,21 @@ fn kill_9_leaves_no_orphaned_handler_running_beside_the_rerun() {
     eventually("the handler's background child", || {
         (live_group_members(first).len() >= 2).then_some(())
     });
+    // The room records the group just after the spawn, while the handler already
+    // runs: on a loaded machine the shell can fork its child first. The promise
+    // is about a recorded group, so the kill waits for the record.
+    let db = home.join("state.db");
+    eventually("the room to record the handler's group", || {
+        let conn =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .ok()?;
+        let pgid: Option<i64> = conn
+            .query_row("SELECT handler_pgid FROM inbox WHERE handler_pgid IS NOT NULL", [], |r| {
+                r.get(0)
+            })
+            .ok()?;
+        (pgid == Some(i64::from(first))).then_some(())
+    });
     room.signal(Signal::SIGKILL);
     room.wait_exit();
     eventually("the handler's shell to die with the room", || (!alive(first)).then_some(()));
