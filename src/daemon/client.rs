@@ -124,7 +124,7 @@ impl DaemonClient {
                 }
                 Err(mut e) => match e.take_message() {
                     Some(unsent) => req = unsent,
-                    None => return Err(network(error_chain(&e.into_error()))),
+                    None => return Err(network(crate::client::error_text(&e.into_error()))),
                 },
             }
         }
@@ -138,7 +138,8 @@ impl DaemonClient {
         json: Option<Vec<u8>>,
     ) -> Result<T, DaemonError> {
         let (status, body, sender) = self.request(method, path, json).await?;
-        let bytes = body.collect().await.map_err(|e| network(error_chain(&e)))?.to_bytes();
+        let bytes =
+            body.collect().await.map_err(|e| network(crate::client::error_text(&e)))?.to_bytes();
         self.checkin(sender);
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| DaemonError::Api {
@@ -306,8 +307,9 @@ async fn open(socket: &std::path::Path) -> Result<Sender, DaemonError> {
     let stream = tokio::net::UnixStream::connect(socket)
         .await
         .map_err(|e| network(format!("{}: {e}", socket.display())))?;
-    let (sender, connection) =
-        http1::handshake(TokioIo::new(stream)).await.map_err(|e| network(error_chain(&e)))?;
+    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| network(crate::client::error_text(&e)))?;
     tokio::spawn(async move {
         // Ends when the daemon closes the socket or the client drops it;
         // a call in flight sees the failure as its own error.
@@ -348,18 +350,6 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
 
 fn network(message: String) -> DaemonError {
     DaemonError::Api { status: 0, class: ErrorClass::Network, message }
-}
-
-/// An error with its sources, on one line (they name the socket at most: no
-/// secrets).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg = format!("{msg}: {s}");
-        src = s.source();
-    }
-    msg
 }
 
 fn find_blank_line(buf: &[u8]) -> Option<usize> {
