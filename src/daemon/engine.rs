@@ -238,6 +238,11 @@ impl Engine {
                     tokio::time::sleep(ERROR_PAUSE).await;
                 }
             }
+            // A job or an event usually queued a frame for a link (a sealed
+            // message, an ack). The links run on this thread: let them write
+            // it before the inbox is read, or the relay (and the peer
+            // waiting on it) waits for those reads too.
+            tokio::task::yield_now().await;
             if let Err(e) = self.announce() {
                 tracing::warn!(error = %e, "cannot read the inbox");
             }
@@ -397,12 +402,15 @@ impl Engine {
 
     async fn run_job(&mut self, job: Job) {
         match job {
+            // These only use links the home has: `offer` dials its own.
             Job::Send { peer, text, wait_reply, hold_reply, done } => {
                 let r = self.send(&peer, &text, wait_reply, hold_reply);
                 let _ = done.send(r);
+                return;
             }
             Job::Ack { lease_id, reply, handler, done } => {
                 let _ = done.send(self.ack(&lease_id, reply, handler));
+                return;
             }
             Job::InviteCreate { relay, via: Some(via), ttl, label, done } => {
                 let r = invites::create_via(&mut self.client, &relay, &via, ttl, label).await;
@@ -439,7 +447,7 @@ impl Engine {
                 let _ = done.send(r);
             }
         }
-        // A job may have added a relay (accept) or logged one in meanwhile.
+        // These may have added a relay (accept, a room) or logged one in meanwhile.
         self.relink();
     }
 
