@@ -14,7 +14,7 @@ use crate::daemon::consumer::ServeOptions;
 use crate::daemon::{Daemon, DaemonClient, DaemonOptions, HomeLock, consumer, paths};
 use crate::handler::HandlerCommand;
 
-/// Options of `agentroom daemon`.
+// Options of `agentroom daemon`.
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
     /// Also answer every message with this handler (as `serve --on-message`).

@@ -9,7 +9,7 @@ use super::{ExitStatus, Printer, home_of};
 use crate::client::history::{self, DeliveryState, Direction, HistoryEntry, HistoryFilter};
 use crate::client::{Client, now_ms, peers};
 
-/// Options of `agentroom history`.
+// Options of `agentroom history`.
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
     /// Only this peer: label, public key, or a unique prefix of the key or fingerprint.

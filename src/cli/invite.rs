@@ -13,6 +13,7 @@ use crate::client::{Client, ClientError, Incoming, invites, now_secs, store};
 
 /// Invite subcommands.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum InviteCommand {
     /// Create a single-use invite, publish it to the relay and print it.
     #[command(after_help = "Examples:
@@ -53,7 +54,7 @@ fn parse_ttl(input: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// Options of `invite create`.
+// Options of `invite create`.
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     /// Relay the guest will use (default: the one given to `setup --relay`).
@@ -67,7 +68,7 @@ pub struct CreateArgs {
     pub label: Option<String>,
 }
 
-/// Options of `invite accept`.
+// Options of `invite accept`.
 #[derive(Debug, Args)]
 pub struct AcceptArgs {
     /// The invite string (`ar1.…`), or a link ending in `#ar1.…`.

@@ -13,7 +13,7 @@ use crate::client::relay_url::RelayUrl;
 use crate::daemon::DaemonOptions;
 use crate::daemon::consumer::run_attached;
 
-/// Options of `agentroom listen`.
+// Options of `agentroom listen`.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   agentroom listen --json

@@ -10,7 +10,7 @@ use super::{ExitStatus, Printer, home_of};
 use crate::client::{Client, history, now_secs, peers, store};
 use crate::daemon::types::{PeerInfo, VerifyRequest};
 
-/// Options of `agentroom peers`.
+// Options of `agentroom peers`.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   agentroom peers
@@ -23,8 +23,9 @@ pub struct PeersArgs {
     pub command: Option<PeersCommand>,
 }
 
-/// Peers subcommands.
+// Peers subcommands (a plain comment: see `Command`).
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum PeersCommand {
     /// List paired peers (label, fingerprint, safety number, verified, relay, last seen).
     #[command(

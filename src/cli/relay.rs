@@ -9,7 +9,7 @@ use clap::Args;
 use super::ExitStatus;
 use crate::relay::{self, RelayConfig};
 
-/// Options of `agentroom relay`. Each flag overrides its environment variable.
+// Options of `agentroom relay`. Each flag overrides its environment variable.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   agentroom relay                       # ws://127.0.0.1:8787/ws

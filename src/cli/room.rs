@@ -22,6 +22,7 @@ use crate::tunnel::{InstallError, TunnelError};
 // Parsed once per run: boxing `OpenArgs` would buy nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum RoomCommand {
     /// Relay + tunnel + invite + handler in one command (alias: `agentroom host`).
     Open(OpenArgs),
@@ -35,7 +36,7 @@ pub enum RoomCommand {
     Stop(StopArgs),
 }
 
-/// Options of `room open` / `host`.
+// Options of `room open` / `host`.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   agentroom room open --on-message ./scripts/handlers/echo.sh --json
@@ -122,7 +123,7 @@ fn parse_public_url(s: &str) -> Result<RelayUrl, String> {
     Ok(url)
 }
 
-/// Options of `room stop`.
+// Options of `room stop`.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   agentroom room stop

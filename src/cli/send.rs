@@ -12,7 +12,7 @@ use super::{ExitStatus, Printer, home_of};
 use crate::client::events::MessageInfo;
 use crate::client::{Client, send, store};
 
-/// Options of `agentroom send`.
+// Options of `agentroom send`.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   agentroom send alice \"hello from my agent\"

@@ -14,7 +14,7 @@ use crate::daemon::consumer::ServeOptions;
 use crate::handler::HandlerCommand;
 use crate::handler::env::PassEnv;
 
-/// Options of `agentroom serve`.
+// Options of `agentroom serve`.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   agentroom serve --on-message ./scripts/handlers/echo.sh --json
@@ -51,7 +51,7 @@ pub struct ServeArgs {
     pub retain: Option<Duration>,
 }
 
-/// Handler options shared by `serve` and `room open`.
+// Handler options shared by `serve` and `room open`.
 #[derive(Debug, Args)]
 pub struct HandlerArgs {
     /// Stop after this many turns (a turn is a message we send: each reply, and

@@ -11,6 +11,7 @@ use crate::service::{self, Installed, Platform, ServiceSpec};
 
 /// `agentroom service` subcommands.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum ServiceCommand {
     /// Write the unit that runs `agentroom daemon --home DIR` and start it.
     Install {
@@ -27,7 +28,7 @@ pub enum ServiceCommand {
     Status(ServiceArgs),
 }
 
-/// Options every `service` subcommand takes.
+// Options every `service` subcommand takes.
 #[derive(Debug, Args)]
 pub struct ServiceArgs {
     /// Service manager (default: launchd on macOS, systemd elsewhere).

@@ -12,7 +12,7 @@ use crate::client::relay_url::RelayUrl;
 use crate::client::{identity, now_secs, store};
 use crate::crypto::fingerprint;
 
-/// Options of `agentroom setup`.
+// Options of `agentroom setup`.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   agentroom setup

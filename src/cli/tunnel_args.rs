@@ -30,8 +30,8 @@ impl TunnelChoice {
     }
 }
 
-/// Tunnel options. `--tunnel` alone means cloudflared (the TypeScript agentroom's
-/// `relay --tunnel`); `--no-tunnel` is `--tunnel none`.
+// Tunnel options. `--tunnel` alone means cloudflared (the TypeScript agentroom's
+// `relay --tunnel`); `--no-tunnel` is `--tunnel none`.
 #[derive(Debug, Clone, Args)]
 pub struct TunnelArgs {
     /// Tunnel giving the relay a public URL (`--tunnel` alone: cloudflared).

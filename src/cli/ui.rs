@@ -11,7 +11,7 @@ use super::{ExitStatus, Printer, home_of};
 use crate::daemon::DaemonClient;
 use crate::ui::LoginCode;
 
-/// Options of `agentroom ui`.
+// Options of `agentroom ui`.
 #[derive(Debug, Args)]
 pub struct UiArgs {
     /// Loopback port for the daemon's HTTP listener when this command starts

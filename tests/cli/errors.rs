@@ -258,6 +258,14 @@ fn help_examples_completions_and_json_errors() {
         let script = String::from_utf8(out.stdout).unwrap();
         assert!(script.contains("agentroom") && script.contains("invite"), "{shell}");
     }
+    // `help peers <TAB>` completes: the `help` tree is copied after the
+    // arguments (and with them `peers`' subcommands) are built.
+    let out = a.cmd().args(["completions", "bash"]).output().unwrap();
+    let script = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        script.contains("agentroom__subcmd__help__subcmd__peers__subcmd__set"),
+        "no `help peers set` in the bash script"
+    );
     assert_eq!(a.fails(&["completions", "tcsh"]).0, 2);
     // -V only on the top level.
     assert!(a.cmd().arg("-V").output().unwrap().status.success());
@@ -451,4 +459,40 @@ fn peers_and_invite_hints_repeat_home_and_expires_zero_is_usage() {
     assert!(a.json(&["invite", "list"]).is_empty(), "nothing was created");
     let text = a.ok(&["invite", "create", "--relay", &relay.url]);
     assert!(text.contains(&format!("agentroom {home} listen")), "{text}");
+}
+
+/// The first line of each command's `-h` is the line its parent's `-h`
+/// lists it with. Arguments are built only for the command that runs,
+/// and a doc comment on an argument struct would then replace that line.
+#[test]
+fn every_help_starts_with_the_line_its_parent_lists() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Agent::new(tmp.path(), "a");
+    let help = |path: &[String]| {
+        // `-h`: the short about (`--help` may show a longer text).
+        let out = a.cmd().args(path).arg("-h").output().unwrap();
+        assert!(out.status.success(), "{path:?} -h");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let mut checked = 0;
+    let mut parents: Vec<Vec<String>> = vec![vec![]];
+    while let Some(parent) = parents.pop() {
+        let text = help(&parent);
+        let Some((_, list)) = text.split_once("Commands:\n") else { continue };
+        for line in list.lines().take_while(|l| l.starts_with("  ")) {
+            let (name, about) = line.trim().split_once(' ').expect("a command line has an about");
+            if name == "help" {
+                continue;
+            }
+            let about = about.trim();
+            let about = about.split(" [alias").next().unwrap();
+            let mut path = parent.clone();
+            path.push(name.to_owned());
+            let first = help(&path).lines().next().unwrap_or_default().to_owned();
+            assert_eq!(first, about, "{path:?} -h starts with another line than its parent lists");
+            checked += 1;
+            parents.push(path);
+        }
+    }
+    assert!(checked >= 30, "only {checked} commands were found in the help");
 }
