@@ -132,10 +132,16 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Internal: ends a runner's handler groups when the runner dies (see
+    /// `handler::guard`); started by `serve`, `room open` and the daemon.
+    #[command(name = crate::handler::guard::SUBCOMMAND, hide = true)]
+    HandlerGuard,
 }
 
 /// Parse, set up logging, run, and map the outcome to an exit code.
 pub fn main() -> ExitCode {
+    // This executable is the handler guard too (`__handler-guard`).
+    crate::handler::guard::enable();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -218,6 +224,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Service(cmd) => service::run(home, cmd, printer),
         Command::Mcp => mcp::run(home).await,
         Command::Completions { shell } => completions::run(shell),
+        Command::HandlerGuard => {
+            crate::handler::guard::run_guard();
+            Ok(ExitStatus::Success)
+        }
         Command::Daemon(args) => daemon::run(home, args, printer).await,
         Command::Status => daemon::status(home, printer).await,
         Command::Ui(args) => ui::run(home, args, printer).await,
@@ -244,6 +254,7 @@ impl Command {
             | Command::History(_)
             | Command::Service(_)
             | Command::Completions { .. }
+            | Command::HandlerGuard
             | Command::Status
             | Command::Version => true,
             Command::Listen(_)

@@ -258,7 +258,7 @@ pub async fn serve(
             tracing::info!(from = %m.sender_name(), "running handler");
             let (started, lease_id) = (started_tx.clone(), m.lease_id.clone());
             running.spawn(async move {
-                // The handler's shell dies with this process (parent-death signal).
+                // The handler's group dies with this process (handler::guard).
                 let out = handler::run_reporting_group(&cmd, req, |g| {
                     if let Some(lease_id) = lease_id {
                         let _ = started.send(HandlerStartedRequest {

@@ -21,6 +21,7 @@
 
 mod direct;
 pub mod env;
+pub mod guard;
 mod output;
 
 use std::os::unix::process::ExitStatusExt;
@@ -90,7 +91,7 @@ impl std::fmt::Debug for HandlerRequest {
 /// `program args` with the handler's pipes and scrubbed environment (`PATH`
 /// there is what a program name is looked up in, as `sh` would).
 fn handler_command(
-    program: &str,
+    program: &std::ffi::OsStr,
     args: &[&str],
     env: &[(std::ffi::OsString, std::ffi::OsString)],
 ) -> Command {
@@ -105,11 +106,34 @@ fn handler_command(
     command
 }
 
+/// Start `program args` in its own group, tied to our life: through the
+/// [`guard`] when it runs (with `posix_spawn`, no fork), else forked with the
+/// parent-death signal.
 fn spawn_handler(
-    mut command: Command,
     program: &str,
-) -> Result<(tokio::process::Child, process::GroupKillGuard), ProcessError> {
-    process::spawn_in_group_tied_to_us(&mut command, program)
+    args: &[&str],
+    env: &[(std::ffi::OsString, std::ffi::OsString)],
+) -> Result<(tokio::process::Child, process::GroupKillGuard, Tie), ProcessError> {
+    if guard::available() {
+        let path = guard::resolve_program(program, guard::path_of(env));
+        let mut command = match &path {
+            Some(path) => handler_command(path.as_os_str(), args, env),
+            None => handler_command(program.as_ref(), args, env),
+        };
+        let (child, group) = process::spawn_in_group(&mut command, program)?;
+        return Ok((child, group, Tie::Guard));
+    }
+    let mut command = handler_command(program.as_ref(), args, env);
+    let (child, group) = process::spawn_in_group_tied_to_us(&mut command, program)?;
+    Ok((child, group, Tie::ParentDeathSignal))
+}
+
+/// What ends a handler's group if we die.
+enum Tie {
+    /// The [`guard`], once the group is registered with it.
+    Guard,
+    /// The leader's parent-death signal (Linux), set in the forked child.
+    ParentDeathSignal,
 }
 
 /// How a run ended.
@@ -168,8 +192,8 @@ pub struct HandlerGroup {
 }
 
 /// Like [`run`]; `started` learns the handler's group as soon as it runs, so the
-/// caller can record it with the message (`serve` does, in state.db). The leader
-/// dies with us on Linux (parent-death signal).
+/// caller can record it with the message (`serve` does, in state.db). The group
+/// dies with us, however we die ([`guard`]).
 pub async fn run_reporting_group(
     cmd: &HandlerCommand,
     req: HandlerRequest,
@@ -183,16 +207,30 @@ pub async fn run_reporting_group(
         // Not found, not executable, a script without `#!` (which the shell
         // runs itself): whatever stops the direct start, `sh` does what it
         // always did, and says so in its own words.
-        Some(argv) => spawn_handler(handler_command(argv[0], &argv[1..], &env), argv[0]).ok(),
+        Some(argv) => spawn_handler(argv[0], &argv[1..], &env).ok(),
         None => None,
     };
-    let (mut child, mut guard) = match spawned {
+    let (mut child, mut kill_guard, tie) = match spawned {
         Some(spawned) => spawned,
-        None => spawn_handler(handler_command("sh", &["-c", &cmd.command], &env), "sh")?,
+        None => spawn_handler("sh", &["-c", &cmd.command], &env)?,
     };
-    let pgid = guard.group().map(|g| g.id());
-    if let Some(g) = guard.group() {
-        started(HandlerGroup { pgid: g.id(), leader_start: g.start_time() });
+    let pgid = kill_guard.group().map(|g| g.id());
+    let group =
+        kill_guard.group().map(|g| HandlerGroup { pgid: g.id(), leader_start: g.start_time() });
+    // Dropped when this returns: by then the group is ended (`terminate`, or
+    // the kill guard on an early return), so the guard can forget it.
+    let _registration = match (&group, tie) {
+        (Some(g), Tie::Guard) => {
+            let registration = guard::register(g.pgid, g.leader_start);
+            if registration.is_none() {
+                tracing::warn!(pgid, "the handler guard is gone: this run is not tied to us");
+            }
+            registration
+        }
+        _ => None,
+    };
+    if let Some(group) = group {
+        started(group);
     }
     tracing::debug!(pgid, timeout_ms = cmd.timeout.map(|t| t.as_millis()), "handler started");
 
@@ -228,12 +266,12 @@ pub async fn run_reporting_group(
             // Give the pipes a moment to drain (they close when the last holder
             // exits), then stop whatever is left of the group either way.
             let _ = tokio::time::timeout(DRAIN_GRACE, join_all(&mut readers)).await;
-            process::terminate(&mut child, &mut guard, KILL_GRACE).await?;
+            process::terminate(&mut child, &mut kill_guard, KILL_GRACE).await?;
             status
         }
         Err(_) => {
             tracing::info!(pgid, "handler timed out; stopping its process group");
-            process::terminate(&mut child, &mut guard, KILL_GRACE).await?
+            process::terminate(&mut child, &mut kill_guard, KILL_GRACE).await?
         }
     };
     // Every process of the group is gone now, so the pipes are at EOF unless a

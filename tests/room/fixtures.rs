@@ -219,6 +219,20 @@ pub(crate) fn live_group_members(pgid: i32) -> Vec<i32> {
     found
 }
 
+/// The handler guard a process started (`agentroom __handler-guard`, its child).
+pub(crate) fn handler_guard_of(parent: i32) -> Option<i32> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    entries.flatten().find_map(|entry| {
+        let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
+        let f = stat_fields(pid)?;
+        if f.get(1)?.parse::<i32>().ok()? != parent || f[0] == "Z" {
+            return None;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        String::from_utf8_lossy(&cmdline).contains("__handler-guard").then_some(pid)
+    })
+}
+
 /// Whether `pid` is alive (not a zombie).
 pub(crate) fn alive(pid: i32) -> bool {
     stat_fields(pid).is_some_and(|f| f.first().is_some_and(|s| s != "Z"))

@@ -1,6 +1,7 @@
 //! Day two (issue 10): restarting a room, a relay that is down at start, one relay
 //! per database, and a fresh machine.
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use nix::sys::signal::Signal;
@@ -200,29 +201,22 @@ fn a_standalone_relay_creates_its_home() {
     assert!(home.join("relay.db").exists());
 }
 
-/// `kill -9` of `room open` while a handler runs: the handler's shell dies with it
-/// (parent-death signal), and the restarted room ends what is left of that group
-/// (a background child) before it runs the message again, so no orphan runs beside it.
-#[test]
-fn kill_9_leaves_no_orphaned_handler_running_beside_the_rerun() {
-    use crate::fixtures::{alive, eventually, live_group_members, wait_groups_gone};
-    let dir = tempfile::tempdir().unwrap();
-    let (home, guest) = (dir.path().join("host"), dir.path().join("guest"));
-    let runs = dir.path().join("runs");
+/// A room whose handler runs (a shell and its background child), its group
+/// recorded with the message. Returns the room, the handler args and the group.
+fn room_with_a_running_handler(dir: &Path) -> (RoomProc, Vec<String>, i32, PathBuf) {
+    use crate::fixtures::{eventually, live_group_members};
+    let (home, guest) = (dir.join("host"), dir.join("guest"));
+    let runs = dir.join("runs");
     let handler = format!("echo $$ >> '{}'; sleep 600 & wait", runs.display());
-    let args = ["room", "open", "--tunnel", "none", "--on-message", handler.as_str()];
-    let mut room = RoomProc::start(&home, &args, &[]);
+    let args: Vec<String> = ["room", "open", "--tunnel", "none", "--on-message", handler.as_str()]
+        .map(str::to_owned)
+        .to_vec();
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut room = RoomProc::start(&home, &argv, &[]);
     let ready = room.wait_event("room_ready");
     guest_accepts(&guest, ready["invite"].as_str().unwrap());
     run_ok(&guest, &["send", &public_key(&home), "work on this"]);
-    let read_runs = || -> Vec<i32> {
-        std::fs::read_to_string(&runs)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
-    };
-    let first = eventually("the handler to start", || read_runs().first().copied());
+    let first = eventually("the handler to start", || read_runs(&runs).first().copied());
     eventually("the handler's background child", || {
         (live_group_members(first).len() >= 2).then_some(())
     });
@@ -241,14 +235,52 @@ fn kill_9_leaves_no_orphaned_handler_running_beside_the_rerun() {
             .ok()?;
         (pgid == Some(i64::from(first))).then_some(())
     });
+    (room, args, first, runs)
+}
+
+fn read_runs(runs: &Path) -> Vec<i32> {
+    std::fs::read_to_string(runs)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// `kill -9` of `room open` while a handler runs: its handler guard ends the
+/// handler's whole group at once, the background child included, then exits.
+#[test]
+fn kill_9_of_the_room_ends_its_handlers_whole_group() {
+    use crate::fixtures::{alive, eventually, handler_guard_of, wait_groups_gone};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut room, _, first, _) = room_with_a_running_handler(dir.path());
+    let guard = handler_guard_of(room.pid()).expect("the room runs a handler guard");
     room.signal(Signal::SIGKILL);
     room.wait_exit();
-    eventually("the handler's shell to die with the room", || (!alive(first)).then_some(()));
-    assert!(!live_group_members(first).is_empty(), "the background child is orphaned for now");
+    assert!(wait_groups_gone(&[first]).is_empty(), "the handler's group outlived the room");
+    eventually("the guard to exit", || (!alive(guard)).then_some(()));
+}
 
-    let mut again = RoomProc::start(&home, &args, &[]);
+/// `kill -9` of `room open` and of its handler guard (`pkill -9 agentroom`):
+/// nothing is left to end the handler's group, so the restarted room ends it
+/// (from the group recorded with the message) before it runs the message
+/// again, and no orphan runs beside the rerun.
+#[test]
+fn kill_9_leaves_no_orphaned_handler_running_beside_the_rerun() {
+    use crate::fixtures::wait_groups_gone;
+    use crate::fixtures::{alive, eventually, handler_guard_of, live_group_members};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut room, args, first, runs) = room_with_a_running_handler(dir.path());
+    let guard = handler_guard_of(room.pid()).expect("the room runs a handler guard");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(guard), Signal::SIGKILL).unwrap();
+    room.signal(Signal::SIGKILL);
+    room.wait_exit();
+    eventually("the guard to die", || (!alive(guard)).then_some(()));
+    assert!(live_group_members(first).len() >= 2, "the handler's group is orphaned for now");
+
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut again = RoomProc::start(&dir.path().join("host"), &argv, &[]);
     again.wait_event("room_ready");
-    let second = eventually("the message to run again", || read_runs().get(1).copied());
+    let second = eventually("the message to run again", || read_runs(&runs).get(1).copied());
     assert_ne!(second, first);
     assert!(wait_groups_gone(&[first]).is_empty(), "the orphaned group was ended");
     assert!(alive(second), "the re-run is the one handler running");
