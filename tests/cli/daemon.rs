@@ -36,12 +36,14 @@ fn start_daemon(agent: &Agent, extra: &[&str]) -> Bg {
 /// One HTTP/1.1 request over the home's socket; returns (status, body).
 fn over_socket(home: &Path, method: &str, path: &str, body: &str) -> (u16, String) {
     let mut s = UnixStream::connect(home.join("agentroom.sock")).unwrap();
-    write!(
-        s,
+    // One write: `write!` on the stream writes each piece on its own, and a
+    // handler that takes no body may answer and close before the last one
+    // (the body) is written, which then fails with EPIPE.
+    let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    )
-    .unwrap();
+    );
+    s.write_all(request.as_bytes()).unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     let status = out[9..12].parse().unwrap();

@@ -181,6 +181,9 @@ fn send_from_the_home_a_serve_is_running_in() {
     pair(&relay, &host, &guest);
     let mut serve = host.spawn(&["serve", "--on-message", &echo_handler()]);
     serve.wait_event("connected");
+    // The host learns the guest's label from the pairing message, which the
+    // relay holds for it and hands over after `connected`.
+    serve.wait_event("paired");
     // These sends go through the daemon serve runs in-process: its relay link
     // is never replaced (no disconnect/reconnect in its events).
     for i in 0..3 {
