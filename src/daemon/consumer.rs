@@ -192,6 +192,9 @@ pub async fn serve(
     emit: &mut dyn FnMut(Event),
 ) -> Result<u64, DaemonError> {
     let concurrency = opts.concurrency.max(1);
+    // Start the handler guard now rather than beside the first message's
+    // handler, whose start it would slow down.
+    handler::guard::prepare();
     // No handler timeout: the lease is renewed by nothing, so give it the longest
     // lease the API takes; a dead consumer's message is re-offered after it.
     let lease =

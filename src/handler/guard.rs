@@ -63,6 +63,12 @@ pub fn enable() {
     ENABLED.store(true, Ordering::Relaxed);
 }
 
+/// Start the guard ahead of the first handler (no-op when it runs already or
+/// is not enabled).
+pub fn prepare() {
+    available();
+}
+
 /// Whether handlers can start without a fork: the guard runs (started now if
 /// it was not yet).
 pub(crate) fn available() -> bool {
