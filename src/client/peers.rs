@@ -98,8 +98,9 @@ pub async fn resolve_synced(
     }
 }
 
-/// How long [`resolve_synced`] waits for relays.
-const SYNC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long [`resolve_synced`] waits for relays (and the daemon holds a send
+/// to an unknown name while its relays catch up).
+pub(crate) const SYNC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Forget a peer locally and ask its relay to drop the pairing (best effort).
 pub async fn remove(client: &mut super::Client, query: &str) -> Result<PeerRow, ClientError> {

@@ -171,6 +171,19 @@ pub(crate) enum Job {
     },
 }
 
+/// A send to a name no peer has yet, held while a relay still hands over its
+/// backlog: the pairing message that teaches us the name may be in it (a guest
+/// accepted our invite while we were away), as `peers::resolve_synced` waits
+/// for a command run with no daemon.
+struct HeldSend {
+    peer: String,
+    text: String,
+    wait_reply: bool,
+    hold_reply: Option<Duration>,
+    done: oneshot::Sender<Result<Queued, ClientError>>,
+    until: tokio::time::Instant,
+}
+
 struct Waiter {
     id: EnvelopeId,
     peer: IdentityPublicKey,
@@ -186,6 +199,7 @@ pub(crate) struct Engine {
     announced: i64,
     /// Relays that had their first login (later logins are reconnects).
     seen_up: HashSet<String>,
+    held: Vec<HeldSend>,
 }
 
 impl Engine {
@@ -200,7 +214,15 @@ impl Engine {
             yield_when_replaced: Duration::ZERO,
         });
         let announced = lease::last_seq(client.conn())?;
-        Ok(Self { client, jobs, shared, waiters: Vec::new(), announced, seen_up: HashSet::new() })
+        Ok(Self {
+            client,
+            jobs,
+            shared,
+            waiters: Vec::new(),
+            announced,
+            seen_up: HashSet::new(),
+            held: Vec::new(),
+        })
     }
 
     /// Dial every relay of the home and list them in the link table. Done
@@ -219,16 +241,20 @@ impl Engine {
                 Job(Job),
                 Relink,
                 Event(Result<Option<Incoming>, ClientError>),
+                HeldExpire,
             }
+            let held_until = self.held.iter().map(|h| h.until).min();
             let step = tokio::select! {
                 biased;
                 () = cancel.cancelled() => Step::Stop,
                 job = self.jobs.recv() => job.map_or(Step::Stop, Step::Job),
                 _ = relink.tick() => Step::Relink,
                 ev = self.client.next() => Step::Event(ev),
+                () = sleep_until_some(held_until) => Step::HeldExpire,
             };
             match step {
                 Step::Stop => break,
+                Step::HeldExpire => {}
                 Step::Job(job) => self.run_job(job).await,
                 Step::Relink => self.relink(),
                 Step::Event(Ok(Some(inc))) => self.on_incoming(inc),
@@ -246,6 +272,7 @@ impl Engine {
             if let Err(e) = self.announce() {
                 tracing::warn!(error = %e, "cannot read the inbox");
             }
+            self.retry_held();
         }
         tracing::debug!("daemon engine stopped");
     }
@@ -404,8 +431,24 @@ impl Engine {
         match job {
             // These only use links the home has: `offer` dials its own.
             Job::Send { peer, text, wait_reply, hold_reply, done } => {
-                let r = self.send(&peer, &text, wait_reply, hold_reply);
-                let _ = done.send(r);
+                match self.send(&peer, &text, wait_reply, hold_reply) {
+                    Err(ClientError::UnknownPeer(_) | ClientError::UnknownPeerNear(..))
+                        if !self.client.caught_up() =>
+                    {
+                        let until = tokio::time::Instant::now() + peers::SYNC_TIMEOUT;
+                        self.held.push(HeldSend {
+                            peer,
+                            text,
+                            wait_reply,
+                            hold_reply,
+                            done,
+                            until,
+                        });
+                    }
+                    r => {
+                        let _ = done.send(r);
+                    }
+                }
                 return;
             }
             Job::Ack { lease_id, reply, handler, done } => {
@@ -449,6 +492,30 @@ impl Engine {
         }
         // These may have added a relay (accept, a room) or logged one in meanwhile.
         self.relink();
+    }
+
+    /// Try the held sends again: sent once their name is known, refused once
+    /// every relay has caught up without teaching it (or at their deadline).
+    fn retry_held(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let (now, caught_up) = (tokio::time::Instant::now(), self.client.caught_up());
+        for h in std::mem::take(&mut self.held) {
+            if h.done.is_closed() {
+                continue;
+            }
+            match self.send(&h.peer, &h.text, h.wait_reply, h.hold_reply) {
+                Err(ClientError::UnknownPeer(_) | ClientError::UnknownPeerNear(..))
+                    if !caught_up && now < h.until =>
+                {
+                    self.held.push(h);
+                }
+                r => {
+                    let _ = h.done.send(r);
+                }
+            }
+        }
     }
 
     /// Seal into the outbox and offer; the API waits for the relay's `sent`.
@@ -545,5 +612,13 @@ pub(crate) fn send_status(s: DeliveryStatus) -> SendStatus {
     match s {
         DeliveryStatus::Delivered => SendStatus::Delivered,
         DeliveryStatus::Stored => SendStatus::Stored,
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

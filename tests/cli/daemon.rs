@@ -353,3 +353,25 @@ fn the_pause_switch_is_announced_on_the_event_stream() {
     assert_eq!(next_event(), "resumed");
     drop(daemon);
 }
+
+/// The guest accepted the host's invite while the host was away. A `send` to
+/// the guest's label right after the host's daemon starts waits for the relay
+/// to hand over the pairing message that teaches the label, as a `send` with
+/// no daemon does, instead of answering "unknown peer". A name no relay
+/// teaches is still refused once the relays have caught up.
+#[test]
+fn a_send_right_after_start_waits_for_the_pairing_the_relay_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(tmp.path());
+    let (host, guest) = (Agent::new(tmp.path(), "host"), Agent::new(tmp.path(), "guest"));
+    pair(&relay, &host, &guest);
+    let daemon = start_daemon(&host, &[]);
+    let sent = host.json(&["send", "guest", "first words"]);
+    assert_eq!(sent[0]["event"], "sent", "{sent:?}");
+    let got = guest.json_any(&["listen", "--timeout", "2s"]);
+    assert!(got.iter().any(|v| v["text"] == "first words"), "{got:?}");
+    let (code, stderr) = host.fails(&["send", "nobody", "hello?"]);
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("unknown peer"), "{stderr}");
+    drop(daemon);
+}

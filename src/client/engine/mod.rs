@@ -323,6 +323,14 @@ impl Client {
         self.up.get(self.link_key(relay.as_str())).copied().unwrap_or(false)
     }
 
+    /// Whether every link is logged in and has handed over the backlog its
+    /// relay announced at login (true with no links).
+    pub fn caught_up(&self) -> bool {
+        self.links.keys().all(|k| {
+            self.up.get(k).copied().unwrap_or(false) && self.backlog.get(k).is_some_and(|n| *n == 0)
+        })
+    }
+
     /// The key of the link serving `relay`.
     fn link_key<'a>(&'a self, relay: &'a str) -> &'a str {
         self.aliases.get(relay).map_or(relay, String::as_str)
