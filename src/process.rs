@@ -289,6 +289,40 @@ pub async fn shutdown_signal() -> Result<i32, ProcessError> {
     Ok(number)
 }
 
+/// Whether `path` is a regular file with an execute bit.
+pub fn is_executable_file(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// What an empty entry of a `PATH` value (`a::b`, a leading or trailing `:`)
+/// stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmptyPathEntry {
+    /// The current directory, as for `sh` and `execvp`.
+    CurrentDir,
+    /// Nothing: never pick a program out of wherever we happen to run.
+    Skip,
+}
+
+/// The first executable regular file named `name` along `path` (a `PATH`
+/// value), directories and non-executables skipped.
+pub fn find_on_path(
+    path: &std::ffi::OsStr,
+    name: &str,
+    empty: EmptyPathEntry,
+) -> Option<std::path::PathBuf> {
+    std::env::split_paths(path).find_map(|dir| {
+        let dir = match (dir.as_os_str().is_empty(), empty) {
+            (false, _) => dir,
+            (true, EmptyPathEntry::CurrentDir) => std::path::PathBuf::from("."),
+            (true, EmptyPathEntry::Skip) => return None,
+        };
+        let candidate = dir.join(name);
+        is_executable_file(&candidate).then_some(candidate)
+    })
+}
+
 /// The exit code a shell would report: the code itself, or 128+n for signal n.
 /// `None` only for a status that is neither (not seen on Unix).
 pub fn shell_exit_code(status: ExitStatus) -> Option<i32> {

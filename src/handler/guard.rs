@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, Write};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -204,19 +204,7 @@ pub(crate) fn resolve_program(program: &str, path: Option<&OsStr>) -> Option<Pat
     if program.is_empty() {
         return None;
     }
-    let path = path?;
-    std::env::split_paths(path).find_map(|dir| {
-        // An empty entry means the current directory, as in `sh`.
-        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir.as_path() };
-        let candidate = dir.join(program);
-        is_executable_file(&candidate).then_some(candidate)
-    })
-}
-
-fn is_executable_file(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        && nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok()
+    process::find_on_path(path?, program, process::EmptyPathEntry::CurrentDir)
 }
 
 /// The `PATH` of a handler's environment.
@@ -228,6 +216,7 @@ pub(crate) fn path_of(env: &[(OsString, OsString)]) -> Option<&OsStr> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
 
     #[test]
     fn parses_changes_and_refuses_the_rest() {

@@ -210,15 +210,10 @@ impl BinarySearch {
     }
 }
 
-fn is_executable(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
+use crate::process::is_executable_file as is_executable;
 
 fn find_on_path(path_var: &OsString, name: &str) -> Option<PathBuf> {
-    std::env::split_paths(path_var)
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .map(|dir| dir.join(name))
-        .find(|candidate| is_executable(candidate))
+    crate::process::find_on_path(path_var, name, crate::process::EmptyPathEntry::Skip)
 }
 
 /// Downloads `asset` from `source` to `dest` (mode 0700), verifying its sha256 first.
