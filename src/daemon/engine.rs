@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::held_sends::{self, HeldSends, sleep_until_some};
 use super::lease;
 use super::types::{ApiMessage, DaemonEvent, HandlerReport, PeerRef, RelayStatus, SendStatus};
 use crate::client::connection::LinkOptions;
@@ -171,19 +172,6 @@ pub(crate) enum Job {
     },
 }
 
-/// A send to a name no peer has yet, held while a relay still hands over its
-/// backlog: the pairing message that teaches us the name may be in it (a guest
-/// accepted our invite while we were away), as `peers::resolve_synced` waits
-/// for a command run with no daemon.
-struct HeldSend {
-    peer: String,
-    text: String,
-    wait_reply: bool,
-    hold_reply: Option<Duration>,
-    done: oneshot::Sender<Result<Queued, ClientError>>,
-    until: tokio::time::Instant,
-}
-
 struct Waiter {
     id: EnvelopeId,
     peer: IdentityPublicKey,
@@ -199,7 +187,7 @@ pub(crate) struct Engine {
     announced: i64,
     /// Relays that had their first login (later logins are reconnects).
     seen_up: HashSet<String>,
-    held: Vec<HeldSend>,
+    held_sends: HeldSends,
 }
 
 impl Engine {
@@ -221,7 +209,7 @@ impl Engine {
             waiters: Vec::new(),
             announced,
             seen_up: HashSet::new(),
-            held: Vec::new(),
+            held_sends: HeldSends::default(),
         })
     }
 
@@ -243,7 +231,7 @@ impl Engine {
                 Event(Result<Option<Incoming>, ClientError>),
                 HeldExpire,
             }
-            let held_until = self.held.iter().map(|h| h.until).min();
+            let held_until = self.held_sends.deadline();
             let step = tokio::select! {
                 biased;
                 () = cancel.cancelled() => Step::Stop,
@@ -272,7 +260,7 @@ impl Engine {
             if let Err(e) = self.announce() {
                 tracing::warn!(error = %e, "cannot read the inbox");
             }
-            self.retry_held();
+            self.retry_held_sends();
         }
         tracing::debug!("daemon engine stopped");
     }
@@ -431,23 +419,11 @@ impl Engine {
         match job {
             // These only use links the home has: `offer` dials its own.
             Job::Send { peer, text, wait_reply, hold_reply, done } => {
-                match self.send(&peer, &text, wait_reply, hold_reply) {
-                    Err(ClientError::UnknownPeer(_) | ClientError::UnknownPeerNear(..))
-                        if !self.client.caught_up() =>
-                    {
-                        let until = tokio::time::Instant::now() + peers::SYNC_TIMEOUT;
-                        self.held.push(HeldSend {
-                            peer,
-                            text,
-                            wait_reply,
-                            hold_reply,
-                            done,
-                            until,
-                        });
-                    }
-                    r => {
-                        let _ = done.send(r);
-                    }
+                let outcome = self.send(&peer, &text, wait_reply, hold_reply);
+                if held_sends::unknown_name(&outcome) && !self.client.caught_up() {
+                    self.held_sends.hold(peer, text, wait_reply, hold_reply, done);
+                } else {
+                    let _ = done.send(outcome);
                 }
                 return;
             }
@@ -494,28 +470,14 @@ impl Engine {
         self.relink();
     }
 
-    /// Try the held sends again: sent once their name is known, refused once
-    /// every relay has caught up without teaching it (or at their deadline).
-    fn retry_held(&mut self) {
-        if self.held.is_empty() {
+    fn retry_held_sends(&mut self) {
+        if self.held_sends.is_empty() {
             return;
         }
-        let (now, caught_up) = (tokio::time::Instant::now(), self.client.caught_up());
-        for h in std::mem::take(&mut self.held) {
-            if h.done.is_closed() {
-                continue;
-            }
-            match self.send(&h.peer, &h.text, h.wait_reply, h.hold_reply) {
-                Err(ClientError::UnknownPeer(_) | ClientError::UnknownPeerNear(..))
-                    if !caught_up && now < h.until =>
-                {
-                    self.held.push(h);
-                }
-                r => {
-                    let _ = h.done.send(r);
-                }
-            }
-        }
+        let caught_up = self.client.caught_up();
+        let mut held = std::mem::take(&mut self.held_sends);
+        held.retry(caught_up, |h| self.send(&h.peer, &h.text, h.wait_reply, h.hold_reply));
+        self.held_sends = held;
     }
 
     /// Seal into the outbox and offer; the API waits for the relay's `sent`.
@@ -612,13 +574,5 @@ pub(crate) fn send_status(s: DeliveryStatus) -> SendStatus {
     match s {
         DeliveryStatus::Delivered => SendStatus::Delivered,
         DeliveryStatus::Stored => SendStatus::Stored,
-    }
-}
-
-/// Sleeps until `at`, or forever without one.
-async fn sleep_until_some(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

@@ -28,6 +28,7 @@ pub mod client;
 pub mod consumer;
 pub(crate) mod db;
 mod engine;
+mod held_sends;
 pub mod http;
 pub mod lease;
 pub mod lock;
